@@ -1,0 +1,125 @@
+"""Order activities: load the connection, call one connector method, keep the ledger.
+
+Each post is idempotent on its own: a ledger row marked "posted" answers without calling
+the ERP; a row left "posting" (an earlier attempt that may have reached the ERP) makes the
+post look the document up by its external reference before creating it. A first attempt
+with no row creates directly, saving the look-up call.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+
+from temporalio import activity
+
+from activities.errors import classified
+from activities.messages import (CustomerInput, OrderRef, OrderStateInput, PostAdjustmentInput,
+                                 PostCreditMemoInput, PostInvoiceInput, PostResult)
+from activities.runtime import Runtime
+from connections.config import Connection
+from connectors.base import post_document
+from connectors.documents import (ErpDocument, PostedTotals, build_adjustment, build_credit_memo,
+                                  build_invoice)
+from connectors.errors import NotFound
+from connectors.model import Customer, ErpDocumentRef, Order
+
+POSTED = "posted"
+
+
+def customer_external_id(conn: Connection, customer: Customer) -> str:
+    """Stable id of a buyer in the ERP: the store's customer id, or the e-mail of a guest."""
+    prefix = conn.mappings.document_prefix
+    if customer.store_id is not None:
+        return f"{prefix}C{customer.store_id}"
+    digest = hashlib.sha256(customer.email.strip().lower().encode()).hexdigest()[:12].upper()
+    return f"{prefix}G{digest}"
+
+
+class OrderActivities:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    @activity.defn(name="fetch_order")
+    async def fetch_order(self, ref: OrderRef) -> Order:
+        conn = self.rt.connection(ref.connection_id)
+        async with classified():
+            return await self.rt.storefront(conn).get_order(ref.order_id)
+
+    @activity.defn(name="upsert_customer")
+    async def upsert_customer(self, inp: CustomerInput) -> ErpDocumentRef:
+        conn = self.rt.connection(inp.connection_id)
+        external_id = customer_external_id(conn, inp.customer)
+        row = self.rt.store.ledger_get(conn.id, "customer", external_id)
+        if row and row.state == POSTED and row.erp_ref:
+            return ErpDocumentRef.model_validate(row.erp_ref).model_copy(update={"created": False})
+        async with classified():
+            ref = await self.rt.erp(conn).upsert_customer(inp.customer, external_id)
+        self.rt.store.ledger_mark(conn.id, "customer", external_id, POSTED,
+                                  erp_ref=ref.model_dump(mode="json"))
+        return ref
+
+    @activity.defn(name="post_invoice")
+    async def post_invoice(self, inp: PostInvoiceInput) -> PostResult:
+        conn = self.rt.connection(inp.connection_id)
+        return await self._post(conn, "invoice", inp.order.store_id, inp.order.number,
+                                lambda: build_invoice(inp.order, inp.customer_key, conn.mappings))
+
+    @activity.defn(name="post_credit_memo")
+    async def post_credit_memo(self, inp: PostCreditMemoInput) -> PostResult:
+        conn = self.rt.connection(inp.connection_id)
+        refund = next((r for r in inp.order.refunds if r.store_id == inp.refund_id), None)
+        if refund is None:
+            async with classified():
+                raise NotFound(f"refund {inp.refund_id} is not on order {inp.order.number}")
+
+        def build() -> ErpDocument:
+            return build_credit_memo(inp.order, refund, inp.customer_key, inp.invoice,
+                                     conn.mappings)
+
+        return await self._post(conn, "credit_memo", inp.refund_id, inp.order.number, build,
+                                sign=-1)
+
+    @activity.defn(name="post_adjustment")
+    async def post_adjustment(self, inp: PostAdjustmentInput) -> PostResult | None:
+        conn = self.rt.connection(inp.connection_id)
+        async with classified():
+            doc = build_adjustment(inp.order, inp.posted, inp.customer_key, inp.invoice,
+                                   conn.mappings, inp.seq)
+        if doc is None:
+            return None
+        return await self._post(conn, "adjustment", f"{inp.order.store_id}-A{inp.seq}",
+                                inp.order.number, lambda: doc,
+                                sign=1 if doc.kind == "adjustment_invoice" else -1)
+
+    @activity.defn(name="record_order_state")
+    async def record_order_state(self, inp: OrderStateInput) -> None:
+        self.rt.store.ledger_mark(inp.connection_id, "order", inp.order_id, inp.state,
+                                  order_number=inp.order_number, error=inp.message or None)
+
+    async def _post(self, conn: Connection, kind: str, key: str, order_number: str,
+                    build: Callable[[], ErpDocument], sign: int = 1) -> PostResult:
+        store = self.rt.store
+        row = store.ledger_get(conn.id, kind, key)
+        if row and row.state == POSTED and row.erp_ref:
+            return PostResult(
+                ref=ErpDocumentRef.model_validate(row.erp_ref).model_copy(update={"created": False}),
+                totals=PostedTotals.model_validate(row.totals or {}))
+        try:
+            async with classified():
+                doc = build()
+                store.ledger_mark(conn.id, kind, key, "posting", order_number=order_number,
+                                  count_attempt=True)
+                may_exist = row is not None or activity.info().attempt > 1
+                ref = await post_document(self.rt.erp(conn), doc, look_up_first=may_exist)
+        except Exception as exc:
+            store.ledger_mark(conn.id, kind, key, "error", order_number=order_number,
+                              error=str(exc)[:1000])
+            raise
+        totals = PostedTotals.of(doc, sign)
+        store.ledger_mark(conn.id, kind, key, POSTED, order_number=order_number,
+                          erp_ref=ref.model_dump(mode="json"), totals=totals.model_dump(mode="json"))
+        return PostResult(ref=ref, totals=totals)
+
+    def all(self) -> list[Callable[..., Awaitable]]:
+        return [self.fetch_order, self.upsert_customer, self.post_invoice, self.post_credit_memo,
+                self.post_adjustment, self.record_order_state]

@@ -1,0 +1,59 @@
+"""What a user configures: a connection (one store + one ERP + mappings), and the process
+environment every ml-connector process reads (documented in the README)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from connectors.documents import Mappings
+
+STORE_SYSTEMS = ("woocommerce",)
+ERP_SYSTEMS = ("acumatica",)
+
+# Names of a connection's secrets in the store (all encrypted by the vault).
+STORE_CREDENTIALS = "store_credentials"
+ERP_CREDENTIALS = "erp_credentials"
+ERP_TOKENS = "erp_tokens"
+WEBHOOK_SECRET = "webhook_secret"
+
+
+class Connection(BaseModel):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    store_system: Literal["woocommerce"]
+    store: dict[str, Any]  # the store connector's settings (URL, auth mode, CA bundle)
+    erp_system: Literal["acumatica"]
+    erp: dict[str, Any]  # the ERP connector's settings (instance URL, endpoint version, ...)
+    mappings: Mappings = Field(default_factory=Mappings)
+    poll_minutes: int = Field(default=5, ge=1)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Process settings, from ``ML_CONNECTOR_*`` and ``TEMPORAL_*`` variables."""
+
+    home: Path = field(default_factory=lambda: Path(os.environ.get("ML_CONNECTOR_HOME", ".ml-connector")))
+    db_url: str = ""
+    temporal_address: str = field(default_factory=lambda: os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
+    namespace: str = field(default_factory=lambda: os.environ.get("TEMPORAL_NAMESPACE", "default"))
+    task_queue: str = field(default_factory=lambda: os.environ.get("ML_CONNECTOR_TASK_QUEUE", "ml-connector"))
+
+    def __post_init__(self) -> None:
+        if not self.db_url:
+            url = os.environ.get("ML_CONNECTOR_DB") or f"sqlite:///{self.home / 'connector.db'}"
+            object.__setattr__(self, "db_url", url)
+
+    @property
+    def key_file(self) -> Path:
+        return Path(os.environ.get("ML_CONNECTOR_KEY_FILE", self.home / "keys.json"))
+
+
+def open_store(env: Environment):
+    """The connection store of this environment (migrated, with its vault)."""
+    from connections.store import ConnectionStore, Database
+    from connections.vault import Keyring, Vault
+
+    return ConnectionStore(Database(env.db_url), Vault(Keyring.load(env.key_file)))

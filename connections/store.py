@@ -1,0 +1,277 @@
+"""Persistence of connections, secrets, tokens, watermarks and the posting ledger.
+
+One code path for SQLite (the embedded default) and PostgreSQL (several hosts): SQL is
+written once with ``?`` placeholders and ``ON CONFLICT`` upserts, which both engines speak.
+Secrets are stored only as vault ciphertext.
+
+The ledger is the lasting record of what was posted: one row per (connection, kind, store
+id) under a unique key. Temporal forgets closed workflows; the ledger does not, so an order
+re-read a year later finds its row and posts nothing.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from connections.config import Connection
+from connections.vault import Vault
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE connections (
+        id TEXT PRIMARY KEY,
+        config TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE secrets (
+        connection_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        ciphertext TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (connection_id, name)
+    );
+    CREATE TABLE ledger (
+        connection_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        order_number TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        erp_ref TEXT,
+        totals TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (connection_id, kind, store_id)
+    );
+    CREATE INDEX ledger_state ON ledger (connection_id, state);
+    CREATE TABLE watermarks (
+        connection_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (connection_id, name)
+    );
+    """,
+]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class LedgerRow(BaseModel):
+    connection_id: str
+    kind: str
+    store_id: str
+    order_number: str = ""
+    state: str  # "posting", "posted", "parked", "failed", ...
+    erp_ref: dict | None = None
+    totals: dict | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    updated_at: str
+
+
+class ConnectionNotFound(KeyError):
+    def __str__(self) -> str:
+        return f"no connection named {self.args[0]!r}"
+
+
+class Database:
+    """A thin DB-API wrapper: ``?`` placeholders everywhere, translated for psycopg."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_postgres = url.startswith(("postgresql://", "postgres://"))
+        self._lock = threading.RLock()
+        if self.is_postgres:
+            import psycopg
+
+            self._conn = psycopg.connect(url, autocommit=False)
+        else:
+            path = url.removeprefix("sqlite:///") if url.startswith("sqlite:") else url
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, check_same_thread=False, timeout=30,
+                                         isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.is_postgres else sql
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self._lock:
+            cur = self._conn.cursor()
+            if not self.is_postgres:
+                cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Cursor(cur, self._sql)
+            except BaseException:
+                self._conn.rollback()
+                raise
+            else:
+                self._conn.commit()
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self.transaction() as cur:
+            return cur.execute(sql, params).fetchall()
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        with self.transaction() as cur:
+            cur.execute(sql, params)
+
+    def migrate(self) -> int:
+        """Apply pending versioned migrations; returns the schema version."""
+        with self.transaction() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = cur.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    cur.execute(statement)
+                cur.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            return len(MIGRATIONS)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _Cursor:
+    def __init__(self, cur: Any, translate) -> None:
+        self._cur, self._t = cur, translate
+
+    def execute(self, sql: str, params: tuple = ()) -> "_Cursor":
+        self._cur.execute(self._t(sql), params)
+        return self
+
+    def fetchone(self):
+        return self._cur.fetchone()
+
+    def fetchall(self):
+        return self._cur.fetchall()
+
+
+class ConnectionStore:
+    def __init__(self, db: Database, vault: Vault) -> None:
+        self.db = db
+        self.vault = vault
+        db.migrate()
+
+    # connections ---------------------------------------------------------------------------
+    def save_connection(self, conn: Connection) -> None:
+        now = _now()
+        self.db.execute(
+            "INSERT INTO connections (id, config, created_at, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+            (conn.id, conn.model_dump_json(), now, now))
+
+    def get_connection(self, connection_id: str) -> Connection:
+        rows = self.db.query("SELECT config FROM connections WHERE id = ?", (connection_id,))
+        if not rows:
+            raise ConnectionNotFound(connection_id)
+        return Connection.model_validate_json(rows[0][0])
+
+    def list_connections(self) -> list[Connection]:
+        rows = self.db.query("SELECT config FROM connections ORDER BY id")
+        return [Connection.model_validate_json(r[0]) for r in rows]
+
+    # secrets -------------------------------------------------------------------------------
+    def put_secret(self, connection_id: str, name: str, value: str | dict) -> None:
+        plain = value if isinstance(value, str) else json.dumps(value)
+        self.db.execute(
+            "INSERT INTO secrets (connection_id, name, ciphertext, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (connection_id, name) DO UPDATE SET ciphertext = excluded.ciphertext, "
+            "updated_at = excluded.updated_at",
+            (connection_id, name, self.vault.encrypt(plain), _now()))
+
+    def get_secret(self, connection_id: str, name: str) -> str | None:
+        rows = self.db.query("SELECT ciphertext FROM secrets WHERE connection_id = ? AND name = ?",
+                             (connection_id, name))
+        return self.vault.decrypt(rows[0][0]) if rows else None
+
+    def get_secret_json(self, connection_id: str, name: str) -> dict | None:
+        plain = self.get_secret(connection_id, name)
+        return json.loads(plain) if plain is not None else None
+
+    def secret_names(self, connection_id: str) -> list[str]:
+        return [r[0] for r in self.db.query(
+            "SELECT name FROM secrets WHERE connection_id = ? ORDER BY name", (connection_id,))]
+
+    def rotate_secrets(self) -> int:
+        """Re-encrypt every stored secret under the vault's primary key."""
+        with self.db.transaction() as cur:
+            rows = cur.execute("SELECT connection_id, name, ciphertext FROM secrets").fetchall()
+            for cid, name, token in rows:
+                cur.execute("UPDATE secrets SET ciphertext = ? WHERE connection_id = ? AND name = ?",
+                            (self.vault.rotate(token), cid, name))
+        return len(rows)
+
+    # ledger --------------------------------------------------------------------------------
+    def ledger_get(self, connection_id: str, kind: str, store_id: str) -> LedgerRow | None:
+        rows = self.db.query(
+            "SELECT connection_id, kind, store_id, order_number, state, erp_ref, totals, attempts, "
+            "last_error, updated_at FROM ledger WHERE connection_id = ? AND kind = ? AND store_id = ?",
+            (connection_id, kind, store_id))
+        return _ledger_row(rows[0]) if rows else None
+
+    def ledger_mark(self, connection_id: str, kind: str, store_id: str, state: str, *,
+                    order_number: str = "", erp_ref: dict | None = None,
+                    totals: dict | None = None, error: str | None = None,
+                    count_attempt: bool = False) -> None:
+        """Insert or move a ledger row; a posted document never falls back to posting/error."""
+        self.db.execute(
+            "INSERT INTO ledger (connection_id, kind, store_id, order_number, state, erp_ref, totals, "
+            "attempts, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (connection_id, kind, store_id) DO UPDATE SET "
+            "state = CASE WHEN ledger.state = 'posted' AND excluded.state IN ('posting', 'error') "
+            "  THEN ledger.state ELSE excluded.state END, "
+            "order_number = CASE WHEN excluded.order_number = '' THEN ledger.order_number "
+            "  ELSE excluded.order_number END, "
+            "erp_ref = COALESCE(excluded.erp_ref, ledger.erp_ref), "
+            "totals = COALESCE(excluded.totals, ledger.totals), "
+            "attempts = ledger.attempts + excluded.attempts, "
+            "last_error = excluded.last_error, updated_at = excluded.updated_at",
+            (connection_id, kind, store_id, order_number, state,
+             json.dumps(erp_ref, default=str) if erp_ref is not None else None,
+             json.dumps(totals, default=str) if totals is not None else None,
+             1 if count_attempt else 0, error, _now()))
+
+    def ledger_rows(self, connection_id: str, *, kind: str | None = None,
+                    state: str | None = None, order_number: str | None = None) -> list[LedgerRow]:
+        sql = ("SELECT connection_id, kind, store_id, order_number, state, erp_ref, totals, "
+               "attempts, last_error, updated_at FROM ledger WHERE connection_id = ?")
+        params: list = [connection_id]
+        for column, value in (("kind", kind), ("state", state), ("order_number", order_number)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        return [_ledger_row(r) for r in self.db.query(sql + " ORDER BY updated_at", tuple(params))]
+
+    # watermarks ----------------------------------------------------------------------------
+    def get_watermark(self, connection_id: str, name: str) -> str | None:
+        rows = self.db.query("SELECT value FROM watermarks WHERE connection_id = ? AND name = ?",
+                             (connection_id, name))
+        return rows[0][0] if rows else None
+
+    def set_watermark(self, connection_id: str, name: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO watermarks (connection_id, name, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (connection_id, name) DO UPDATE SET value = excluded.value",
+            (connection_id, name, value))
+
+
+def _ledger_row(r: tuple) -> LedgerRow:
+    return LedgerRow(connection_id=r[0], kind=r[1], store_id=r[2], order_number=r[3], state=r[4],
+                     erp_ref=json.loads(r[5]) if r[5] else None,
+                     totals=json.loads(r[6]) if r[6] else None, attempts=r[7], last_error=r[8],
+                     updated_at=r[9])

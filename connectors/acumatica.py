@@ -1,0 +1,559 @@
+"""Acumatica ERP over the contract-based REST API (system endpoint, version-locked URL).
+
+Every general field travels wrapped as ``{"value": ...}``; :func:`wrap` and :func:`unwrap` are
+the only places that know it. Money is read with ``parse_float=Decimal`` and written as exact
+JSON numbers. Invoices and credit memos are ``SalesInvoice`` records carrying the store's
+prices, discounts and tax as computed, found again by ``ExternalRef``.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+from pydantic import BaseModel, SecretStr, field_validator
+
+from connectors.auth import OAuth2Auth, TokenStore
+from connectors.documents import DocumentLine, ErpDocument
+from connectors.errors import (ConfigurationError, ExternalError, MappingMissing, NotFound,
+                               Rejected, Unavailable)
+from connectors.http import build_client, send
+from connectors.model import (Customer, DocumentKind, ErpDocumentRef, ItemChange, quantize,
+                              to_decimal)
+
+SYSTEM = "acumatica"
+# Entity members sent and returned as they are (reference §3); every other field is wrapped.
+PLAIN_FIELDS = frozenset({"id", "rowNumber", "delete", "custom", "error", "files", "_links"})
+DOC_TYPES: dict[str, str] = {"invoice": "Invoice", "adjustment_invoice": "Invoice",
+                             "credit_memo": "Credit Memo"}
+PAGE_SIZE = 100
+RELEASE_TIMEOUT = 120.0  # seconds a release may run before the attempt is retried
+ITEM_FIELDS = ("InventoryID,DefaultPrice,LastCost,LastModifiedDateTime,"
+               "WarehouseDetails/WarehouseID,WarehouseDetails/QtyOnHand")
+
+
+# --- the {"value": ...} representation ------------------------------------------------------
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, float):
+        return to_decimal(value)
+    return value
+
+
+def wrap(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain record → Acumatica JSON: nested dicts are linked entities, lists detail entities."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in PLAIN_FIELDS:
+            out[key] = value
+        elif isinstance(value, Mapping):
+            out[key] = wrap(value)
+        elif isinstance(value, (list, tuple)):
+            out[key] = [wrap(row) for row in value]
+        else:
+            out[key] = {"value": _scalar(value)}
+    return out
+
+
+def _is_wrapper(value: Any) -> bool:
+    return isinstance(value, Mapping) and "value" in value and set(value) <= {"value", "error"}
+
+
+def unwrap(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Acumatica JSON → plain record (field errors are read by :func:`read_error`)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in PLAIN_FIELDS:
+            out[key] = value
+        elif _is_wrapper(value):
+            out[key] = value["value"]
+        elif isinstance(value, Mapping):
+            out[key] = unwrap(value)
+        elif isinstance(value, list):
+            out[key] = [unwrap(row) if isinstance(row, Mapping) else row for row in value]
+        else:
+            out[key] = value
+    return out
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"cannot send {value} as an amount")
+        return format(value, "f")
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    return json.dumps(_scalar(value) if isinstance(value, (date, datetime)) else value)
+
+
+def to_json(body: Any) -> bytes:
+    """JSON with Decimals as exact numbers (``json`` would need a float on the way)."""
+    return _encode(body).encode()
+
+
+def parse_json(resp: httpx.Response) -> Any:
+    return json.loads(resp.content, parse_float=Decimal)
+
+
+def parse_datetime(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+def entity_errors(record: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Every ``error`` inside a returned record, keyed like ``Details[0].InventoryID``."""
+    out: dict[str, str] = {}
+    for key, value in record.items():
+        path = f"{prefix}{key}"
+        if key == "error" and prefix and isinstance(value, str) and value:
+            out[prefix.rstrip(".")] = value
+        elif _is_wrapper(value):
+            if value.get("error"):
+                out[path] = str(value["error"])
+        elif isinstance(value, Mapping) and key not in PLAIN_FIELDS:
+            out.update(entity_errors(value, f"{path}."))
+        elif isinstance(value, list) and key not in PLAIN_FIELDS:
+            for i, row in enumerate(value):
+                if isinstance(row, Mapping):
+                    out.update(entity_errors(row, f"{path}[{i}]."))
+    return out
+
+
+def read_error(resp: httpx.Response) -> tuple[str, dict[str, str]]:
+    """Acumatica's own message: an ``HttpError`` body, or the 422 entity with field errors."""
+    try:
+        body = parse_json(resp)
+    except ValueError:
+        return (resp.text[:300] or resp.reason_phrase), {}
+    if not isinstance(body, dict):
+        return str(body)[:300], {}
+    if isinstance(body.get("message"), str) or isinstance(body.get("exceptionMessage"), str):
+        fields = {k: "; ".join(map(str, v)) if isinstance(v, list) else str(v)
+                  for k, v in (body.get("modelState") or {}).items()}
+        return str(body.get("exceptionMessage") or body.get("message")), fields
+    fields = entity_errors(body)
+    parts = [body["error"]] if isinstance(body.get("error"), str) and body["error"] else []
+    parts += [f"{k}: {v}" for k, v in fields.items()]
+    return "; ".join(parts) or resp.reason_phrase, fields
+
+
+def _row_index(path: str) -> int | None:
+    """``Details[3]`` → 3."""
+    try:
+        return int(path[path.index("[") + 1:path.index("]")])
+    except ValueError:
+        return None
+
+
+def _mapping_error(exc: Rejected, doc: ErpDocument) -> Rejected:
+    """A refused document whose cause is an unknown item or tax id becomes MappingMissing."""
+    for key, message in exc.field_errors.items():
+        where, _, field = key.rpartition(".")
+        i = _row_index(where)
+        if field == "InventoryID" and where.startswith("Details[") and i is not None:
+            line = doc.lines[i] if i < len(doc.lines) else None
+            return _unknown_item(line, message, exc)
+        if field == "TaxID" and where.startswith("TaxDetails[") and i is not None:
+            tax_id = doc.taxes[i].tax_code if i < len(doc.taxes) else "?"
+            return MappingMissing(
+                f"Acumatica refused tax ID {tax_id}: {message}", system=SYSTEM, status=exc.status,
+                field_errors=exc.field_errors,
+                resolution=f"create the tax {tax_id} in Acumatica or map the store's tax rate "
+                           f"to an existing tax ID (ml-connector connections map CONNECTION --tax "
+                           f"RATE=TAXID)")
+    return exc
+
+
+def _unknown_item(line: DocumentLine | None, message: str, exc: Rejected) -> MappingMissing:
+    item = line.item_id if line else "?"
+    if line is not None and line.sku:
+        sku = line.sku
+        return MappingMissing(
+            f"Acumatica refused item {item} of store SKU {sku}: {message}", system=SYSTEM,
+            status=exc.status, field_errors=exc.field_errors,
+            resolution=f"map SKU {sku} to an Acumatica InventoryID (ml-connector connections map "
+                       f"CONNECTION --sku {sku}=INVENTORYID) or create the item in Acumatica")
+    what = f" ('{line.description}')" if line is not None and line.description else ""
+    return MappingMissing(
+        f"Acumatica refused item {item}{what}: {message}", system=SYSTEM, status=exc.status,
+        field_errors=exc.field_errors,
+        resolution=f"create the item {item} in Acumatica or point the connection's mappings "
+                   f"at an existing InventoryID")
+
+
+# --- OData query -----------------------------------------------------------------------------
+
+def odata_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def odata_datetime(value: datetime) -> str:
+    aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return f"datetimeoffset'{aware.isoformat(timespec='milliseconds')}'"
+
+
+def with_query(path: str, params: Mapping[str, Any]) -> str:
+    """``$``-parameters as the guide writes them: ``$filter=A%20eq%20'x'``, values encoded."""
+    return path + "?" + urlencode(params, quote_via=quote, safe="$',/")
+
+
+# --- settings --------------------------------------------------------------------------------
+
+class AcumaticaSettings(BaseModel):
+    instance_url: str
+    endpoint_name: str = "Default"
+    endpoint_version: str = "24.200.001"
+    ca_bundle: str | None = None
+    customer_class: str | None = None
+    release_documents: bool = True
+    warehouse_id: str | None = None
+    timeout: float = 30
+
+    @field_validator("instance_url")
+    @classmethod
+    def _no_trailing_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.endpoint_name}/{self.endpoint_version}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.instance_url}/entity/{self.endpoint}/"
+
+
+class AcumaticaCredentials(BaseModel):
+    client_id: SecretStr  # "<GUID>@<Tenant>" from Connected Applications (SM303010)
+    client_secret: SecretStr
+    username: SecretStr
+    password: SecretStr
+
+
+def customer_id_for(external_id: str) -> str:
+    """Deterministic CustomerID: a retry after a lost response upserts the same record."""
+    return "C" + hashlib.sha256(external_id.encode()).hexdigest()[:9].upper()
+
+
+def _customer_fields(customer: Customer, *, with_email: bool) -> dict[str, Any]:
+    """What the store knows of a buyer, as Acumatica fields. The e-mail identifies a match,
+    so an update leaves it alone."""
+    a = customer.billing
+    address = {"AddressLine1": a.line1, "AddressLine2": a.line2, "City": a.city,
+               "State": a.state, "PostalCode": a.postcode, "Country": a.country}
+    contact: dict[str, Any] = {"FirstName": customer.first_name or a.first_name,
+               "LastName": customer.last_name or a.last_name,
+               "Phone1": customer.phone or a.phone, "Address": address}
+    fields: dict[str, Any] = {"CustomerName": customer.display_name, "MainContact": contact}
+    if with_email:
+        contact["Email"] = customer.email
+    return fields
+
+
+def _without_empty(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A new record names only what the store knows; Acumatica fills in the class defaults."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, Mapping):
+            value = _without_empty(value)
+        if value not in ("", None, {}):
+            out[key] = value
+    return out
+
+
+def _changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The wanted fields that differ; empty store values never clear what the ERP has."""
+    out: dict[str, Any] = {}
+    for key, value in wanted.items():
+        if isinstance(value, Mapping):
+            sub = _changes(current.get(key) or {}, value)
+            if sub:
+                out[key] = sub
+        elif value and (current.get(key) or "") != value:
+            out[key] = value
+    return out
+
+
+class AcumaticaErp:
+    system = SYSTEM
+    release_poll_seconds = 0.5
+
+    def __init__(self, settings: AcumaticaSettings, credentials: AcumaticaCredentials,
+                 token_store: TokenStore, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        verify: str | bool = settings.ca_bundle or True
+        self._auth = OAuth2Auth(
+            f"{settings.instance_url}/identity/connect/token",
+            credentials.client_id.get_secret_value(), credentials.client_secret, token_store,
+            grant={"grant_type": "password", "username": credentials.username,
+                   "password": credentials.password, "scope": "api offline_access"},
+            transport=transport, verify=verify, system=SYSTEM, timeout=settings.timeout)
+        self._client = build_client(settings.base_url, auth=self._auth, verify=verify,
+                                    timeout=settings.timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        await self._auth.aclose()
+
+    # --- transport ---------------------------------------------------------------------------
+
+    async def _call(self, method: str, url: str, *, body: Any = None) -> httpx.Response:
+        """One request; a 404 is checked against the endpoints the instance serves."""
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs = {"content": to_json(body), "headers": {"Content-Type": "application/json"}}
+        try:
+            return await send(self._client, method, url, system=SYSTEM, read_error=read_error,
+                              **kwargs)
+        except NotFound:
+            await self._check_endpoint()
+            raise
+
+    async def _list(self, entity: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        rows = parse_json(await self._call("GET", with_query(entity, params)))
+        return [unwrap(row) for row in rows]
+
+    async def _put(self, entity: str, record: Mapping[str, Any],
+                   params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        url = with_query(entity, params) if params else entity
+        return unwrap(parse_json(await self._call("PUT", url, body=wrap(record))))
+
+    async def _discover(self) -> dict[str, Any]:
+        return parse_json(await send(self._client, "GET", f"{self.settings.instance_url}/entity",
+                                     system=SYSTEM, read_error=read_error))
+
+    @staticmethod
+    def _served(discovery: Mapping[str, Any]) -> list[str]:
+        return [f"{e.get('name')}/{e.get('version')}" for e in discovery.get("endpoints") or []]
+
+    async def _check_endpoint(self) -> None:
+        """A wrong endpoint version answers 404 on every route: say so, and what would work."""
+        try:
+            served = self._served(await self._discover())
+        except (ExternalError, ValueError):
+            return
+        wanted = self.settings.endpoint
+        if wanted in served:
+            return
+        same_name = [e for e in served if e.startswith(f"{self.settings.endpoint_name}/")]
+        raise ConfigurationError(
+            f"Acumatica endpoint {wanted} is not served by this instance; it serves: "
+            f"{', '.join(same_name or served) or 'no endpoints'}",
+            system=SYSTEM, status=404,
+            resolution="set the connection's endpoint version to one of those")
+
+    # --- customers ---------------------------------------------------------------------------
+
+    async def _find_customer(self, external_id: str, email: str) -> dict[str, Any] | None:
+        filters = [f"AccountRef eq {odata_literal(external_id)}"]
+        if email:
+            filters.append(f"MainContact/Email eq {odata_literal(email)}")
+        for where in filters:
+            rows = await self._list("Customer", {"$filter": where, "$top": 1,
+                                                 "$expand": "MainContact,MainContact/Address"})
+            if rows:
+                return rows[0]
+        return None
+
+    async def upsert_customer(self, customer: Customer, external_id: str) -> ErpDocumentRef:
+        found = await self._find_customer(external_id, customer.email)
+        if found is None:
+            record = _without_empty({"CustomerID": customer_id_for(external_id),
+                                     **_customer_fields(customer, with_email=True),
+                                     "AccountRef": external_id})
+            if self.settings.customer_class:
+                record["CustomerClass"] = self.settings.customer_class
+            saved = await self._put("Customer", record)
+            return self._customer_ref(saved, external_id, created=True)
+        changes = _changes(found, _customer_fields(customer, with_email=False))
+        if not found.get("AccountRef"):
+            changes["AccountRef"] = external_id
+        if changes:
+            await self._put("Customer", {"CustomerID": found["CustomerID"], **changes})
+        return self._customer_ref(found, external_id, created=False)
+
+    @staticmethod
+    def _customer_ref(record: Mapping[str, Any], external_id: str, *,
+                      created: bool) -> ErpDocumentRef:
+        return ErpDocumentRef(system=SYSTEM, kind="customer", number=record["CustomerID"],
+                              id=record.get("id") or "", external_ref=external_id, created=created)
+
+    # --- sales invoices and credit memos -----------------------------------------------------
+
+    async def find_document(self, kind: DocumentKind, external_ref: str) -> ErpDocumentRef | None:
+        """Also finishes the release of a document an interrupted attempt left unreleased."""
+        rows = await self._list("SalesInvoice", {
+            "$filter": f"ExternalRef eq {odata_literal(external_ref)} and "
+                       f"Type eq {odata_literal(_doc_type(kind))}",
+            "$select": "Type,ReferenceNbr,Amount,Currency,Status,ExternalRef", "$top": 1})
+        if not rows:
+            return None
+        row = rows[0]
+        if self.settings.release_documents and row.get("Status") == "Balanced":
+            await self._release(row)
+        return self._document_ref(kind, row, external_ref, created=False)
+
+    async def create_document(self, doc: ErpDocument) -> ErpDocumentRef:
+        memo = doc.kind == "credit_memo" and doc.applies_to is not None
+        expand = "Details,TaxDetails" + (",ApplicationsCreditMemo" if memo else "")
+        try:
+            saved = await self._put("SalesInvoice", self._document_record(doc), {"$expand": expand})
+        except Rejected as exc:
+            mapped = _mapping_error(exc, doc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        ref = self._document_ref(doc.kind, saved, doc.external_ref, created=True)
+        await self._check_total(doc, ref, saved)
+        if self.settings.release_documents:
+            await self._release(saved)
+        return ref
+
+    @staticmethod
+    def _document_record(doc: ErpDocument) -> dict[str, Any]:
+        memo_of = doc.applies_to if doc.kind == "credit_memo" else None
+        record: dict[str, Any] = {
+            "Type": _doc_type(doc.kind), "CustomerID": doc.customer_key, "Date": doc.date,
+            "Description": doc.description, "CustomerOrder": doc.order_number,
+            "ExternalRef": doc.external_ref, "Currency": doc.currency, "Hold": False,
+            "Details": [_detail(line, memo_of) for line in doc.lines]}
+        if doc.taxes:
+            record["TaxDetails"] = [{"TaxID": t.tax_code, "TaxableAmount": t.taxable_amount,
+                                     "TaxAmount": t.amount} for t in doc.taxes]
+        if memo_of is not None:
+            record["ApplicationsCreditMemo"] = [{"DocType": memo_of.doc_type or "Invoice",
+                                                 "ReferenceNbr": memo_of.number,
+                                                 "AmountPaid": doc.total}]
+        return record
+
+    @staticmethod
+    def _document_ref(kind: DocumentKind, record: Mapping[str, Any], external_ref: str, *,
+                      created: bool) -> ErpDocumentRef:
+        amount = record.get("Amount")
+        return ErpDocumentRef(system=SYSTEM, kind=kind, doc_type=record.get("Type") or "",
+                              number=record["ReferenceNbr"], id=record.get("id") or "",
+                              external_ref=external_ref,
+                              total=to_decimal(amount) if amount is not None else None,
+                              currency=record.get("Currency"), created=created)
+
+    async def _check_total(self, doc: ErpDocument, ref: ErpDocumentRef,
+                           saved: Mapping[str, Any]) -> None:
+        """Store and ERP must agree to the cent; a disagreeing draft is removed, not released."""
+        erp_total = quantize(ref.total, doc.currency) if ref.total is not None else None
+        if erp_total == quantize(doc.total, doc.currency):
+            return
+        try:
+            await self._call("DELETE", f"SalesInvoice/{saved['id']}")
+            fate = "the unreleased document was deleted"
+        except (ExternalError, KeyError):
+            fate = f"delete the unreleased {ref.label} in Acumatica"
+        raise Rejected(
+            f"Acumatica totals {ref.label} to {erp_total} {doc.currency} but the store's total "
+            f"is {quantize(doc.total, doc.currency)}; {fate}", system=SYSTEM,
+            resolution="make Acumatica keep the store's prices, discounts and tax (customer tax "
+                       "zone, tax calculation settings), then replay the order")
+
+    async def _release(self, record: Mapping[str, Any]) -> None:
+        """Run ReleaseSalesInvoice and wait for the long-running operation to finish."""
+        keys = {"Type": record["Type"], "ReferenceNbr": record["ReferenceNbr"]}
+        resp = await self._call("POST", "SalesInvoice/ReleaseSalesInvoice",
+                                body={"entity": wrap(keys)})
+        location = resp.headers.get("Location")
+        if resp.status_code != 202 or not location:
+            return
+        status_url = str(resp.request.url.join(location))  # polls answer 202 without a Location
+        deadline = asyncio.get_running_loop().time() + RELEASE_TIMEOUT
+        while resp.status_code == 202:
+            if asyncio.get_running_loop().time() > deadline:
+                raise Unavailable(f"release of {keys['Type']} {keys['ReferenceNbr']} still "
+                                  f"running after {RELEASE_TIMEOUT:.0f} s", system=SYSTEM)
+            await asyncio.sleep(self.release_poll_seconds)
+            resp = await self._call("GET", status_url)
+
+    # --- catalog -----------------------------------------------------------------------------
+
+    async def iter_item_changes(self, since: datetime) -> AsyncIterator[ItemChange]:
+        skip = 0
+        while True:
+            rows = await self._list("StockItem", {
+                "$filter": f"LastModifiedDateTime gt {odata_datetime(since)}",
+                "$expand": "WarehouseDetails", "$select": ITEM_FIELDS,
+                "$top": PAGE_SIZE, "$skip": skip})
+            for row in rows:
+                yield self._item_change(row)
+            if len(rows) < PAGE_SIZE:
+                return
+            skip += PAGE_SIZE
+
+    def _item_change(self, row: Mapping[str, Any]) -> ItemChange:
+        def amount(name: str) -> Decimal | None:
+            return to_decimal(row[name]) if row.get(name) is not None else None
+
+        return ItemChange(sku=row["InventoryID"], price=amount("DefaultPrice"),
+                          cost=amount("LastCost"),
+                          quantity_available=self._on_hand(row.get("WarehouseDetails")),
+                          modified_at=parse_datetime(row["LastModifiedDateTime"]))
+
+    def _on_hand(self, details: list[Mapping[str, Any]] | None) -> Decimal | None:
+        """On hand in the configured warehouse, or in all of them; None when not read."""
+        if details is None:
+            return None
+        wanted = self.settings.warehouse_id
+        rows = [d for d in details if wanted is None or d.get("WarehouseID") == wanted]
+        return sum((to_decimal(d.get("QtyOnHand")) for d in rows), Decimal(0))
+
+    # --- health ------------------------------------------------------------------------------
+
+    async def ping(self) -> dict[str, Any]:
+        """What works: discovery, the configured endpoint, sign-in and one entity read."""
+        report: dict[str, Any] = {"instance": self.settings.instance_url,
+                                  "endpoint": self.settings.endpoint}
+        try:
+            discovery = await self._discover()
+            report["served_endpoints"] = self._served(discovery)
+            report["endpoint_served"] = self.settings.endpoint in report["served_endpoints"]
+            report["build"] = (discovery.get("version") or {}).get("acumaticaBuildVersion")
+        except (ExternalError, ValueError) as exc:
+            report["endpoint_served"] = None
+            report["discovery_error"] = str(exc)
+        try:
+            await self._list("Customer", {"$select": "CustomerID", "$top": 1})
+            report["entity_access"] = True
+        except ExternalError as exc:
+            report["entity_access"] = False
+            report["entity_error"] = str(exc)
+        report["ok"] = bool(report["entity_access"] and report["endpoint_served"] is not False)
+        return report
+
+
+def _doc_type(kind: str) -> str:
+    try:
+        return DOC_TYPES[kind]
+    except KeyError:
+        raise Rejected(f"the Acumatica connector does not post {kind} documents",
+                       system=SYSTEM) from None
+
+
+def _detail(line: DocumentLine, memo_of: ErpDocumentRef | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"InventoryID": line.item_id, "Qty": line.quantity,
+                           "UnitPrice": line.unit_price, "DiscountAmount": line.discount,
+                           "ManualPrice": True, "TransactionDescr": line.description}
+    if line.discount:
+        row["ManualDiscount"] = True  # keep the store's discount; no discount engine rerun
+    if memo_of is not None and line.source_line_id:
+        row["OrigInvType"] = memo_of.doc_type or "Invoice"
+        row["OrigInvNbr"] = memo_of.number
+    return row

@@ -1,0 +1,211 @@
+"""httpx authentication flows shared by connectors.
+
+OAuth 2.0 (:class:`OAuth2Auth`): a bearer token obtained before the first request, refreshed
+shortly before it expires and once more on a 401. Refreshes are single-flight under the token
+store's lock, and every new token set is saved before its access token is used, because
+refresh tokens rotate: a token set used but not saved would be lost with the process.
+Secrets and tokens never appear in messages.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, Generator, Mapping
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+import httpx
+from pydantic import AwareDatetime, BaseModel, SecretStr
+
+from connectors.errors import AuthFailed, Unavailable
+from connectors.http import DEFAULT_TIMEOUT, build_client, raise_for_response
+
+DEFAULT_EXPIRES_IN = 3600  # seconds; what Acumatica and most servers issue when they omit it
+
+
+class TokenSet(BaseModel):
+    access_token: SecretStr
+    refresh_token: SecretStr | None = None
+    expires_at: AwareDatetime
+    scope: str = ""
+
+    @classmethod
+    def from_response(cls, body: Mapping[str, Any], previous: TokenSet | None = None) -> TokenSet:
+        """A token endpoint answer; a server that does not rotate keeps the old refresh token."""
+        expires_in = int(body.get("expires_in") or DEFAULT_EXPIRES_IN)
+        kept = previous.refresh_token if previous else None
+        refresh = body.get("refresh_token") or (kept.get_secret_value() if kept else None)
+        return cls(access_token=body["access_token"], refresh_token=refresh,
+                   expires_at=datetime.now(timezone.utc) + timedelta(seconds=expires_in),
+                   scope=body.get("scope") or (previous.scope if previous else ""))
+
+    def to_secret_dict(self) -> dict[str, Any]:
+        """Plain values, for a store that encrypts them."""
+        refresh = self.refresh_token
+        return {"access_token": self.access_token.get_secret_value(),
+                "refresh_token": refresh.get_secret_value() if refresh else None,
+                "expires_at": self.expires_at.isoformat(), "scope": self.scope}
+
+    def fresh(self, margin: timedelta) -> bool:
+        return self.expires_at - margin > datetime.now(timezone.utc)
+
+
+class TokenStore(Protocol):
+    async def load(self) -> TokenSet | None: ...
+
+    async def save(self, tokens: TokenSet) -> None: ...
+
+    def refresh_lock(self) -> AbstractAsyncContextManager[Any]: ...
+
+
+class MemoryTokenStore:
+    """Tokens of one process only (tests, one-off commands)."""
+
+    def __init__(self, tokens: TokenSet | None = None) -> None:
+        self._tokens = tokens
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> TokenSet | None:
+        return self._tokens
+
+    async def save(self, tokens: TokenSet) -> None:
+        self._tokens = tokens
+
+    def refresh_lock(self) -> asyncio.Lock:
+        return self._lock
+
+
+class _Refused(Exception):
+    """The token endpoint answered with an OAuth error (400/401)."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(error)
+        self.status, self.error, self.description = status, error, description
+
+
+def _reveal(value: Any) -> Any:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def _oauth_error(resp: httpx.Response) -> tuple[str, str]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return "", resp.text[:200]
+    if not isinstance(body, dict):
+        return "", str(body)[:200]
+    return str(body.get("error") or ""), str(body.get("error_description") or "")
+
+
+class OAuth2Auth(httpx.Auth):
+    """Bearer auth over a token endpoint. ``grant`` is the form of the configured grant (e.g.
+    ``{"grant_type": "password", "username": ..., "password": ..., "scope": ...}``), used for
+    the first token and whenever the refresh token is refused."""
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str | SecretStr,
+                 store: TokenStore, *, grant: Mapping[str, Any],
+                 refresh_margin: timedelta = timedelta(seconds=60),
+                 transport: httpx.AsyncBaseTransport | None = None, verify: str | bool = True,
+                 system: str = "oauth2", timeout: httpx.Timeout | float = DEFAULT_TIMEOUT) -> None:
+        self._token_url = token_url
+        self._client_id = client_id
+        self._client_secret = SecretStr(_reveal(client_secret))
+        self._store = store
+        self._grant = dict(grant)
+        self._margin = refresh_margin
+        self._system = system
+        self._tokens: TokenSet | None = None
+        self._client = build_client("", verify=verify, timeout=timeout, transport=transport)
+
+    def sync_auth_flow(
+            self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("OAuth2Auth works with httpx.AsyncClient only")
+
+    async def async_auth_flow(
+            self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        tokens = await self._current()
+        _authorize(request, tokens)
+        response = yield request
+        if response.status_code == 401:
+            _authorize(request, await self._renew(rejected=tokens))
+            yield request
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _current(self) -> TokenSet:
+        if self._tokens is None:
+            self._tokens = await self._store.load()
+        if self._tokens is not None and self._tokens.fresh(self._margin):
+            return self._tokens
+        return await self._renew(rejected=None)
+
+    async def _renew(self, rejected: TokenSet | None) -> TokenSet:
+        """Single flight: whoever holds the lock first refreshes; the others find its tokens."""
+        async with self._store.refresh_lock():
+            stored = await self._store.load()
+            if (stored is not None and stored.fresh(self._margin)
+                    and (rejected is None or stored.access_token != rejected.access_token)):
+                self._tokens = stored
+                return stored
+            tokens = await self._obtain(stored)
+            await self._store.save(tokens)  # before use: the old refresh token may be dead now
+            self._tokens = tokens
+            return tokens
+
+    async def _obtain(self, stored: TokenSet | None) -> TokenSet:
+        if stored is not None and stored.refresh_token is not None:
+            try:
+                return await self._request(
+                    {"grant_type": "refresh_token",
+                     "refresh_token": stored.refresh_token.get_secret_value()}, stored)
+            except _Refused as exc:
+                if exc.error != "invalid_grant":
+                    raise self._failed("refresh_token", exc) from None
+        try:
+            return await self._request(self._grant, None)
+        except _Refused as exc:
+            raise self._failed(str(self._grant.get("grant_type", "")), exc) from None
+
+    async def _request(self, form: Mapping[str, Any], previous: TokenSet | None) -> TokenSet:
+        data = {"client_id": self._client_id,
+                "client_secret": self._client_secret.get_secret_value(),
+                **{k: _reveal(v) for k, v in form.items()}}
+        try:
+            resp = await self._client.post(self._token_url, data=data)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"token endpoint unreachable: {type(exc).__name__}",
+                              system=self._system) from None
+        if resp.status_code in (400, 401):
+            raise _Refused(resp.status_code, *_oauth_error(resp))
+        raise_for_response(resp, self._system, lambda r: (" ".join(_oauth_error(r)).strip(), {}))
+        try:
+            return TokenSet.from_response(json.loads(resp.content), previous)
+        except (ValueError, KeyError, TypeError):
+            raise Unavailable("token endpoint answered without an access token",
+                              system=self._system, status=resp.status_code) from None
+
+    def _failed(self, grant_type: str, exc: _Refused) -> AuthFailed:
+        described = self._redact(f"{exc.error or 'refused'}: {exc.description}".rstrip(": "))
+        return AuthFailed(f"token request ({grant_type}) refused with HTTP {exc.status}: "
+                          f"{described}", system=self._system, status=exc.status,
+                          resolution="check the connection's client id, secret, user and password",
+                          details={"error": exc.error})
+
+    def _redact(self, text: str) -> str:
+        """A server may echo what it was sent; none of it may reach a log."""
+        secrets = [self._client_secret.get_secret_value(), *(
+            str(_reveal(v)) for k, v in self._grant.items() if k in ("password", "client_secret"))]
+        if self._tokens is not None:
+            secrets.append(self._tokens.access_token.get_secret_value())
+            if self._tokens.refresh_token:
+                secrets.append(self._tokens.refresh_token.get_secret_value())
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+def _authorize(request: httpx.Request, tokens: TokenSet) -> None:
+    request.headers["Authorization"] = f"Bearer {tokens.access_token.get_secret_value()}"

@@ -1,0 +1,260 @@
+"""From canonical orders and refunds to the ERP documents that book them.
+
+One place for the accounting rules every ERP shares: item and tax mapping, the store's
+computed discounts and tax posted as they are, the totals check to the cent before posting,
+the rounding line within tolerance, refunds as credit memos, edits after posting as explicit
+adjustments. ERP connectors only translate an :class:`ErpDocument` into their wire format.
+"""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from connectors.errors import MappingMissing, TotalsMismatch
+from connectors.model import ZERO, ErpDocumentRef, Order, OrderLine, Refund, quantize
+
+UNIT_PRICE_PLACES = Decimal("0.000001")
+
+
+class Mappings(BaseModel):
+    """Per-connection mapping from store vocabulary to ERP vocabulary."""
+
+    sku_to_item: dict[str, str] = Field(default_factory=dict)  # overrides; identity otherwise
+    tax_codes: dict[str, str] = Field(default_factory=dict)  # store tax rate code -> ERP tax id
+    shipping_item: str = "SHIPPING"
+    fee_item: str = "FEE"
+    adjustment_item: str = "ADJUSTMENT"  # amount-only refunds, edits after posting
+    rounding_item: str = "ROUNDING"
+    rounding_tolerance: Decimal = Decimal("0.05")
+    document_prefix: str = "WC-"  # external reference = prefix + store order id
+
+    def item_for(self, line: OrderLine | None, sku: str | None, kind: str, name: str) -> str:
+        if kind == "shipping":
+            return self.shipping_item
+        if kind == "fee":
+            return self.fee_item
+        if not sku:
+            raise MappingMissing(
+                f"line '{name}' has no SKU",
+                resolution=f"give the product '{name}' a SKU in the store, then replay the order")
+        return self.sku_to_item.get(sku, sku)
+
+    def tax_code_for(self, rate_code: str) -> str:
+        try:
+            return self.tax_codes[rate_code]
+        except KeyError:
+            raise MappingMissing(
+                f"tax rate '{rate_code}' has no ERP tax id",
+                resolution=f"map tax rate {rate_code} to an ERP tax id "
+                           f"(ml-connector connections map CONNECTION --tax {rate_code}=TAXID)",
+            ) from None
+
+
+class DocumentLine(BaseModel):
+    item_id: str
+    description: str = ""
+    quantity: Decimal
+    unit_price: Decimal
+    discount: Decimal = ZERO
+    amount: Decimal  # quantity * unit_price - discount, rounded: excl. tax
+    source_line_id: str | None = None
+    sku: str | None = None
+
+
+class DocumentTax(BaseModel):
+    tax_code: str
+    taxable_amount: Decimal
+    amount: Decimal
+
+
+DocKind = Literal["invoice", "credit_memo", "adjustment_invoice"]
+
+
+class ErpDocument(BaseModel):
+    kind: DocKind
+    external_ref: str
+    order_number: str
+    store_order_id: str
+    currency: str
+    date: date
+    customer_key: str
+    description: str = ""
+    lines: list[DocumentLine]
+    taxes: list[DocumentTax] = Field(default_factory=list)
+    applies_to: ErpDocumentRef | None = None  # the invoice a credit memo reduces
+
+    @property
+    def net_total(self) -> Decimal:
+        return sum((ln.amount for ln in self.lines), ZERO)
+
+    @property
+    def tax_total(self) -> Decimal:
+        return sum((t.amount for t in self.taxes), ZERO)
+
+    @property
+    def total(self) -> Decimal:
+        return self.net_total + self.tax_total
+
+
+class PostedTotals(BaseModel):
+    """What an order's documents booked so far: the base for edit adjustments."""
+
+    net: Decimal = ZERO
+    total: Decimal = ZERO
+    tax_by_code: dict[str, Decimal] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, doc: ErpDocument, sign: int = 1) -> "PostedTotals":
+        taxes: dict[str, Decimal] = {}
+        for t in doc.taxes:
+            taxes[t.tax_code] = taxes.get(t.tax_code, ZERO) + sign * t.amount
+        return cls(net=sign * doc.net_total, total=sign * doc.total, tax_by_code=taxes)
+
+    def plus(self, other: "PostedTotals") -> "PostedTotals":
+        taxes = dict(self.tax_by_code)
+        for code, amount in other.tax_by_code.items():
+            taxes[code] = taxes.get(code, ZERO) + amount
+        return PostedTotals(net=self.net + other.net, total=self.total + other.total,
+                            tax_by_code=taxes)
+
+
+def _line(item: str, name: str, qty: Decimal, gross: Decimal, net: Decimal, currency: str,
+          source: str | None, sku: str | None) -> DocumentLine:
+    qty = qty if qty > 0 else Decimal(1)
+    unit = (gross / qty).quantize(UNIT_PRICE_PLACES)
+    extended = quantize(qty * unit, currency)
+    return DocumentLine(item_id=item, description=name, quantity=qty, unit_price=unit,
+                        discount=quantize(extended - net, currency), amount=quantize(net, currency),
+                        source_line_id=source, sku=sku)
+
+
+def _taxes(amounts: dict[str, tuple[Decimal, Decimal]], mappings: Mappings,
+           currency: str) -> list[DocumentTax]:
+    out: dict[str, DocumentTax] = {}
+    for rate_code, (taxable, amount) in amounts.items():
+        if amount == 0 and taxable == 0:
+            continue
+        code = mappings.tax_code_for(rate_code)
+        prev = out.get(code)
+        out[code] = DocumentTax(
+            tax_code=code,
+            taxable_amount=quantize(taxable + (prev.taxable_amount if prev else ZERO), currency),
+            amount=quantize(amount + (prev.amount if prev else ZERO), currency))
+    return list(out.values())
+
+
+def _tax_by_rate(lines: list, tax_lines: list) -> dict[str, tuple[Decimal, Decimal]]:
+    """Taxable base and tax per store rate. The store's tax lines are authoritative for the
+    amounts; the lines that carry each rate give the taxable base."""
+    taxable: dict[str, Decimal] = {}
+    for ln in lines:
+        base = ln.total if isinstance(ln, OrderLine) else ln.amount
+        for code in ln.tax_rate_codes:
+            taxable[code] = taxable.get(code, ZERO) + base
+    if tax_lines:
+        return {t.rate_code: (t.taxable_amount if t.taxable_amount is not None
+                              else taxable.get(t.rate_code, ZERO), t.amount) for t in tax_lines}
+    amounts: dict[str, Decimal] = {}
+    for ln in lines:
+        if ln.tax and ln.tax_rate_codes:
+            amounts[ln.tax_rate_codes[0]] = amounts.get(ln.tax_rate_codes[0], ZERO) + ln.tax
+    return {code: (taxable.get(code, ZERO), amt) for code, amt in amounts.items()}
+
+
+def _balance(doc: ErpDocument, expected: Decimal, mappings: Mappings, what: str) -> ErpDocument:
+    """Totals check to the cent; a difference within tolerance goes to the rounding item."""
+    diff = quantize(expected - doc.total, doc.currency)
+    if diff == 0:
+        return doc
+    if abs(diff) > mappings.rounding_tolerance:
+        raise TotalsMismatch(
+            f"{what}: store total {expected} {doc.currency} but lines and tax add up to "
+            f"{doc.total} (difference {diff})",
+            resolution="correct the order in the store or raise the connection's rounding "
+                       "tolerance, then replay the order")
+    doc.lines.append(DocumentLine(item_id=mappings.rounding_item, description="Rounding",
+                                  quantity=Decimal(1), unit_price=diff, amount=diff))
+    return doc
+
+
+def build_invoice(order: Order, customer_key: str, mappings: Mappings) -> ErpDocument:
+    """The invoice for a paid order: every line, the store's discounts and tax as computed."""
+    if not order.lines:
+        raise TotalsMismatch(f"order {order.number} has no lines",
+                             resolution="check the order in the store, then replay it")
+    lines = [
+        _line(mappings.item_for(ln, ln.sku, ln.kind, ln.name), ln.name, ln.quantity, ln.subtotal,
+              ln.total, order.currency, ln.line_id, ln.sku)
+        for ln in order.lines
+    ]
+    doc = ErpDocument(
+        kind="invoice", external_ref=f"{mappings.document_prefix}{order.store_id}",
+        order_number=order.number, store_order_id=order.store_id, currency=order.currency,
+        date=(order.paid_at or order.created_at).date(), customer_key=customer_key,
+        description=f"{order.store} order {order.number}", lines=lines,
+        taxes=_taxes(_tax_by_rate(order.lines, order.tax_lines), mappings, order.currency))
+    return _balance(doc, order.total, mappings, f"order {order.number}")
+
+
+def build_credit_memo(order: Order, refund: Refund, customer_key: str, invoice: ErpDocumentRef,
+                      mappings: Mappings) -> ErpDocument:
+    """A refund as a credit memo against the invoice: refunded lines as they were, and what
+    the lines do not explain (amount-only refunds) on the adjustment item."""
+    cur = order.currency
+    lines = [
+        _line(mappings.item_for(None, ln.sku, ln.kind, ln.name), ln.name, ln.quantity, ln.amount,
+              ln.amount, cur, ln.line_id, ln.sku)
+        for ln in refund.lines if ln.amount or ln.quantity
+    ]
+    taxes = _taxes(_tax_by_rate(refund.lines, refund.tax_lines), mappings, cur)
+    explained = sum((ln.amount for ln in lines), ZERO) + sum((t.amount for t in taxes), ZERO)
+    rest = quantize(refund.amount - explained, cur)
+    if rest < 0:  # lines claim more than was paid back: book only what was paid back
+        lines, taxes, rest = [], [], refund.amount
+    if rest > 0:
+        lines.append(DocumentLine(item_id=mappings.adjustment_item,
+                                  description=f"Refund {refund.store_id}: {refund.reason}"[:255],
+                                  quantity=Decimal(1), unit_price=rest, amount=rest))
+    doc = ErpDocument(
+        kind="credit_memo",
+        external_ref=f"{mappings.document_prefix}{order.store_id}-R{refund.store_id}",
+        order_number=order.number, store_order_id=order.store_id, currency=cur,
+        date=refund.created_at.date(), customer_key=customer_key,
+        description=f"Refund {refund.store_id} of {order.store} order {order.number}",
+        lines=lines, taxes=taxes, applies_to=invoice)
+    return _balance(doc, refund.amount, mappings, f"refund {refund.store_id}")
+
+
+def build_adjustment(order: Order, posted: PostedTotals, customer_key: str,
+                     invoice: ErpDocumentRef, mappings: Mappings, seq: int) -> ErpDocument | None:
+    """An order edited after its invoice was posted: book the difference explicitly, as an
+    additional invoice (increase) or a credit memo (decrease). None when nothing changed."""
+    cur = order.currency
+    delta = quantize(order.total - posted.total, cur)
+    if delta == 0:
+        return None
+    sign = 1 if delta > 0 else -1
+    now = _taxes(_tax_by_rate(order.lines, order.tax_lines), mappings, cur)
+    tax_delta = {t.tax_code: t.amount for t in now}
+    for code, amount in posted.tax_by_code.items():
+        tax_delta[code] = tax_delta.get(code, ZERO) - amount
+    net_delta = delta - sum(tax_delta.values(), ZERO)
+    if all(v * sign >= 0 for v in tax_delta.values()) and net_delta * sign >= 0:
+        taxes = [DocumentTax(tax_code=c, taxable_amount=ZERO, amount=abs(v))
+                 for c, v in tax_delta.items() if v]
+        net = abs(net_delta)
+    else:
+        taxes, net = [], abs(delta)
+    lines = [DocumentLine(item_id=mappings.adjustment_item,
+                          description=f"Adjustment {seq}: order {order.number} edited after posting",
+                          quantity=Decimal(1), unit_price=net, amount=net)] if net else []
+    return ErpDocument(
+        kind="adjustment_invoice" if sign > 0 else "credit_memo",
+        external_ref=f"{mappings.document_prefix}{order.store_id}-A{seq}",
+        order_number=order.number, store_order_id=order.store_id, currency=cur,
+        date=order.modified_at.date(), customer_key=customer_key,
+        description=f"Adjustment {seq} of {order.store} order {order.number}", lines=lines,
+        taxes=taxes, applies_to=invoice if sign < 0 else None)

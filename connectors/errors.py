@@ -1,0 +1,92 @@
+"""Typed failures of external systems. Each carries the decision the activity layer makes.
+
+- ``Unavailable``: transient (5xx, timeouts, connection errors) → retry with back-off.
+- ``RateLimited``: retry after ``retry_after`` seconds (the server's reset), plus jitter.
+- ``AuthExpired``: credentials refused even after one refresh → retryable, but loud.
+- ``AuthFailed``: credentials are wrong (bad key) → stop; an operator must fix the connection.
+- ``Rejected``: the system refused the request (400/404/412/422) → stop with its own message.
+- ``NotFound``: the record does not exist → stop.
+"""
+from __future__ import annotations
+
+
+class ExternalError(Exception):
+    retryable: bool = False
+    kind: str = "ExternalError"
+
+    def __init__(self, message: str, *, system: str = "", status: int | None = None,
+                 resolution: str | None = None, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.system = system
+        self.status = status
+        self.resolution = resolution
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        prefix = f"{self.system}: " if self.system else ""
+        suffix = f" Resolution: {self.resolution}" if self.resolution else ""
+        return f"{prefix}{self.message}{suffix}"
+
+
+class Unavailable(ExternalError):
+    retryable = True
+    kind = "Unavailable"
+
+
+class RateLimited(ExternalError):
+    retryable = True
+    kind = "RateLimited"
+
+    def __init__(self, message: str, *, retry_after: float, **kw) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class AuthExpired(ExternalError):
+    retryable = True
+    kind = "AuthExpired"
+
+
+class AuthFailed(ExternalError):
+    kind = "AuthFailed"
+
+
+class Rejected(ExternalError):
+    kind = "Rejected"
+
+    def __init__(self, message: str, *, field_errors: dict[str, str] | None = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.field_errors = field_errors or {}
+
+
+class NotFound(ExternalError):
+    kind = "NotFound"
+
+
+class MappingMissing(Rejected):
+    """The order cannot be posted as it is until an operator adds a mapping (park, don't fail)."""
+
+    kind = "MappingMissing"
+
+
+ERROR_KINDS = {c.kind: c for c in (Unavailable, RateLimited, AuthExpired, AuthFailed, Rejected,
+                                   NotFound, MappingMissing)}
+
+
+class TotalsMismatch(Rejected):
+    """Store total and the document built from it differ by more than the tolerance (park)."""
+
+    kind = "TotalsMismatch"
+
+
+class ConfigurationError(Rejected):
+    """The connection itself is wrong (e.g. an endpoint version the ERP does not serve):
+    no order can succeed until an operator fixes it, so the workflow fails, loudly."""
+
+    kind = "ConfigurationError"
+
+
+ERROR_KINDS.update({c.kind: c for c in (TotalsMismatch, ConfigurationError)})
+# Order-specific refusals: the order waits (parked) with the resolution until replayed.
+PARKING_KINDS = frozenset({"MappingMissing", "TotalsMismatch", "Rejected", "NotFound"})

@@ -1,0 +1,96 @@
+"""The one place that builds httpx clients and turns responses into typed errors."""
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from connectors.errors import (AuthExpired, AuthFailed, NotFound, RateLimited, Rejected,
+                               Unavailable)
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+DEFAULT_RETRY_AFTER = 30.0
+
+ErrorReader = Callable[[httpx.Response], tuple[str, dict[str, str]]]
+
+
+def build_client(base_url: str, *, auth: httpx.Auth | None = None, verify: str | bool = True,
+                 timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+                 headers: dict[str, str] | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """``verify`` is True (system CAs), False, or the path of a CA bundle (e.g. a private CA).
+    ``transport`` replaces the network, for tests."""
+    return httpx.AsyncClient(base_url=base_url, auth=auth, verify=verify, timeout=timeout,
+                             headers={"Accept": "application/json", **(headers or {})},
+                             follow_redirects=False, transport=transport)
+
+
+def retry_after_seconds(resp: httpx.Response, default: float = DEFAULT_RETRY_AFTER) -> float:
+    """Seconds until the server's quota resets, from whichever header it sent."""
+    h = resp.headers
+    value = h.get("Retry-After")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value)
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - time.time())
+    if ms := h.get("X-Rate-Limit-Time-Reset-Ms"):  # BigCommerce
+        return max(0.0, int(ms) / 1000)
+    for name in ("X-RateLimit-Minutely-Reset", "X-RateLimit-Reset"):  # Exact: epoch ms
+        if reset := h.get(name):
+            try:
+                return max(0.0, int(reset) / 1000 - time.time())
+            except ValueError:
+                pass
+    return default
+
+
+def _generic_error(resp: httpx.Response) -> tuple[str, dict[str, str]]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return (resp.text[:300] or resp.reason_phrase), {}
+    if isinstance(body, dict):
+        for key in ("message", "error", "title", "detail"):
+            if isinstance(body.get(key), str):
+                return body[key], {}
+    return str(body)[:300], {}
+
+
+def raise_for_response(resp: httpx.Response, system: str,
+                       read_error: ErrorReader = _generic_error) -> httpx.Response:
+    """Return ``resp`` when it succeeded, otherwise raise the typed error for its status."""
+    status = resp.status_code
+    if status < 400:
+        return resp
+    message, fields = read_error(resp)
+    where = f"{resp.request.method} {resp.request.url.path}"
+    text = f"HTTP {status} on {where}: {message}"
+    if status == 429:
+        raise RateLimited(text, retry_after=retry_after_seconds(resp), system=system, status=status)
+    if status == 401:
+        raise AuthExpired(text, system=system, status=status)
+    if status == 403:
+        raise AuthFailed(text, system=system, status=status)
+    if status == 404:
+        raise NotFound(text, system=system, status=status)
+    if status in (408, 425) or status >= 500:
+        raise Unavailable(text, system=system, status=status)
+    raise Rejected(text, system=system, status=status, field_errors=fields)
+
+
+async def send(client: httpx.AsyncClient, method: str, url: str, *, system: str,
+               read_error: ErrorReader = _generic_error, **kwargs: Any) -> httpx.Response:
+    """One request: transport failures become ``Unavailable``, HTTP errors their typed error."""
+    try:
+        resp = await client.request(method, url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise Unavailable(f"timeout on {method} {url}: {exc!r}", system=system) from exc
+    except httpx.TransportError as exc:
+        raise Unavailable(f"connection error on {method} {url}: {exc!r}", system=system) from exc
+    return raise_for_response(resp, system, read_error)

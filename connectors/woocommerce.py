@@ -1,0 +1,563 @@
+"""WooCommerce (wc/v3) store connector: orders and refunds in, price/stock out, webhooks.
+
+Auth follows WooCommerce's own rules (reference §2): Basic over HTTPS, the same key pair in
+the query string for hosts that strip ``Authorization``, OAuth 1.0a one-legged over plain
+HTTP. ``auto`` picks by scheme and, on HTTPS, learns query-string auth from the first 401.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import inspect
+import json
+import re
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import httpx
+from oauthlib import oauth1
+from pydantic import BaseModel, SecretStr, field_validator, model_validator
+
+from connectors.base import CatalogPushResult, Webhook
+from connectors.errors import AuthExpired, ExternalError, NotFound, Unavailable
+from connectors.http import build_client, send
+from connectors.model import ItemChange, Order
+from connectors.woocommerce_mapping import item_change_to_wc, order_from_wc
+
+SYSTEM = "woocommerce"
+API_PREFIX = "wp-json/wc/v3/"
+PAGE_SIZE = 100  # wc/v3 maximum per_page
+BATCH_SIZE = 100  # wc/v3 default batch limit (create + update + delete)
+SKU_LOOKUP_SIZE = 50  # SKUs per `?sku=a,b,c` lookup, keeps URLs short
+MAX_STALLED_RESTARTS = 3  # listing restarts in a row that yield nothing new
+
+AuthMode = Literal["auto", "basic", "query_string", "oauth1"]
+
+
+class WooCommerceSettings(BaseModel):
+    base_url: str  # the site's home URL, e.g. https://shop.example/ (may include a subdirectory)
+    auth_mode: AuthMode = "auto"
+    ca_bundle: str | None = None  # CA file to trust, for stores behind a private CA
+    timeout: float = 30
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("base_url must be the store's http(s) home URL")
+        return v.rstrip("/") + "/"
+
+    @model_validator(mode="after")
+    def _no_plain_text_secrets(self) -> WooCommerceSettings:
+        # WooCommerce ignores Basic and query-string keys over HTTP; sending them would only
+        # expose the secret.
+        if self.scheme == "http" and self.auth_mode in ("basic", "query_string"):
+            raise ValueError(f"auth_mode {self.auth_mode!r} needs an https:// base_url; "
+                             "plain-HTTP stores use oauth1")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return self.base_url.split(":", 1)[0].lower()
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url + API_PREFIX
+
+
+class WooCommerceCredentials(BaseModel):
+    consumer_key: SecretStr
+    consumer_secret: SecretStr
+
+
+# --- auth ------------------------------------------------------------------------------
+
+class QueryStringAuth(httpx.Auth):
+    """Key pair as ``consumer_key``/``consumer_secret`` query parameters (HTTPS only)."""
+
+    def __init__(self, key: str, secret: str) -> None:
+        self._params = {"consumer_key": key, "consumer_secret": secret}
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.url = request.url.copy_merge_params(self._params)
+        yield request
+
+
+class OAuth1Auth(httpx.Auth):
+    """OAuth 1.0a one-legged (no token), signed by oauthlib, parameters in the query string:
+    every WooCommerce version reads them there and hosts cannot strip them. JSON bodies are
+    not signed (WooCommerce signs only query and form parameters)."""
+
+    requires_request_body = True
+    _FORM = "application/x-www-form-urlencoded"
+
+    def __init__(self, key: str, secret: str, method: str = "HMAC-SHA256") -> None:
+        if method not in ("HMAC-SHA256", "HMAC-SHA1"):
+            raise ValueError("WooCommerce accepts HMAC-SHA256 or HMAC-SHA1 only")
+        self._key, self._secret, self._method = key, secret, method
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        content_type = request.headers.get("Content-Type", "")
+        form = content_type.startswith(self._FORM)
+        client = oauth1.Client(self._key, client_secret=self._secret,
+                               signature_method=self._method,
+                               signature_type=oauth1.SIGNATURE_TYPE_QUERY)
+        uri, _, _ = client.sign(str(request.url), request.method,
+                                body=request.content.decode() if form else None,
+                                headers={"Content-Type": self._FORM} if form else None)
+        request.url = httpx.URL(uri)
+        yield request
+
+
+def auth_for(mode: str, credentials: WooCommerceCredentials) -> httpx.Auth:
+    key = credentials.consumer_key.get_secret_value()
+    secret = credentials.consumer_secret.get_secret_value()
+    if mode == "basic":
+        return httpx.BasicAuth(key, secret)
+    if mode == "query_string":
+        return QueryStringAuth(key, secret)
+    if mode == "oauth1":
+        return OAuth1Auth(key, secret)
+    raise ValueError(f"unknown WooCommerce auth mode {mode!r}")
+
+
+# --- webhooks (used by the receiver; pure) ---------------------------------------------
+
+class WebhookEvent(BaseModel):
+    topic: str  # e.g. "order.updated"
+    resource: str  # "order", "product", ...
+    event: str  # "created", "updated", ...
+    resource_id: str
+    delivery_id: str = ""
+    webhook_id: str = ""
+
+
+_WP_ENTITIES = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#039;": "'",
+                "&#39;": "'", "&#x27;": "'"}
+_WP_ENTITY_RE = re.compile("|".join(map(re.escape, _WP_ENTITIES)))
+
+
+def webhook_signature(body: bytes, secret: str) -> str:
+    """What WooCommerce sends in ``X-WC-Webhook-Signature``: base64(HMAC-SHA256(raw body)),
+    keyed with the secret after WordPress's ``wp_specialchars_decode``."""
+    key = _WP_ENTITY_RE.sub(lambda m: _WP_ENTITIES[m.group(0)], secret).encode()
+    return base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
+
+
+def verify_signature(body: bytes, secret: str, signature_header: str | None) -> bool:
+    """Constant-time check of a delivery's signature over the raw bytes as received."""
+    if not signature_header or not secret:
+        return False
+    expected = webhook_signature(body, secret).encode()
+    return hmac.compare_digest(expected, signature_header.strip().encode("utf-8", "replace"))
+
+
+_PING_RE = re.compile(rb"^\s*webhook_id=(\d+)\s*$")
+
+
+def is_ping(headers: Mapping[str, str], body: bytes) -> bool:
+    """WooCommerce's creation ping: ``webhook_id=N``, unsigned, no ``X-WC-Webhook-*``
+    headers. It must be answered 200 or the hook stays pending."""
+    topic = next((v for k, v in headers.items() if k.lower() == "x-wc-webhook-topic"), "")
+    return not topic and bool(_PING_RE.match(body))
+
+
+def parse_webhook(headers: Mapping[str, str], body: bytes) -> WebhookEvent | None:
+    """The event a delivery announces, or None for the unsigned creation ping
+    (body ``webhook_id=N``, no ``X-WC-Webhook-*`` headers). The body is never trusted as
+    the record: only the resource id is taken from it."""
+    if is_ping(headers, body):
+        return None
+    h = {k.lower(): v for k, v in headers.items()}
+    topic = h.get("x-wc-webhook-topic", "")
+    if not topic:
+        raise ValueError("not a WooCommerce delivery: no X-WC-Webhook-Topic header")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise ValueError(f"{topic} delivery: body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{topic} delivery: body is not a JSON object")
+    resource, _, event = topic.partition(".")
+    return WebhookEvent(
+        topic=topic, resource=h.get("x-wc-webhook-resource") or resource,
+        event=h.get("x-wc-webhook-event") or event,
+        resource_id=str(payload.get("id", "")), delivery_id=h.get("x-wc-webhook-delivery-id", ""),
+        webhook_id=h.get("x-wc-webhook-id", ""))
+
+
+# --- errors ----------------------------------------------------------------------------
+
+def read_error(resp: httpx.Response) -> tuple[str, dict[str, str]]:
+    """WordPress REST errors: ``{code, message, data: {status, params}}``; ``params`` is a
+    map of bad parameters (``rest_invalid_param``) or a list of missing ones."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return (resp.text[:300].strip() or resp.reason_phrase), {}
+    if not isinstance(body, dict):
+        return str(body)[:300], {}
+    return _error_text(body), _error_fields(body.get("data"))
+
+
+def _error_text(error: Mapping) -> str:
+    message = str(error.get("message") or "error")
+    return f"{message} ({error['code']})" if error.get("code") else message
+
+
+def _error_fields(data: Any) -> dict[str, str]:
+    params = data.get("params") if isinstance(data, dict) else None
+    if isinstance(params, dict):
+        return {str(k): str(v) for k, v in params.items()}
+    if isinstance(params, list):
+        return {str(k): "missing" for k in params}
+    return {}
+
+
+_CREDENTIAL_PARAM_RE = re.compile(r"((?:consumer_key|consumer_secret|oauth_signature)=)[^&\s'\"]*")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Credentials reach error text through echoed URLs (query-string auth, OAuth) and
+    proxy error pages; messages end up in Temporal histories and logs."""
+    text = _CREDENTIAL_PARAM_RE.sub(r"\1***", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+# --- the connector ---------------------------------------------------------------------
+
+AuthModeCallback = Callable[[str], Awaitable[None] | None]
+
+
+class WooCommerceStore:
+    """A WooCommerce store as a :class:`connectors.base.Storefront`."""
+
+    system = SYSTEM
+
+    def __init__(self, settings: WooCommerceSettings, credentials: WooCommerceCredentials, *,
+                 on_auth_mode_detected: AuthModeCallback | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self._credentials = credentials
+        self._on_auth_mode_detected = on_auth_mode_detected
+        self._mode = self._initial_mode(settings)
+        self._probe_query_string = settings.auth_mode == "auto" and self._mode == "basic"
+        self._global_variations: bool | None = None  # GET /variations exists (WC 10.3+)
+        self._client = self._build_client(auth_for(self._mode, credentials), transport)
+
+    @staticmethod
+    def _initial_mode(settings: WooCommerceSettings) -> str:
+        if settings.auth_mode != "auto":
+            return settings.auth_mode
+        return "oauth1" if settings.scheme == "http" else "basic"
+
+    def _build_client(self, auth: httpx.Auth,
+                      transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+        s = self.settings
+        return build_client(s.api_url, auth=auth, verify=s.ca_bundle or True, timeout=s.timeout,
+                            transport=transport)
+
+    @property
+    def auth_mode(self) -> str:
+        """The mode in use: "basic", "query_string" or "oauth1"."""
+        return self._mode
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- requests --
+
+    def _secrets(self) -> tuple[str, str]:
+        return (self._credentials.consumer_key.get_secret_value(),
+                self._credentials.consumer_secret.get_secret_value())
+
+    async def _send(self, method: str, path: str, *, auth: httpx.Auth | None = None,
+                    **kwargs: Any) -> httpx.Response:
+        if auth is not None:
+            kwargs["auth"] = auth
+        try:
+            return await send(self._client, method, path, system=SYSTEM,
+                              read_error=read_error, **kwargs)
+        except ExternalError as exc:
+            exc.message = redact(exc.message, self._secrets())
+            exc.args = (exc.message,)
+            raise
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One API call. In auto mode a Basic 401 is retried once with query-string keys
+        (a 401 means nothing was processed, so repeating a write is safe); if that works,
+        the client keeps query-string auth and the caller is told so it can persist it."""
+        try:
+            return await self._send(method, path, **kwargs)
+        except AuthExpired:
+            if not self._probe_query_string:
+                raise
+        query_auth = auth_for("query_string", self._credentials)
+        resp = await self._send(method, path, auth=query_auth, **kwargs)
+        await self._adopt_query_string(query_auth)
+        return resp
+
+    async def _adopt_query_string(self, auth: httpx.Auth) -> None:
+        if not self._probe_query_string:  # a concurrent request switched first
+            return
+        self._probe_query_string = False
+        self._client.auth = auth
+        self._mode = "query_string"
+        if self._on_auth_mode_detected is not None:
+            result = self._on_auth_mode_detected(self._mode)
+            if inspect.isawaitable(result):
+                await result
+
+    async def _object(self, method: str, path: str, **kwargs: Any) -> dict:
+        body = _decode(await self._request(method, path, **kwargs))
+        if not isinstance(body, dict):
+            raise ValueError(f"{SYSTEM}: {method} {path} did not answer a JSON object")
+        return body
+
+    async def _pages(self, path: str, params: Mapping[str, Any] | None = None, *,
+                     stable: bool = False) -> AsyncIterator[dict]:
+        """Every item of a collection. ``Link``/``X-WP-TotalPages`` only tell whether there
+        is a next page: their URLs echo query-string keys and OAuth nonces, so the next
+        request is built anew with ``page`` + 1. With ``stable``, a change of ``X-WP-Total``
+        between pages raises :class:`ListingChanged` (items shifted across pages)."""
+        page, first_total = 1, None
+        while True:
+            resp = await self._request("GET", path,
+                                       params={**(params or {}), "per_page": PAGE_SIZE,
+                                               "page": page})
+            items = _decode(resp)
+            if not isinstance(items, list):
+                raise ValueError(f"{SYSTEM}: GET {path} did not answer a list")
+            total = resp.headers.get("X-WP-Total")
+            if stable and page > 1 and total != first_total:
+                raise ListingChanged(path)
+            first_total = first_total or total
+            for item in items:
+                yield item
+            if not _has_next_page(resp, page, len(items)):
+                return
+            page += 1
+
+    # -- orders --
+
+    async def get_order(self, order_id: str) -> Order:
+        """The order and, when it has any, its full refunds (lines included)."""
+        order_json = await self._object("GET", f"orders/{_id(order_id)}")
+        refunds = await self.list_refunds(order_id) if order_json.get("refunds") else []
+        return order_from_wc(order_json, refunds)
+
+    async def list_refunds(self, order_id: str) -> list[dict]:
+        """An order's refund objects as WooCommerce returns them, all pages."""
+        return [r async for r in self._pages(f"orders/{_id(order_id)}/refunds")]
+
+    async def iter_orders_modified(self, since: datetime,
+                                   until: datetime | None = None) -> AsyncIterator[Order]:
+        """Orders modified in [since, until), oldest first, each once. Refunds are not
+        fetched here (the list has only a summary without dates or lines), so these orders
+        carry none: callers needing refunds use :meth:`get_order`.
+
+        An order modified while the listing runs leaves the window and shifts the rest up
+        a place, so an unchanged order could slip past a page boundary unseen. With
+        ``until`` given that shows as a changed ``X-WP-Total``, and the listing resumes
+        from the last order it yielded; pass ``until`` for a complete listing."""
+        yielded: set[str] = set()
+        cursor, stalls = since, 0
+        while True:
+            try:
+                async for order_json in self._pages("orders", _modified_filter(cursor, until),
+                                                    stable=True):
+                    order = order_from_wc(order_json, [])
+                    if order.store_id in yielded or not _within(order.modified_at, since, until):
+                        continue
+                    yielded.add(order.store_id)
+                    cursor, stalls = max(cursor, order.modified_at), 0
+                    yield order
+                return
+            except ListingChanged:
+                stalls += 1
+                if stalls > MAX_STALLED_RESTARTS:
+                    raise Unavailable("orders kept changing while being listed",
+                                      system=SYSTEM) from None
+
+    # -- catalog --
+
+    async def push_item_changes(self, changes: list[ItemChange]) -> CatalogPushResult:
+        """Absolute price/stock onto existing products and variations, matched by SKU.
+        Unknown SKUs are reported, never created; batch item errors land in ``failed``.
+        A failed call raises: the values are absolute, so retrying the whole push is safe."""
+        fields = {sku: f for sku, f in _latest_fields(changes).items() if f}
+        result = CatalogPushResult()
+        found = await self._find_products(list(fields))
+        missing = [sku for sku in fields if sku not in found]
+        found.update(await self._find_variations(missing))
+        result.unknown = [sku for sku in fields if sku not in found]
+        groups: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+        for sku, (endpoint, item_id) in found.items():
+            groups[endpoint].append((sku, {"id": item_id, **fields[sku]}))
+        for endpoint, updates in groups.items():
+            for start in range(0, len(updates), BATCH_SIZE):
+                await self._write_batch(endpoint, updates[start:start + BATCH_SIZE], result)
+        return result
+
+    async def _find_products(self, skus: list[str]) -> dict[str, tuple[str, int]]:
+        """SKU -> (batch endpoint, id) for products (``/products?sku=`` skips variations)."""
+        found = {}
+        for chunk in _chunks(skus, SKU_LOOKUP_SIZE):
+            async for product in self._pages("products", {"sku": ",".join(chunk)}):
+                if product.get("sku") in chunk:
+                    found[product["sku"]] = ("products/batch", _id(product.get("id")))
+        return found
+
+    async def _find_variations(self, skus: list[str]) -> dict[str, tuple[str, int]]:
+        if not skus:
+            return {}
+        if self._global_variations is not False:
+            try:
+                found = await self._variations_by_sku("variations", skus)
+                self._global_variations = True
+                return found
+            except NotFound:  # no /variations route before WC 10.3
+                self._global_variations = False
+        return await self._variations_per_parent(skus)
+
+    async def _variations_per_parent(self, skus: list[str]) -> dict[str, tuple[str, int]]:
+        found: dict[str, tuple[str, int]] = {}
+        async for parent in self._pages("products", {"type": "variable"}):
+            remaining = [sku for sku in skus if sku not in found]
+            if not remaining:
+                break
+            parent_id = _id(parent.get("id"))
+            found.update(await self._variations_by_sku(f"products/{parent_id}/variations",
+                                                       remaining, parent_id))
+        return found
+
+    async def _variations_by_sku(self, path: str, skus: list[str], parent_id: Any = None
+                                 ) -> dict[str, tuple[str, int]]:
+        found = {}
+        for chunk in _chunks(skus, SKU_LOOKUP_SIZE):
+            async for variation in self._pages(path, {"sku": ",".join(chunk)}):
+                if variation.get("sku") in chunk:
+                    parent = _id(variation.get("parent_id") or parent_id)
+                    found[variation["sku"]] = (f"products/{parent}/variations/batch",
+                                               _id(variation.get("id")))
+        return found
+
+    async def _write_batch(self, endpoint: str, updates: list[tuple[str, dict]],
+                           result: CatalogPushResult) -> None:
+        body = await self._object("POST", endpoint, json={"update": [u for _, u in updates]})
+        result.write_calls += 1
+        answers = {}
+        for item in body.get("update") or []:
+            if isinstance(item, dict) and "id" in item:
+                answers[str(item["id"])] = item
+        for sku, update in updates:
+            answer = answers.get(str(update["id"]))
+            if answer is None:
+                result.failed[sku] = "no result for this item in the batch response"
+            elif isinstance(answer.get("error"), dict):
+                result.failed[sku] = _error_text(answer["error"])
+            else:
+                result.updated.append(sku)
+
+    # -- webhooks --
+
+    async def list_webhooks(self) -> list[Webhook]:
+        return [_webhook(w) async for w in self._pages("webhooks", {"status": "all"})]
+
+    async def create_webhook(self, topic: str, delivery_url: str, secret: str) -> Webhook:
+        """Created webhooks start active; WooCommerce pings ``delivery_url`` right away."""
+        body = {"name": f"ml-connector {topic}", "topic": topic, "delivery_url": delivery_url,
+                "secret": secret}
+        return _webhook(await self._object("POST", "webhooks", json=body))
+
+    async def update_webhook(self, webhook_id: str, **fields: str) -> Webhook:
+        return _webhook(await self._object("PUT", f"webhooks/{_id(webhook_id)}", json=fields))
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        await self._request("DELETE", f"webhooks/{_id(webhook_id)}", params={"force": "true"})
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+class ListingChanged(Exception):
+    """The collection changed between two pages of one listing."""
+
+
+def _modified_filter(since: datetime, until: datetime | None) -> dict[str, str]:
+    """WooCommerce compares these strictly, at whole seconds: widen by a second each way
+    and let :func:`_within` apply the exact window."""
+    params = {"modified_after": _gmt(_floor_second(since) - timedelta(seconds=1)),
+              "dates_are_gmt": "true", "orderby": "modified", "order": "asc"}
+    if until is not None:
+        params["modified_before"] = _gmt(until + timedelta(seconds=1))
+    return params
+
+
+def _within(moment: datetime, since: datetime, until: datetime | None) -> bool:
+    return moment >= since and (until is None or moment < until)
+
+
+def _id(value: Any) -> int:
+    """A WooCommerce id; anything else would change the URL path."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ValueError(f"not a WooCommerce id: {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"not a WooCommerce id: {value!r}")
+    return number
+
+
+def _decode(resp: httpx.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        raise ValueError(f"{SYSTEM}: {resp.request.method} {resp.request.url.path} answered "
+                         f"non-JSON ({resp.headers.get('Content-Type', '?')})") from None
+
+
+def _floor_second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
+def _gmt(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("datetimes passed to WooCommerce filters must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _has_next_page(resp: httpx.Response, page: int, count: int) -> bool:
+    if "next" in resp.links:
+        return True
+    total_pages = resp.headers.get("X-WP-TotalPages")
+    if total_pages is not None and total_pages.isdigit():
+        return page < int(total_pages)
+    return count >= PAGE_SIZE
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _latest_fields(changes: list[ItemChange]) -> dict[str, dict]:
+    """Update fields per SKU from its most recent change."""
+    latest: dict[str, ItemChange] = {}
+    for change in changes:
+        if change.sku not in latest or change.modified_at >= latest[change.sku].modified_at:
+            latest[change.sku] = change
+    return {sku: item_change_to_wc(change) for sku, change in latest.items()}
+
+
+def _webhook(raw: Any) -> Webhook:
+    if not isinstance(raw, dict) or "id" not in raw:
+        raise ValueError(f"{SYSTEM}: webhook response without an id")
+    return Webhook(id=str(raw["id"]), topic=str(raw.get("topic", "")),
+                   delivery_url=str(raw.get("delivery_url", "")),
+                   status=str(raw.get("status", "")))

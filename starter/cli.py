@@ -1,0 +1,242 @@
+"""The ``ml-connector`` command. Bad input gets one clear line and exit code 2, never a
+traceback; secrets are read from environment variables or a prompt, never printed."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from connections.config import (ERP_CREDENTIALS, STORE_CREDENTIALS, WEBHOOK_SECRET, Connection,
+                                Environment, open_store)
+from connections.store import ConnectionNotFound
+from connections.vault import VaultError
+from connectors.documents import Mappings
+from starter.logs import configure as configure_logs
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for value in values or []:
+        key, sep, target = value.partition("=")
+        if not sep or not key or not target:
+            raise UsageError(f"{what} must look like KEY=VALUE, got {value!r}")
+        out[key] = target
+    return out
+
+
+def _secret(env_name: str, label: str) -> str:
+    value = os.environ.get(env_name)
+    if value:
+        return value
+    if sys.stdin.isatty():
+        value = getpass.getpass(f"{label}: ")
+        if value:
+            return value
+    raise UsageError(f"{label} is required: set the environment variable {env_name}")
+
+
+def cmd_connections_add(args, env: Environment) -> int:
+    store = open_store(env)
+    if args.name in {c.id for c in store.list_connections()} and not args.replace:
+        raise UsageError(f"connection {args.name!r} exists; pass --replace to overwrite it")
+    mappings = Mappings(tax_codes=_pairs(args.tax, "--tax"), sku_to_item=_pairs(args.sku, "--sku"),
+                        **({"document_prefix": args.prefix} if args.prefix else {}))
+    try:
+        conn = Connection(
+            id=args.name, store_system="woocommerce", erp_system="acumatica",
+            store={"base_url": args.store_url, "auth_mode": args.store_auth,
+                   **({"ca_bundle": args.ca_bundle} if args.ca_bundle else {})},
+            erp={"instance_url": args.erp_url, "endpoint_version": args.erp_version,
+                 **({"ca_bundle": args.ca_bundle} if args.ca_bundle else {})},
+            mappings=mappings, poll_minutes=args.poll_minutes)
+    except ValidationError as exc:
+        raise UsageError(_first_error(exc)) from None
+    store.put_secret(conn.id, STORE_CREDENTIALS, {
+        "consumer_key": args.store_key,
+        "consumer_secret": _secret(args.store_secret_env, "WooCommerce consumer secret")})
+    store.put_secret(conn.id, ERP_CREDENTIALS, {
+        "client_id": args.erp_client_id,
+        "client_secret": _secret(args.erp_client_secret_env, "Acumatica client secret"),
+        "username": args.erp_username,
+        "password": _secret(args.erp_password_env, "Acumatica password")})
+    store.put_secret(conn.id, WEBHOOK_SECRET,
+                     os.environ.get(args.webhook_secret_env) or secrets.token_urlsafe(32))
+    store.save_connection(conn)
+    print(f"connection {conn.id} saved (secrets encrypted in {env.db_url.split('?')[0]})")
+    return 0
+
+
+def cmd_connections_list(args, env: Environment) -> int:
+    for conn in open_store(env).list_connections():
+        print(f"{conn.id}\t{conn.store_system} {conn.store.get('base_url', '')}\t→ "
+              f"{conn.erp_system} {conn.erp.get('instance_url', '')}")
+    return 0
+
+
+def cmd_connections_show(args, env: Environment) -> int:
+    store = open_store(env)
+    conn = store.get_connection(args.name)
+    shown = json.loads(conn.model_dump_json())
+    shown["secrets"] = {name: "(set, encrypted)" for name in store.secret_names(conn.id)}
+    print(json.dumps(shown, indent=2))
+    return 0
+
+
+def cmd_connections_map(args, env: Environment) -> int:
+    store = open_store(env)
+    conn = store.get_connection(args.name)
+    conn.mappings.sku_to_item.update(_pairs(args.sku, "--sku"))
+    conn.mappings.tax_codes.update(_pairs(args.tax, "--tax"))
+    store.save_connection(conn)
+    parked = store.ledger_rows(conn.id, kind="order", state="parked")
+    print(f"mappings of {conn.id} saved; replaying {len(parked)} parked order(s)")
+    if parked:
+        asyncio.run(_replay(env, conn.id, [r.store_id for r in parked], "mapping_changed"))
+    return 0
+
+
+def cmd_replay(args, env: Environment) -> int:
+    store = open_store(env)
+    conn = store.get_connection(args.connection)
+    ids = args.order or [r.store_id for state in ("parked", "failed")
+                         for r in store.ledger_rows(conn.id, kind="order", state=state)]
+    asyncio.run(_replay(env, conn.id, ids, "replay"))
+    print(f"replaying {len(ids)} order(s) of {conn.id}")
+    return 0
+
+
+async def _replay(env: Environment, connection_id: str, order_ids: list[str], kind: str) -> None:
+    from activities.messages import OrderEvent
+    from starter.temporal import connect
+    from workflows.dispatch import signal_order
+
+    client = await connect(env)
+    for order_id in order_ids:
+        await signal_order(client, connection_id, order_id, OrderEvent(kind=kind, source="cli"),
+                           task_queue=env.task_queue)
+
+
+def cmd_worker(args, env: Environment) -> int:
+    import worker
+
+    asyncio.run(worker.run(env))
+    return 0
+
+
+def cmd_receiver(args, env: Environment) -> int:
+    import uvicorn
+
+    from starter.receiver import create_receiver
+    from starter.temporal import connect
+
+    store = open_store(env)
+    state: dict = {}
+
+    async def client_factory():
+        if "client" not in state:
+            state["client"] = await connect(env, store.vault.keyring)
+        return state["client"]
+
+    uvicorn.run(create_receiver(store, client_factory, task_queue=env.task_queue),
+                host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_demo(args, env: Environment) -> int:
+    from starter.demo import run_demo
+
+    return asyncio.run(run_demo(orders=args.orders, home=env.home / "demo"))
+
+
+def cmd_dev(args, env: Environment) -> int:
+    from starter.dev import run_dev
+
+    return asyncio.run(run_dev(env))
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ml-connector", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="run the main job end to end on the embedded stack").add_argument(
+        "--orders", type=int, default=200)
+    sub.add_parser("dev", help="start the embedded stack and stay up")
+    sub.add_parser("worker", help="run a Temporal worker")
+    rec = sub.add_parser("receiver", help="serve the webhook receiver")
+    rec.add_argument("--host", default="127.0.0.1")
+    rec.add_argument("--port", type=int, default=8000)
+    rp = sub.add_parser("replay", help="replay orders after the cause was fixed")
+    rp.add_argument("connection")
+    rp.add_argument("--order", action="append", help="store order id (default: every parked/failed)")
+
+    conns = sub.add_parser("connections", help="manage connections").add_subparsers(
+        dest="action", required=True)
+    add = conns.add_parser("add", help="add a store + ERP connection")
+    add.add_argument("name")
+    add.add_argument("--store-url", required=True, help="the store's home URL")
+    add.add_argument("--store-key", required=True, help="WooCommerce consumer key (ck_...)")
+    add.add_argument("--store-secret-env", default="ML_STORE_SECRET")
+    add.add_argument("--store-auth", default="auto", choices=["auto", "basic", "query_string", "oauth1"])
+    add.add_argument("--erp-url", required=True, help="Acumatica instance URL")
+    add.add_argument("--erp-version", default="24.200.001")
+    add.add_argument("--erp-client-id", required=True)
+    add.add_argument("--erp-client-secret-env", default="ML_ERP_CLIENT_SECRET")
+    add.add_argument("--erp-username", required=True)
+    add.add_argument("--erp-password-env", default="ML_ERP_PASSWORD")
+    add.add_argument("--webhook-secret-env", default="ML_WEBHOOK_SECRET")
+    add.add_argument("--ca-bundle", help="CA file to trust for both systems (private CAs)")
+    add.add_argument("--tax", action="append", help="store tax rate code=ERP tax id")
+    add.add_argument("--sku", action="append", help="store SKU=ERP inventory id")
+    add.add_argument("--prefix", help="external reference prefix (default WC-)")
+    add.add_argument("--poll-minutes", type=int, default=5)
+    add.add_argument("--replace", action="store_true")
+    conns.add_parser("list")
+    conns.add_parser("show").add_argument("name")
+    mp = conns.add_parser("map", help="add SKU/tax mappings and replay parked orders")
+    mp.add_argument("name")
+    mp.add_argument("--sku", action="append")
+    mp.add_argument("--tax", action="append")
+    return p
+
+
+COMMANDS = {
+    ("connections", "add"): cmd_connections_add, ("connections", "list"): cmd_connections_list,
+    ("connections", "show"): cmd_connections_show, ("connections", "map"): cmd_connections_map,
+    ("replay", None): cmd_replay, ("worker", None): cmd_worker, ("receiver", None): cmd_receiver,
+    ("demo", None): cmd_demo, ("dev", None): cmd_dev,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    configure_logs()
+    handler = COMMANDS[(args.command, getattr(args, "action", None))]
+    try:
+        code = handler(args, Environment())
+    except (UsageError, ConnectionNotFound, VaultError) as exc:
+        print(f"ml-connector: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # a clean exit code even if SDK threads linger (see README)
+
+
+if __name__ == "__main__":
+    main()

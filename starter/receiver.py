@@ -1,0 +1,120 @@
+"""ASGI webhook receiver: verify, acknowledge, signal-with-start.
+
+``POST /webhooks/{connection_id}/{source}``. The signature is checked over the raw bytes
+before anything else is read; only then is the body parsed and the order's workflow
+signalled. Answers: 200 handed over (or ping / topic not handled), 400 malformed, 401 bad
+signature, 404 unknown connection or source, 413 oversize, 503 Temporal unreachable (the
+store retries or the poll catches up). Nothing is started on bad input, never a traceback.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from temporalio.service import RPCError
+
+from activities.messages import OrderEvent
+from connections.config import WEBHOOK_SECRET
+from connections.store import ConnectionNotFound, ConnectionStore
+from connectors import woocommerce
+from workflows.dispatch import signal_order
+
+MAX_BODY = 1024 * 1024
+SECRET_TTL = 30.0
+log = structlog.get_logger("receiver")
+
+
+class _Oversize(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _Oversize
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _Oversize
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"status": status, "message": message, **extra}, status_code=status)
+
+
+def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *,
+                    task_queue: str, max_body: int = MAX_BODY) -> Starlette:
+    """``client_factory`` is awaited for the Temporal client on each hand-over, so the
+    receiver starts and answers (503) while Temporal is down."""
+    secrets: dict[str, tuple[float, str | None, str]] = {}
+
+    def connection_secret(connection_id: str) -> tuple[str | None, str]:
+        hit = secrets.get(connection_id)
+        if hit and time.monotonic() - hit[0] < SECRET_TTL:
+            return hit[1], hit[2]
+        conn = store.get_connection(connection_id)
+        value = (store.get_secret(connection_id, WEBHOOK_SECRET), conn.store_system)
+        secrets[connection_id] = (time.monotonic(), *value)
+        return value
+
+    async def webhook(request: Request) -> JSONResponse:
+        connection_id, source = request.path_params["connection_id"], request.path_params["source"]
+        try:
+            secret, store_system = connection_secret(connection_id)
+        except ConnectionNotFound:
+            return _answer(404, f"unknown connection {connection_id!r}")
+        if source != store_system:
+            return _answer(404, f"connection {connection_id!r} takes webhooks from {store_system}")
+        try:
+            body = await _read_body(request, max_body)
+        except _Oversize:
+            return _answer(413, f"body larger than {max_body} bytes")
+        except ClientDisconnect:
+            return _answer(400, "client disconnected")
+        if woocommerce.is_ping(request.headers, body):
+            return _answer(200, "pong")
+        if not secret or not woocommerce.verify_signature(
+                body, secret, request.headers.get("x-wc-webhook-signature")):
+            log.warning("webhook.bad_signature", connection=connection_id)
+            return _answer(401, "signature missing or invalid")
+        try:
+            event = woocommerce.parse_webhook(request.headers, body)
+        except ValueError as exc:
+            return _answer(400, f"malformed webhook: {exc}")
+        if event is not None and event.resource == "order" and not event.resource_id.isdigit():
+            return _answer(400, "malformed webhook: the order id is missing")
+        if event is None or event.resource != "order":
+            return _answer(200, "ignored: topic not handled", topic=getattr(event, "topic", None))
+        try:
+            client = await client_factory()
+            wf_id = await signal_order(
+                client, connection_id, event.resource_id,
+                OrderEvent(kind=event.event, source="webhook", delivery_id=event.delivery_id or "",
+                           received_at=datetime.now(timezone.utc)),
+                task_queue=task_queue)
+        except (RPCError, OSError, RuntimeError) as exc:
+            log.error("webhook.temporal_unavailable", connection=connection_id, error=type(exc).__name__)
+            return _answer(503, "workflow service unavailable; retry later")
+        log.info("webhook.accepted", connection=connection_id, workflow_id=wf_id, topic=event.topic)
+        return _answer(200, "accepted", workflow_id=wf_id)
+
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def server_error(_: Request, exc: Exception) -> JSONResponse:
+        log.error("receiver.error", error=type(exc).__name__)
+        return _answer(500, "internal error")
+
+    return Starlette(routes=[Route("/webhooks/{connection_id}/{source}", webhook, methods=["POST"]),
+                             Route("/healthz", health)],
+                     exception_handlers={Exception: server_error})

@@ -1,0 +1,119 @@
+"""The Acumatica connector against the Acumatica sandbox over TLS: written independently,
+from the same reference, so a shared misunderstanding cannot hide."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal as D
+
+import pytest
+
+from connectors.acumatica import AcumaticaCredentials, AcumaticaErp, AcumaticaSettings
+from connectors.auth import MemoryTokenStore
+from connectors.base import post_document
+from connectors.documents import DocumentLine, DocumentTax, ErpDocument
+from connectors.errors import ConfigurationError, MappingMissing
+from connectors.model import Address, Customer
+from sandbox import acumatica as acumatica_sandbox
+from sandbox.server import LocalCA, serving
+
+CLIENT = "11111111-2222-3333-4444-555555555555@Company"
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory) -> LocalCA:
+    return LocalCA.create(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+async def erp_server(ca):
+    app = acumatica_sandbox.create_app(client_id=CLIENT)
+    state = app.state.acumatica
+    state.add_stock_item("HOODIE-M", default_price=30, qty_on_hand=5, warehouse_id="MAIN")
+    for item in ("SHIPPING", "ADJUSTMENT", "ROUNDING"):
+        state.add_non_stock_item(item)
+    state.add_tax("CATAX")
+    async with serving(app, tls=ca) as served:
+        yield served, app
+
+
+def connector(url: str, ca: LocalCA, version: str = "24.200.001", store=None) -> AcumaticaErp:
+    return AcumaticaErp(
+        AcumaticaSettings(instance_url=url, endpoint_version=version, ca_bundle=str(ca.ca_file)),
+        AcumaticaCredentials(client_id=CLIENT, client_secret="secret", username="admin", password="admin"),
+        store or MemoryTokenStore())
+
+
+def invoice(customer: str, ref: str = "WC-1") -> ErpDocument:
+    return ErpDocument(
+        kind="invoice", external_ref=ref, order_number="1001", store_order_id="1", currency="EUR",
+        date=date(2026, 3, 1), customer_key=customer,
+        lines=[DocumentLine(item_id="HOODIE-M", sku="HOODIE-M", quantity=D(3), unit_price=D("33.333333"),
+                            discount=D("10.00"), amount=D("90.00")),
+               DocumentLine(item_id="SHIPPING", quantity=D(1), unit_price=D("5.00"), amount=D("5.00"))],
+        taxes=[DocumentTax(tax_code="CATAX", taxable_amount=D("95.00"), amount=D("7.84"))])
+
+
+ANN = Customer(store_id="5", email="ann@example.com", first_name="Ann", last_name="Buyer",
+               billing=Address(line1="1 Main St", city="Oakland", country="US"))
+
+
+async def test_customer_invoice_credit_memo_round_trip(erp_server, ca):
+    served, app = erp_server
+    erp = connector(served.url, ca)
+    try:
+        cust = await erp.upsert_customer(ANN, "WC-C5")
+        again = await erp.upsert_customer(ANN, "WC-C5")
+        assert cust.number == again.number and len(app.state.acumatica.customers()) == 1
+        inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+        assert inv.total == D("102.84") and inv.currency == "EUR"
+        same = await post_document(erp, invoice(cust.number))
+        assert (same.number, same.created) == (inv.number, False)
+        memo = ErpDocument(kind="credit_memo", external_ref="WC-1-R9", order_number="1001",
+                           store_order_id="1", currency="EUR", date=date(2026, 3, 2),
+                           customer_key=cust.number, applies_to=inv,
+                           lines=[DocumentLine(item_id="ADJUSTMENT", quantity=D(1),
+                                               unit_price=D("12.34"), amount=D("12.34"))])
+        ref = await post_document(erp, memo)
+        assert ref.total == D("12.34")
+        [doc] = [d for d in app.state.acumatica.documents() if d["number"] == inv.number]
+        assert D(doc["balance"]) == D("90.50") and doc["status"] == "Open"
+    finally:
+        await erp.aclose()
+
+
+async def test_unknown_item_is_a_mapping_to_add(erp_server, ca):
+    served, app = erp_server
+    erp = connector(served.url, ca)
+    doc = invoice("C1")
+    doc.lines[0].item_id = doc.lines[0].sku = "NOPE-1"
+    try:
+        cust = await erp.upsert_customer(ANN, "WC-C5")
+        doc.customer_key = cust.number
+        with pytest.raises(MappingMissing) as err:
+            await erp.create_document(doc)
+        assert "NOPE-1" in str(err.value) and "Resolution" in str(err.value)
+        assert app.state.acumatica.documents() == []
+    finally:
+        await erp.aclose()
+
+
+async def test_wrong_endpoint_version_names_tried_and_served(erp_server, ca):
+    served, _ = erp_server
+    erp = connector(served.url, ca, version="23.100.001")
+    try:
+        with pytest.raises(ConfigurationError) as err:
+            await erp.find_document("invoice", "WC-1")
+        assert "23.100.001" in str(err.value) and "24.200.001" in str(err.value)
+    finally:
+        await erp.aclose()
+
+
+async def test_item_changes_since(erp_server, ca):
+    served, _ = erp_server
+    erp = connector(served.url, ca)
+    try:
+        since = datetime.now(timezone.utc) - timedelta(hours=1)
+        changes = [c async for c in erp.iter_item_changes(since)]
+        assert [c.sku for c in changes] == ["HOODIE-M"] and changes[0].price == D("30")
+    finally:
+        await erp.aclose()

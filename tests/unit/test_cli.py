@@ -1,0 +1,50 @@
+"""The CLI as a user runs it: clear one-line errors, exit code 2, secrets never printed."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run(tmp_path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "ML_CONNECTOR_HOME": str(tmp_path), **(env or {})}
+    full_env.pop("ML_CONNECTOR_MASTER_KEYS", None)
+    return subprocess.run([sys.executable, "-m", "starter.cli", *args], capture_output=True,
+                          text=True, env=full_env, stdin=subprocess.DEVNULL, timeout=60)
+
+
+ADD = ["connections", "add", "shop", "--store-url", "https://shop.example/", "--store-key", "ck_1",
+       "--erp-url", "https://erp.example", "--erp-client-id", "id@T", "--erp-username", "api",
+       "--tax", "US-CA-TAX-1=CATAX"]
+SECRETS = {"ML_STORE_SECRET": "cs_topsecret", "ML_ERP_CLIENT_SECRET": "erp_topsecret",
+           "ML_ERP_PASSWORD": "pw_topsecret"}
+
+
+def test_add_list_show_never_prints_secrets(tmp_path):
+    added = run(tmp_path, *ADD, env=SECRETS)
+    assert added.returncode == 0, added.stderr
+    listed = run(tmp_path, "connections", "list")
+    shown = run(tmp_path, "connections", "show", "shop")
+    assert "shop" in listed.stdout and '"CATAX"' in shown.stdout
+    for out in (added, listed, shown):
+        assert not any(s in out.stdout + out.stderr for s in SECRETS.values())
+    db = (tmp_path / "connector.db").read_bytes()
+    assert not any(s.encode() in db for s in SECRETS.values())
+
+
+@pytest.mark.parametrize("args,message", [
+    (["connections", "show", "nope"], "no connection named 'nope'"),
+    (ADD[:-2] + ["--tax", "oops"], "--tax must look like KEY=VALUE"),
+    (["connections", "add", "Bad Name!"] + ADD[3:], "id: String should match pattern"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    out = run(tmp_path, *args, env=SECRETS)
+    assert out.returncode == 2 and message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_secret_without_a_terminal(tmp_path):
+    out = run(tmp_path, *ADD, env={"ML_STORE_SECRET": "x"})
+    assert out.returncode == 2 and "ML_ERP_CLIENT_SECRET" in out.stderr

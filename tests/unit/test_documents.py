@@ -1,0 +1,122 @@
+"""Accounting rules shared by every ERP: totals to the cent, mapping, refunds, edits."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal as D
+
+import pytest
+
+from connectors.documents import Mappings, PostedTotals, build_adjustment, build_credit_memo, build_invoice
+from connectors.errors import MappingMissing, TotalsMismatch
+from connectors.model import (Customer, ErpDocumentRef, Order, OrderLine, Refund, RefundLine,
+                              TaxLine, quantize)
+
+LOCAL = timezone(timedelta(hours=2))
+MAP = Mappings(tax_codes={"US-CA-TAX-1": "CATAX"})
+INVOICE = ErpDocumentRef(system="acumatica", kind="invoice", doc_type="Invoice", number="INV000001")
+
+
+def order(**over) -> Order:
+    lines = [
+        OrderLine(line_id="11", sku="HOODIE-M", name="Hoodie", quantity=D(3), subtotal=D("100.00"),
+                  total=D("90.00"), tax=D("7.43"), tax_rate_codes=["US-CA-TAX-1"]),
+        OrderLine(line_id="12", kind="shipping", name="Flat rate", subtotal=D("10.00"),
+                  total=D("10.00"), tax=D("0.83"), tax_rate_codes=["US-CA-TAX-1"]),
+    ]
+    base = dict(store="woocommerce", store_id="727", number="727", status="processing",
+                currency="EUR", created_at=datetime(2026, 3, 1, 23, 30, tzinfo=LOCAL),
+                modified_at=datetime(2026, 3, 2, 0, 10, tzinfo=LOCAL),
+                paid_at=datetime(2026, 3, 1, 23, 31, tzinfo=LOCAL),
+                customer=Customer(store_id="5", email="ann@example.com"), lines=lines,
+                tax_lines=[TaxLine(rate_code="US-CA-TAX-1", amount=D("8.26"))],
+                tax_total=D("8.26"), total=D("108.26"))
+    base.update(over)
+    return Order(**base)
+
+
+def test_invoice_posts_store_amounts_and_reconciles():
+    doc = build_invoice(order(), "C123", MAP)
+    assert doc.total == D("108.26") and doc.currency == "EUR"
+    hoodie, ship = doc.lines
+    assert (hoodie.item_id, hoodie.quantity, hoodie.amount, hoodie.discount) == ("HOODIE-M", 3, D("90.00"), D("10.00"))
+    assert quantize(hoodie.quantity * hoodie.unit_price, "EUR") - hoodie.discount == hoodie.amount
+    assert ship.item_id == "SHIPPING"
+    assert [(t.tax_code, t.taxable_amount, t.amount) for t in doc.taxes] == [("CATAX", D("100.00"), D("8.26"))]
+    assert doc.date.isoformat() == "2026-03-01"  # the store's paid date, not the sync date
+    assert doc.external_ref == "WC-727"
+
+
+def test_sku_override_and_unknown_tax_parks():
+    doc = build_invoice(order(), "C1", MAP.model_copy(update={"sku_to_item": {"HOODIE-M": "HOOD01"}}))
+    assert doc.lines[0].item_id == "HOOD01"
+    with pytest.raises(MappingMissing, match="map tax rate US-CA-TAX-1"):
+        build_invoice(order(), "C1", Mappings())
+
+
+def test_line_without_sku_parks_with_resolution():
+    o = order()
+    o.lines[0].sku = None
+    with pytest.raises(MappingMissing) as err:
+        build_invoice(o, "C1", MAP)
+    assert "give the product 'Hoodie' a SKU" in str(err.value)
+
+
+def test_rounding_within_tolerance_and_park_outside():
+    doc = build_invoice(order(total=D("108.27")), "C1", MAP)
+    assert doc.lines[-1].item_id == "ROUNDING" and doc.lines[-1].amount == D("0.01")
+    assert doc.total == D("108.27")
+    with pytest.raises(TotalsMismatch, match="difference 1.74"):
+        build_invoice(order(total=D("110.00")), "C1", MAP)
+
+
+def test_uneven_unit_price_still_reconciles():
+    o = order(lines=[OrderLine(line_id="1", sku="A", quantity=D(3), subtotal=D("10.00"),
+                               total=D("10.00"))], tax_lines=[], tax_total=D(0), total=D("10.00"))
+    doc = build_invoice(o, "C1", MAP)
+    line = doc.lines[0]
+    assert line.unit_price == D("3.333333") and line.amount == D("10.00") and doc.total == D("10.00")
+
+
+def test_partial_line_refund_credit_memo():
+    refund = Refund(store_id="900", created_at=datetime(2026, 3, 5, 9, tzinfo=LOCAL), amount=D("32.48"),
+                    lines=[RefundLine(line_id="11", sku="HOODIE-M", quantity=D(1), amount=D("30.00"),
+                                      tax=D("2.48"), tax_rate_codes=["US-CA-TAX-1"])])
+    doc = build_credit_memo(order(refunds=[refund]), refund, "C1", INVOICE, MAP)
+    assert doc.kind == "credit_memo" and doc.applies_to == INVOICE
+    assert doc.total == D("32.48") and doc.external_ref == "WC-727-R900"
+    assert [ln.item_id for ln in doc.lines] == ["HOODIE-M"]
+    assert doc.taxes[0].amount == D("2.48")
+
+
+def test_amount_only_refund_goes_to_adjustment_item():
+    refund = Refund(store_id="901", created_at=datetime(2026, 3, 5, tzinfo=LOCAL), amount=D("15.00"),
+                    reason="goodwill")
+    doc = build_credit_memo(order(), refund, "C1", INVOICE, MAP)
+    assert [(ln.item_id, ln.amount) for ln in doc.lines] == [("ADJUSTMENT", D("15.00"))]
+    assert doc.taxes == [] and doc.total == D("15.00")
+
+
+def test_refund_lines_plus_remainder():
+    refund = Refund(store_id="902", created_at=datetime(2026, 3, 5, tzinfo=LOCAL), amount=D("40.00"),
+                    lines=[RefundLine(line_id="11", sku="HOODIE-M", quantity=D(1), amount=D("30.00"))])
+    doc = build_credit_memo(order(), refund, "C1", INVOICE, MAP)
+    assert [(ln.item_id, ln.amount) for ln in doc.lines] == [("HOODIE-M", D("30.00")), ("ADJUSTMENT", D("10.00"))]
+
+
+def test_edit_after_posting_is_an_explicit_adjustment():
+    posted = PostedTotals.of(build_invoice(order(), "C1", MAP))
+    assert build_adjustment(order(), posted, "C1", INVOICE, MAP, 1) is None
+    more = order(total=D("119.09"), tax_lines=[TaxLine(rate_code="US-CA-TAX-1", amount=D("9.09"))])
+    more.lines[0].total, more.lines[0].tax = D("100.00"), D("8.26")
+    up = build_adjustment(more, posted, "C1", INVOICE, MAP, 1)
+    assert up.kind == "adjustment_invoice" and up.total == D("10.83") and up.external_ref == "WC-727-A1"
+    assert (up.net_total, up.tax_total) == (D("10.00"), D("0.83"))
+    less = order(total=D("100.00"), tax_lines=[TaxLine(rate_code="US-CA-TAX-1", amount=D("8.26"))])
+    down = build_adjustment(less, posted, "C1", INVOICE, MAP, 2)
+    assert down.kind == "credit_memo" and down.total == D("8.26") and down.applies_to == INVOICE
+    assert posted.plus(PostedTotals.of(up)).total == D("119.09")
+
+
+def test_money_never_float():
+    with pytest.raises(ValueError):
+        Refund(store_id="1", created_at=datetime.now(timezone.utc), amount=D("-1"))

@@ -1,0 +1,480 @@
+"""The Acumatica simulator behaves as shared/reference/acumatica.md describes."""
+from __future__ import annotations
+
+from decimal import Decimal
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from sandbox.acumatica import create_app, dumps
+
+BASE = "/entity/Default/24.200.001"
+CLIENT = {"client_id": "00000000-0000-0000-0000-000000000001@Company", "client_secret": "secret"}
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_750_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def w(value):
+    return {"value": value}
+
+
+def amounts(body: dict, *names: str) -> list[Decimal]:
+    return [Decimal(str(body[name]["value"])) for name in names]
+
+
+def make_client(app) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://erp.test")
+
+
+async def password_grant(client: httpx.AsyncClient, **overrides) -> httpx.Response:
+    form = {"grant_type": "password", **CLIENT, "username": "admin", "password": "admin",
+            "scope": "api offline_access", **overrides}
+    return await client.post("/identity/connect/token", data=form)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def app(clock):
+    app = create_app()
+    state = app.state.acumatica
+    state.clock = clock
+    state.add_customer("C1", name="Jane Doe", email="jane@example.com")
+    state.add_customer("C2", name="Bob", email="bob@example.com", currency="EUR")
+    state.add_stock_item("WIDGET", default_price="12.50", last_cost="6", qty_on_hand=40, warehouse_id="MAIN")
+    state.add_non_stock_item("SHIPPING", default_price="5")
+    state.add_tax("VAT20", rate="20")
+    state.add_tax("EXEMPT")
+    return app
+
+
+@pytest.fixture
+async def anon(app):
+    async with make_client(app) as client:
+        yield client
+
+
+@pytest.fixture
+async def api(app):
+    async with make_client(app) as client:
+        token = (await password_grant(client)).json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client
+
+
+def invoice_body(**header) -> dict:
+    body = {"CustomerID": w("C1"), "ExternalRef": w("shop-1001"), "CustomerOrder": w("#1001"),
+            "Details": [{"InventoryID": w("WIDGET"), "Qty": w(3), "UnitPrice": w(Decimal("12.50")),
+                         "DiscountAmount": w(Decimal("2.50"))},
+                        {"InventoryID": w("SHIPPING"), "Qty": w(1), "UnitPrice": w(Decimal("5.00"))}],
+            "TaxDetails": [{"TaxID": w("VAT20"), "TaxableAmount": w(Decimal("40.00")),
+                            "TaxAmount": w(Decimal("8.00"))}]}
+    body.update(header)
+    return body
+
+
+async def put_invoice(api, body=None, **params) -> httpx.Response:
+    return await api.put(f"{BASE}/SalesInvoice", content=dumps(body or invoice_body()),
+                         headers={"Content-Type": "application/json"}, params=params)
+
+
+async def release(api, doc_type: str, number: str) -> None:
+    started = await api.post(f"{BASE}/SalesInvoice/ReleaseSalesInvoice",
+                             json={"entity": {"Type": w(doc_type), "ReferenceNbr": w(number)}})
+    assert started.status_code == 202
+    while (poll := await api.get(started.headers["Location"])).status_code == 202:
+        pass
+    assert poll.status_code == 204
+
+
+# ---------------------------------------------------------------- authentication
+
+async def test_password_grant_then_refresh_rotates_and_spends_the_old_token(anon):
+    first = await password_grant(anon)
+    assert first.status_code == 200
+    tokens = first.json()
+    assert tokens["token_type"] == "Bearer" and tokens["expires_in"] == 3600
+    assert tokens["scope"] == "api offline_access" and tokens["refresh_token"]
+
+    refreshed = await anon.post("/identity/connect/token", data={
+        "grant_type": "refresh_token", **CLIENT, "refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200
+    assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
+    reused = await anon.post("/identity/connect/token", data={
+        "grant_type": "refresh_token", **CLIENT, "refresh_token": tokens["refresh_token"]})
+    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+
+    new_access = refreshed.json()["access_token"]
+    ok = await anon.get(f"{BASE}/Customer", headers={"Authorization": f"Bearer {new_access}"})
+    assert ok.status_code == 200
+
+
+async def test_bad_password_and_bad_client_are_oauth_errors(anon):
+    wrong = await password_grant(anon, password="nope")
+    assert (wrong.status_code, wrong.json()["error"]) == (400, "invalid_grant")
+    bad_client = await password_grant(anon, client_secret="nope")
+    assert (bad_client.status_code, bad_client.json()["error"]) == (400, "invalid_client")
+    no_offline = (await password_grant(anon, scope="api")).json()
+    assert "refresh_token" not in no_offline
+
+
+async def test_entity_routes_need_a_valid_unexpired_token(app, anon, clock):
+    missing = await anon.get(f"{BASE}/Customer")
+    assert missing.status_code == 401 and "message" in missing.json()
+    unknown = await anon.get(f"{BASE}/Customer", headers={"Authorization": "Bearer forged"})
+    assert unknown.status_code == 401
+
+    token = (await password_grant(anon)).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await anon.get(f"{BASE}/Customer", headers=headers)).status_code == 200
+    clock.now += 3601
+    assert (await anon.get(f"{BASE}/Customer", headers=headers)).status_code == 401
+
+
+async def test_expire_tokens_fault_kills_access_tokens_but_not_refresh_tokens(api, anon):
+    tokens = (await password_grant(anon)).json()
+    await anon.post("/_sandbox/faults", json={"expire_tokens": True})
+    assert (await api.get(f"{BASE}/Customer")).status_code == 401
+    refreshed = await anon.post("/identity/connect/token", data={
+        "grant_type": "refresh_token", **CLIENT, "refresh_token": tokens["refresh_token"]})
+    headers = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+    assert (await anon.get(f"{BASE}/Customer", headers=headers)).status_code == 200
+
+
+async def test_cookie_login_and_logout(anon):
+    bad = await anon.post("/entity/auth/login", json={"name": "admin", "password": "x"})
+    assert bad.status_code == 500
+    login = await anon.post("/entity/auth/login", json={"name": "admin", "password": "admin", "tenant": "Company"})
+    assert login.status_code == 204 and ".ASPXAUTH" in login.cookies
+    assert (await anon.get(f"{BASE}/StockItem")).status_code == 200
+    assert (await anon.post("/entity/auth/logout")).status_code == 204
+    assert (await anon.get(f"{BASE}/StockItem")).status_code == 401
+
+
+# ---------------------------------------------------------------- routing
+
+async def test_unknown_version_is_404_and_discovery_lists_endpoints(api):
+    missing = await api.get("/entity/Default/99.200.001/SalesInvoice")
+    assert missing.status_code == 404 and "No HTTP resource" in missing.json()["message"]
+    assert (await api.get(f"{BASE}/NoSuchEntity")).status_code == 404
+    assert (await api.post(f"{BASE}/SalesInvoice/NoSuchAction", json={"entity": {}})).status_code == 404
+    listing = (await api.get("/entity")).json()
+    assert {"name": "Default", "version": "24.200.001", "href": "/entity/Default/24.200.001/"} in listing["endpoints"]
+    assert {e["version"] for e in listing["endpoints"]} == {"23.200.001", "24.200.001"}
+
+
+async def test_site_path_prefixes_every_route():
+    app = create_app(site_path="/AcumaticaDB")
+    async with make_client(app) as client:
+        token = (await client.post("/AcumaticaDB/identity/connect/token", data={
+            "grant_type": "password", **CLIENT, "username": "admin", "password": "admin",
+            "scope": "api"})).json()["access_token"]
+        listing = await client.get("/AcumaticaDB/entity", headers={"Authorization": f"Bearer {token}"})
+        assert listing.json()["endpoints"][0]["href"].startswith("/AcumaticaDB/entity/Default/")
+        assert (await client.get(f"{BASE}/Customer")).status_code == 404
+
+
+async def test_version_23_has_no_external_ref_on_sales_invoice(api):
+    response = await api.get("/entity/Default/23.200.001/SalesInvoice", params={"$filter": "ExternalRef eq 'x'"})
+    assert response.status_code == 400
+
+
+# ---------------------------------------------------------------- records
+
+async def test_unwrapped_field_is_rejected_with_400_naming_it(app, api):
+    response = await api.put(f"{BASE}/Customer", json={"CustomerID": "X", "CustomerName": w("X")})
+    assert response.status_code == 400
+    assert "CustomerID" in response.json()["message"]
+    assert app.state.acumatica.find("Customer", CustomerID="X") is None
+
+
+async def test_unknown_inventory_id_is_422_on_the_line_and_nothing_is_saved(app, api):
+    body = invoice_body()
+    body["Details"].append({"InventoryID": w("NOPE"), "Qty": w(1)})
+    response = await put_invoice(api, body)
+    assert response.status_code == 422
+    line = response.json()["Details"][2]
+    assert line["InventoryID"] == {"value": "NOPE", "error": "'Inventory ID' cannot be found in the system."}
+    assert "error" in response.json()
+    assert app.state.acumatica.documents() == []
+
+
+async def test_unknown_customer_and_tax_are_422(app, api):
+    response = await put_invoice(api, invoice_body(CustomerID=w("GHOST")))
+    assert response.json()["CustomerID"]["error"] == "'Customer' cannot be found in the system."
+    body = invoice_body()
+    body["TaxDetails"][0]["TaxID"] = w("NOTAX")
+    response = await put_invoice(api, body)
+    assert response.status_code == 422 and "error" in response.json()["TaxDetails"][0]["TaxID"]
+    assert app.state.acumatica.documents() == []
+
+
+async def test_invoice_totals_with_discount_and_tax(api):
+    response = await put_invoice(api, **{"$expand": "Details,TaxDetails"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["Type"]["value"] == "Invoice" and body["ReferenceNbr"]["value"] == "INV000001"
+    assert body["Status"]["value"] == "Balanced"
+    assert amounts(body, "DetailTotal", "TaxTotal", "Amount", "Balance") == [
+        Decimal("40.00"), Decimal("8.00"), Decimal("48.00"), Decimal("48.00")]
+    assert [Decimal(str(l["Amount"]["value"])) for l in body["Details"]] == [Decimal("35.00"), Decimal("5.00")]
+    assert body["Details"][0]["LineNbr"]["value"] == 1 and body["Details"][0]["ManualPrice"]["value"] is True
+    assert body["TaxDetails"][0]["TaxID"]["value"] == "VAT20"
+    assert set(body) >= {"id", "rowNumber", "note", "custom", "_links"}
+
+
+async def test_tax_rate_and_default_price_fill_what_is_not_sent(api):
+    body = {"CustomerID": w("C1"), "Details": [{"InventoryID": w("WIDGET"), "Qty": w(2)}],
+            "TaxDetails": [{"TaxID": w("VAT20")}]}
+    saved = (await put_invoice(api, body, **{"$expand": "Details"})).json()
+    assert Decimal(str(saved["Details"][0]["UnitPrice"]["value"])) == Decimal("12.50")
+    assert saved["Details"][0]["ManualPrice"]["value"] is False
+    assert amounts(saved, "DetailTotal", "TaxTotal", "Amount") == [Decimal("25.00"), Decimal("5.00"), Decimal("30.00")]
+
+
+async def test_foreign_currency_is_kept_as_sent(app, api):
+    saved = (await put_invoice(api, invoice_body(Currency=w("GBP")))).json()
+    assert saved["Currency"]["value"] == "GBP"
+    euro = (await put_invoice(api, invoice_body(CustomerID=w("C2")))).json()
+    assert euro["Currency"]["value"] == "EUR"
+
+
+async def test_expand_controls_nested_entities_also_on_put(api):
+    plain_put = (await put_invoice(api)).json()
+    assert "Details" not in plain_put and "TaxDetails" not in plain_put
+    number = plain_put["ReferenceNbr"]["value"]
+    by_keys = await api.get(f"{BASE}/SalesInvoice/Invoice/{number}")
+    assert by_keys.status_code == 200 and "Details" not in by_keys.json()
+    expanded = (await api.get(f"{BASE}/SalesInvoice/Invoice/{number}", params={"$expand": "Details"})).json()
+    assert len(expanded["Details"]) == 2 and "TaxDetails" not in expanded
+    by_id = (await api.get(f"{BASE}/SalesInvoice/{plain_put['id']}")).json()
+    assert by_id["ReferenceNbr"]["value"] == number
+    assert (await api.get(f"{BASE}/SalesInvoice/Invoice/INV999999")).status_code == 404
+
+    customer = (await api.get(f"{BASE}/Customer/C1", params={"$expand": "MainContact/Address"})).json()
+    assert customer["MainContact"]["Email"]["value"] == "jane@example.com"
+    assert "Address" in customer["MainContact"]
+    selected = (await api.get(f"{BASE}/Customer/C1", params={
+        "$expand": "MainContact", "$select": "CustomerID,MainContact/Email"})).json()
+    assert set(selected["MainContact"]) >= {"Email"} and "FirstName" not in selected["MainContact"]
+    assert "CustomerName" not in selected
+
+
+async def test_filter_by_external_ref_and_by_main_contact_email(api):
+    await put_invoice(api)
+    await put_invoice(api, invoice_body(ExternalRef=w("shop-1002")))
+    found = (await api.get(f"{BASE}/SalesInvoice", params={"$filter": "ExternalRef eq 'shop-1002'"})).json()
+    assert [d["ExternalRef"]["value"] for d in found] == ["shop-1002"]
+    both = (await api.get(f"{BASE}/SalesInvoice", params={
+        "$filter": "ExternalRef eq 'shop-1001' or ExternalRef eq 'shop-1002'"})).json()
+    assert len(both) == 2
+
+    by_email = (await api.get(f"{BASE}/Customer", params={
+        "$filter": "MainContact/Email eq 'JANE@example.com'", "$expand": "MainContact"})).json()
+    assert [c["CustomerID"]["value"] for c in by_email] == ["C1"]
+    detail = await api.get(f"{BASE}/SalesInvoice", params={"$filter": "Details/InventoryID eq 'WIDGET'"})
+    assert detail.status_code == 400
+
+
+async def test_filter_datetimeoffset_and_numbers(api, clock):
+    first = (await put_invoice(api)).json()
+    stamp = first["LastModifiedDateTime"]["value"]
+    clock.now += 60
+    await put_invoice(api, invoice_body(ExternalRef=w("later")))
+    query = f"$filter=LastModifiedDateTime gt datetimeoffset'{quote(stamp, safe='')}'"
+    later = (await api.get(f"{BASE}/SalesInvoice?{query}")).json()
+    assert [d["ExternalRef"]["value"] for d in later] == ["later"]
+    unencoded = await api.get(f"{BASE}/SalesInvoice?$filter=LastModifiedDateTime gt "
+                              f"datetimeoffset'2025-01-01T00:00:00+00:00'")
+    assert unencoded.status_code == 400
+    big = (await api.get(f"{BASE}/SalesInvoice", params={"$filter": "Amount ge 48 and Status eq 'Balanced'"})).json()
+    assert len(big) == 2
+
+
+async def test_top_and_skip_page_the_list(api):
+    for n in range(5):
+        await put_invoice(api, invoice_body(ExternalRef=w(f"shop-{n}")))
+    pages = []
+    for skip in (0, 2, 4):
+        page = (await api.get(f"{BASE}/SalesInvoice", params={"$top": 2, "$skip": skip})).json()
+        pages.append([d["ExternalRef"]["value"] for d in page])
+    assert pages == [["shop-0", "shop-1"], ["shop-2", "shop-3"], ["shop-4"]]
+    assert [d["rowNumber"] for d in (await api.get(f"{BASE}/SalesInvoice")).json()] == [1, 2, 3, 4, 5]
+
+
+async def test_put_upserts_by_keys_and_honours_preconditions(app, api):
+    number = (await put_invoice(api)).json()["ReferenceNbr"]["value"]
+    update = {"Type": w("Invoice"), "ReferenceNbr": w(number), "Description": w("changed")}
+    assert (await api.put(f"{BASE}/SalesInvoice", json=update)).status_code == 200
+    assert len(app.state.acumatica.documents()) == 1
+    assert app.state.acumatica.documents()[0]["description"] == "changed"
+    exists = await api.put(f"{BASE}/SalesInvoice", json=update, headers={"If-None-Match": "*"})
+    assert exists.status_code == 412
+    missing = {"Type": w("Invoice"), "ReferenceNbr": w("INV424242"), "Description": w("x")}
+    assert (await api.put(f"{BASE}/SalesInvoice", json=missing, headers={"If-Match": "*"})).status_code == 412
+    assert len(app.state.acumatica.documents()) == 1
+
+
+async def test_put_with_filter_updates_the_matching_customer(app, api):
+    response = await api.put(f"{BASE}/Customer", params={"$filter": "MainContact/Email eq 'bob@example.com'"},
+                             json={"CustomerName": w("Robert"), "AccountRef": w("shop-cust-7")})
+    assert response.status_code == 200 and response.json()["CustomerID"]["value"] == "C2"
+    created = await api.put(f"{BASE}/Customer", json={"CustomerName": w("New"), "Email": w("new@example.com")})
+    assert created.json()["CustomerID"]["value"] == "C000001"
+    customers = {c["customer_id"]: c for c in app.state.acumatica.customers()}
+    assert customers["C2"]["account_ref"] == "shop-cust-7"
+    assert customers["C000001"]["main_contact"]["Email"] == "new@example.com"
+
+
+# ---------------------------------------------------------------- actions
+
+async def test_release_is_202_then_204_and_the_invoice_opens(app, api):
+    number = (await put_invoice(api)).json()["ReferenceNbr"]["value"]
+    started = await api.post(f"{BASE}/SalesInvoice/ReleaseSalesInvoice",
+                             json={"entity": {"Type": w("Invoice"), "ReferenceNbr": w(number)}})
+    assert started.status_code == 202
+    location = started.headers["Location"]
+    assert location.startswith(f"{BASE}/SalesInvoice/ReleaseSalesInvoice/status/")
+    assert (await api.get(location)).status_code == 202
+    assert (await api.get(location)).status_code == 204
+    status = (await api.get(f"{BASE}/SalesInvoice/Invoice/{number}", params={"$select": "Status"})).json()
+    assert status["Status"]["value"] == "Open"
+    again = await api.post(f"{BASE}/SalesInvoice/ReleaseSalesInvoice",
+                           json={"entity": {"Type": w("Invoice"), "ReferenceNbr": w(number)}})
+    assert again.status_code == 422
+
+
+async def test_credit_memo_application_reduces_invoice_balance_on_release(app, api):
+    invoice = (await put_invoice(api)).json()["ReferenceNbr"]["value"]
+    await release(api, "Invoice", invoice)
+    memo = {"Type": w("Credit Memo"), "CustomerID": w("C1"), "ExternalRef": w("refund-1"),
+            "Details": [{"OrigInvType": w("Invoice"), "OrigInvNbr": w(invoice), "OrigInvLineNbr": w(1),
+                         "Qty": w(1)}],
+            "TaxDetails": [{"TaxID": w("VAT20"), "TaxableAmount": w(Decimal("11.67")),
+                            "TaxAmount": w(Decimal("2.33"))}],
+            "ApplicationsCreditMemo": [{"DocType": w("Invoice"), "ReferenceNbr": w(invoice)}]}
+    saved = await put_invoice(api, memo, **{"$expand": "Details,ApplicationsCreditMemo"})
+    assert saved.status_code == 200, saved.text
+    body = saved.json()
+    assert body["ReferenceNbr"]["value"] == "CRM000001"
+    assert body["Details"][0]["InventoryID"]["value"] == "WIDGET"
+    assert amounts(body, "Amount") == [Decimal("14.00")]
+    assert Decimal(str(body["ApplicationsCreditMemo"][0]["AmountPaid"]["value"])) == Decimal("14.00")
+
+    state = app.state.acumatica
+    assert state.documents("Invoice")[0]["balance"] == "48.00"
+    await release(api, "Credit Memo", "CRM000001")
+    invoice_doc, memo_doc = state.documents("Invoice")[0], state.documents("Credit Memo")[0]
+    assert (invoice_doc["status"], invoice_doc["balance"]) == ("Open", "34.00")
+    assert (memo_doc["status"], memo_doc["balance"]) == ("Closed", "0.00")
+    assert invoice_doc["applications"] == [{"doc_type": "Credit Memo", "reference_nbr": "CRM000001",
+                                            "amount_paid": "14.00"}]
+
+
+async def test_credit_memo_cannot_apply_to_an_unreleased_invoice(app, api):
+    invoice = (await put_invoice(api)).json()["ReferenceNbr"]["value"]
+    memo = {"Type": w("Credit Memo"), "CustomerID": w("C1"),
+            "Details": [{"InventoryID": w("WIDGET"), "Qty": w(1), "UnitPrice": w(1)}],
+            "ApplicationsCreditMemo": [{"DocType": w("Invoice"), "ReferenceNbr": w(invoice)}]}
+    response = await put_invoice(api, memo)
+    assert response.status_code == 422
+    assert "error" in response.json()["ApplicationsCreditMemo"][0]["ReferenceNbr"]
+    assert app.state.acumatica.documents("Credit Memo") == []
+
+
+# ---------------------------------------------------------------- quota and faults
+
+async def test_quota_answers_429_with_retry_after_then_resets(app, api, anon, clock):
+    await anon.post("/_sandbox/settings", json={"requests_per_minute": 3})
+    statuses = [(await api.get(f"{BASE}/StockItem")).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    throttled = await api.get(f"{BASE}/StockItem")
+    assert throttled.headers["content-type"].startswith("text/plain")
+    assert throttled.headers["Retry-After"] == "60"
+    clock.now += 45
+    assert (await api.get(f"{BASE}/StockItem")).headers["Retry-After"] == "15"
+    clock.now += 15
+    assert (await api.get(f"{BASE}/StockItem")).status_code == 200
+    stats = (await anon.get("/_sandbox/stats")).json()
+    assert stats["throttled"] == 3 and stats["by_method_entity"]["GET StockItem"] == 7
+
+    await anon.post("/_sandbox/settings", json={"send_retry_after": False})
+    for _ in range(3):
+        await api.get(f"{BASE}/StockItem")
+    quiet = await api.get(f"{BASE}/StockItem")
+    assert quiet.status_code == 429 and "Retry-After" not in quiet.headers
+
+
+async def test_storm_and_failure_faults(api, anon):
+    await anon.post("/_sandbox/faults", json={"storm_429": 1, "fail_next": 1, "fail_status": 503})
+    assert (await api.get(f"{BASE}/Customer")).status_code == 429
+    failed = await api.get(f"{BASE}/Customer")
+    assert failed.status_code == 503 and "message" in failed.json()
+    assert (await api.get(f"{BASE}/Customer")).status_code == 200
+
+
+async def test_lost_commit_saves_but_answers_502(app, api, anon):
+    await anon.post("/_sandbox/faults", json={"lose_next_commits": 1})
+    response = await put_invoice(api)
+    assert response.status_code == 502
+    docs = app.state.acumatica.documents()
+    assert len(docs) == 1 and docs[0]["external_ref"] == "shop-1001"
+    found = (await api.get(f"{BASE}/SalesInvoice", params={"$filter": "ExternalRef eq 'shop-1001'"})).json()
+    assert len(found) == 1
+
+
+# ---------------------------------------------------------------- control surface
+
+async def test_sandbox_documents_are_plain_json(api, anon):
+    await put_invoice(api)
+    docs = (await anon.get("/_sandbox/documents")).json()
+    doc = docs[0]
+    assert {k: doc[k] for k in ("type", "number", "customer", "external_ref", "customer_order", "currency",
+                                "amount", "balance", "status")} == {
+        "type": "Invoice", "number": "INV000001", "customer": "C1", "external_ref": "shop-1001",
+        "customer_order": "#1001", "currency": "USD", "amount": "48.00", "balance": "48.00", "status": "Balanced"}
+    assert doc["lines"][0] == {"line_nbr": 1, "inventory_id": "WIDGET", "description": "WIDGET", "qty": "3",
+                               "unit_price": "12.50", "discount_amount": "2.50", "amount": "35.00",
+                               "manual_price": True, "orig_inv_type": None, "orig_inv_nbr": None,
+                               "orig_inv_line_nbr": None}
+    assert doc["taxes"] == [{"tax_id": "VAT20", "taxable_amount": "40.00", "tax_amount": "8.00"}]
+    await anon.post("/_sandbox/reset")
+    assert (await anon.get("/_sandbox/documents")).json() == []
+
+
+async def test_seeding_through_control_routes(api, anon):
+    await anon.post("/_sandbox/stock-items", json=[{"InventoryID": "GADGET", "DefaultPrice": 9.99, "LastCost": 4,
+                                                   "QtyOnHand": 7, "WarehouseID": "WH2"}])
+    await anon.post("/_sandbox/non-stock-items", json=[{"InventoryID": "FEE", "DefaultPrice": 1}])
+    await anon.post("/_sandbox/taxes", json=["GST"])
+    item = (await api.get(f"{BASE}/StockItem/GADGET", params={"$expand": "WarehouseDetails"})).json()
+    assert Decimal(str(item["DefaultPrice"]["value"])) == Decimal("9.99")
+    assert item["WarehouseDetails"][0]["WarehouseID"]["value"] == "WH2"
+    assert Decimal(str(item["WarehouseDetails"][0]["QtyOnHand"]["value"])) == 7
+    assert (await api.get(f"{BASE}/NonStockItem/FEE")).status_code == 200
+
+
+async def test_updates_keep_list_order_and_released_documents_ignore_changes(app, api):
+    first = (await put_invoice(api)).json()["ReferenceNbr"]["value"]
+    await put_invoice(api, invoice_body(ExternalRef=w("second")))
+    await api.put(f"{BASE}/SalesInvoice", json={"Type": w("Invoice"), "ReferenceNbr": w(first),
+                                                "Description": w("edited")})
+    listed = (await api.get(f"{BASE}/SalesInvoice")).json()
+    assert [d["ReferenceNbr"]["value"] for d in listed] == [first, "INV000002"]
+    await release(api, "Invoice", first)
+    unchanged = await api.put(f"{BASE}/SalesInvoice", json={"Type": w("Invoice"), "ReferenceNbr": w(first),
+                                                            "Description": w("too late")})
+    assert unchanged.status_code == 200 and unchanged.json()["Description"]["value"] == "edited"
+    assert (await api.delete(f"{BASE}/SalesInvoice/Invoice/{first}")).status_code == 422
+    assert (await api.delete(f"{BASE}/SalesInvoice/Invoice/INV000002")).status_code == 204
+    assert [d["number"] for d in app.state.acumatica.documents()] == [first]

@@ -1,0 +1,44 @@
+"""Runs one Temporal worker: every workflow and activity of ml-connector on its task queue."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.orders import OrderActivities
+from activities.poll import PollActivities
+from activities.runtime import Runtime
+from connections.config import Environment, open_store
+from workflows.order import OrderSync
+from workflows.poll import OrderPoll
+
+WORKFLOWS = [OrderSync, OrderPoll]
+
+
+def build_worker(client: Client, runtime: Runtime, task_queue: str) -> Worker:
+    activities = [*OrderActivities(runtime).all(), *PollActivities(runtime).all()]
+    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities,
+                  max_concurrent_activities=200)
+
+
+async def run(env: Environment | None = None) -> None:
+    from starter.temporal import connect
+
+    env = env or Environment()
+    store = open_store(env)
+    client = await connect(env, store.vault.keyring)
+    runtime = Runtime(store, client=client)
+    try:
+        await build_worker(client, runtime, env.task_queue).run()
+    finally:
+        await runtime.aclose()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    os._exit(0)

@@ -1,0 +1,144 @@
+"""OrderSync: one entity workflow per store order (id ``order/{connection}/{order}``).
+
+Events for one order are serialized here. Each pass re-fetches the order and posts only
+what is not yet booked: customer, then invoice; edits after posting as adjustments; each
+refund once as a credit memo. An order that cannot be posted as it is waits "parked" with
+a resolution message until an event (a replay, a mapping change, a new webhook) arrives.
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.messages import (CustomerInput, OrderEvent, OrderRef, OrderStateInput,
+                                     OrderSyncInput, OrderSyncState, PostAdjustmentInput,
+                                     PostCreditMemoInput, PostInvoiceInput, PostResult)
+    from connectors.errors import PARKING_KINDS
+    from connectors.model import ErpDocumentRef, Order
+    from workflows.search_attributes import SA_CONNECTION, SA_ERP_DOCUMENT, SA_ORDER_NUMBER, SA_STATE
+    from workflows import policies
+
+CLOSED_STATUSES = ("cancelled", "failed", "trash")
+
+
+def order_workflow_id(connection_id: str, order_id: str) -> str:
+    return f"order/{connection_id}/{order_id}"
+
+
+@workflow.defn(name="OrderSync")
+class OrderSync:
+    def __init__(self) -> None:
+        self._pending: list[OrderEvent] = []
+        self._state = OrderSyncState()
+
+    @workflow.signal(name="event")
+    def event(self, event: OrderEvent) -> None:
+        self._pending.append(event)
+
+    @workflow.query(name="state")
+    def state(self) -> OrderSyncState:
+        return self._state
+
+    @workflow.run
+    async def run(self, inp: OrderSyncInput) -> OrderSyncState:
+        if inp.state is not None:
+            self._state = inp.state
+        workflow.upsert_search_attributes([SA_CONNECTION.value_set(inp.connection_id)])
+        ref = OrderRef(connection_id=inp.connection_id, order_id=inp.order_id)
+        while True:
+            self._pending.clear()  # this pass re-reads the order, so it covers them all
+            await self._sync(ref)
+            self._state.passes += 1
+            if workflow.info().is_continue_as_new_suggested() and not self._pending:
+                workflow.continue_as_new(inp.model_copy(update={"state": self._state}))
+            try:
+                await workflow.wait_condition(lambda: bool(self._pending),
+                                              timeout=timedelta(seconds=inp.idle_timeout_seconds))
+            except asyncio.TimeoutError:
+                return self._state
+
+    async def _sync(self, ref: OrderRef) -> None:
+        st = self._state
+        try:
+            order = await workflow.execute_activity(
+                "fetch_order", ref, result_type=Order, **policies.STORE_READ)
+            if order.number != st.order_number:
+                st.order_number = order.number
+                workflow.upsert_search_attributes([SA_ORDER_NUMBER.value_set(order.number)])
+            if st.invoice is None:
+                if not order.is_paid or order.status in CLOSED_STATUSES:
+                    await self._set(ref, "awaiting_payment" if order.status not in CLOSED_STATUSES
+                                    else "not_billable", f"store status {order.status}")
+                    return
+                await self._post_invoice(ref, order)
+            else:
+                await self._post_adjustment(ref, order)
+            for refund in order.refunds:
+                if refund.store_id not in st.credit_memos:
+                    result = await workflow.execute_activity(
+                        "post_credit_memo",
+                        PostCreditMemoInput(connection_id=ref.connection_id, order=order,
+                                            refund_id=refund.store_id, invoice=st.invoice,
+                                            customer_key=st.customer_key),
+                        result_type=PostResult, **policies.ERP_WRITE)
+                    st.credit_memos[refund.store_id] = result.ref
+            await self._set(ref, "posted", self._summary())
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type in PARKING_KINDS:
+                await self._set(ref, "parked", cause.message)
+                return
+            await self._set(ref, "failed", str(cause or err))
+            raise ApplicationError(f"order {st.order_number or ref.order_id}: {cause or err}",
+                                   type=getattr(cause, "type", None), non_retryable=True) from err
+
+    async def _post_invoice(self, ref: OrderRef, order: Order) -> None:
+        st = self._state
+        customer = await workflow.execute_activity(
+            "upsert_customer",
+            CustomerInput(connection_id=ref.connection_id, order_id=order.store_id,
+                          order_number=order.number, customer=order.customer),
+            result_type=ErpDocumentRef, **policies.ERP_WRITE)
+        st.customer_key = customer.number
+        result = await workflow.execute_activity(
+            "post_invoice",
+            PostInvoiceInput(connection_id=ref.connection_id, order=order,
+                             customer_key=customer.number),
+            result_type=PostResult, **policies.ERP_WRITE)
+        st.invoice, st.posted = result.ref, result.totals
+        workflow.upsert_search_attributes([SA_ERP_DOCUMENT.value_set(result.ref.label)])
+
+    async def _post_adjustment(self, ref: OrderRef, order: Order) -> None:
+        st = self._state
+        result = await workflow.execute_activity(
+            "post_adjustment",
+            PostAdjustmentInput(connection_id=ref.connection_id, order=order, posted=st.posted,
+                                invoice=st.invoice, customer_key=st.customer_key,
+                                seq=len(st.adjustments) + 1),
+            result_type=PostResult | None, **policies.ERP_WRITE)
+        if result is not None:
+            st.adjustments.append(result.ref)
+            st.posted = st.posted.plus(result.totals)
+
+    def _summary(self) -> str:
+        st = self._state
+        parts = [st.invoice.label] if st.invoice else []
+        parts += [f"{len(st.credit_memos)} credit memo(s)"] if st.credit_memos else []
+        parts += [f"{len(st.adjustments)} adjustment(s)"] if st.adjustments else []
+        return ", ".join(parts)
+
+    async def _set(self, ref: OrderRef, state: str, message: str = "") -> None:
+        st = self._state
+        if (st.state, st.message) == (state, message):
+            return
+        st.state, st.message = state, message
+        workflow.upsert_search_attributes([SA_STATE.value_set(state)])
+        await workflow.execute_local_activity(
+            "record_order_state",
+            OrderStateInput(connection_id=ref.connection_id, order_id=ref.order_id,
+                            order_number=st.order_number, state=state, message=message),
+            **policies.LEDGER)

@@ -1,0 +1,16 @@
+"""Retry policies and timeouts, declared once per kind of activity.
+
+Retries are unlimited in count: an ERP outage or a 429 storm delays work and never drops
+it; an operator sees the pending activity and its last failure in the UI. Refusals that no
+retry can fix are raised non-retryable by the activity layer itself.
+"""
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+_BACKOFF = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                       maximum_interval=timedelta(minutes=5))
+
+STORE_READ = {"start_to_close_timeout": timedelta(seconds=90), "retry_policy": _BACKOFF}
+ERP_WRITE = {"start_to_close_timeout": timedelta(minutes=5), "retry_policy": _BACKOFF}
+LEDGER = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": _BACKOFF}
