@@ -711,8 +711,8 @@ def price_order(order: Order, rates: list[TaxRate], location: tuple[str, str],
     for item in order.line_items:
         item.taxes = rounded(calc_exclusive(item.total, item_rates[item.id]))
     for fee in order.fee_lines:
-        rates = rates_for(fee.tax_class) if fee.tax_status == "taxable" else []
-        fee.taxes = rounded(calc_exclusive(fee.total, rates))
+        fee_rates = rates_for(fee.tax_class) if fee.tax_status == "taxable" else []
+        fee.taxes = rounded(calc_exclusive(fee.total, fee_rates))
     shipping_rates = [r for r in rates_for(shipping_tax_class(order)) if r.shipping]
     for line in order.shipping_lines:
         line.taxes = rounded(calc_exclusive(line.total, shipping_rates))

@@ -227,6 +227,18 @@ async def test_totals_with_percent_coupon_shipping_fee_and_two_tax_rates():
         Decimal(i["total"]) for i in order["line_items"]) + Decimal(order["fee_lines"][0]["total"])
 
 
+async def test_fee_with_reduced_rate_line_keeps_every_rate_code():
+    app = create_app()  # default rates: standard and reduced (class reduced-rate)
+    woo = app.state.woo
+    woo.add_product("BOOK-1", "Book", "20.00", tax_class="reduced-rate")
+    woo.add_product("PEN-1", "Pen", "3.00")
+    body = order_body(("BOOK-1", 1), ("PEN-1", 1), fee_lines=[{"name": "Handling", "total": "2"}])
+    async with client(app) as shop:
+        order = (await shop.post(API + "orders", json=body)).json()
+    assert sorted(t["rate_code"] for t in order["tax_lines"]) == ["US-CA-REDUCED-1", "US-CA-TAX-1"]
+    await woo.aclose()
+
+
 async def test_fixed_cart_coupon_is_split_in_cents_like_core(app, shop):
     seed(app, ("A", "12.00", ""), ("B", "7.99", ""))
     app.state.woo.add_coupon("save5", "fixed_cart", "5")
