@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import logging
 import os
 import secrets
 import sys
@@ -224,7 +225,8 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    configure_logs()
+    # The demo's console shows progress and the books; its logs only say what went wrong.
+    configure_logs(logging.WARNING if args.command == "demo" else logging.INFO)
     handler = COMMANDS[(args.command, getattr(args, "action", None))]
     try:
         code = handler(args, Environment())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from pathlib import Path
 import uuid
 from decimal import Decimal
 
@@ -20,6 +22,8 @@ from tests.integration.helpers import (documents, get_order, place_order, refund
                                        update_order, wait_documents)
 from workflows.dispatch import signal_order
 from workflows.order import order_workflow_id
+
+HISTORIES = Path(__file__).parents[1] / "histories"
 
 
 async def test_paid_order_posts_one_customer_and_one_invoice(stack):
@@ -219,3 +223,21 @@ async def test_day_of_traffic_reconciles_to_the_cent(stack):
     rec = await settle(stack, timeout=120)
     assert rec.ok, rec.rows()
     assert rec.paid_orders == 30 and rec.duplicates == [] and rec.difference_cents == 0
+    if os.environ.get("ML_RECORD_HISTORIES"):
+        await record_histories(stack, conn.id)
+
+
+async def record_histories(stack, connection_id: str) -> None:
+    """Keep a plain order, a refunded order and the catch-up poll for tests/test_replay.py."""
+    wanted = {"plain": None, "refunded": None}
+    async for wf in stack.client.list_workflows(f'MlConnection = "{connection_id}"'):
+        if wf.workflow_type != "OrderSync":
+            continue
+        state = await stack.client.get_workflow_handle(wf.id).query("state")
+        kind = "refunded" if state["credit_memos"] else "plain"
+        wanted[kind] = wanted[kind] or wf.id
+    async for wf in stack.client.list_workflows(f'WorkflowType = "OrderPoll" AND TaskQueue = "{stack.task_queue}"'):
+        wanted["poll"] = wf.id
+    for name, wf_id in wanted.items():
+        history = await stack.client.get_workflow_handle(wf_id).fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
