@@ -45,6 +45,14 @@ class PostCreditMemoInput(BaseModel):
     customer_key: str
 
 
+class PostReceiptInput(BaseModel):
+    connection_id: str
+    order: Order
+    payment_id: str
+    invoice: ErpDocumentRef
+    customer_key: str
+
+
 class PostAdjustmentInput(BaseModel):
     connection_id: str
     order: Order
@@ -91,6 +99,7 @@ class OrderSyncState(BaseModel):
     invoice: ErpDocumentRef | None = None
     posted: PostedTotals = Field(default_factory=PostedTotals)
     credit_memos: dict[str, ErpDocumentRef] = Field(default_factory=dict)
+    receipts: dict[str, ErpDocumentRef | None] = Field(default_factory=dict)  # None: not booked by choice
     adjustments: list[ErpDocumentRef] = Field(default_factory=list)
     passes: int = 0
 

@@ -14,12 +14,13 @@ from temporalio import activity
 
 from activities.errors import classified
 from activities.messages import (CustomerInput, OrderRef, OrderStateInput, PostAdjustmentInput,
-                                 PostCreditMemoInput, PostInvoiceInput, PostResult)
+                                 PostCreditMemoInput, PostInvoiceInput, PostReceiptInput,
+                                 PostResult)
 from activities.runtime import Runtime
 from connections.config import Connection
 from connectors.base import post_document
-from connectors.documents import (ErpDocument, PostedTotals, build_adjustment, build_credit_memo,
-                                  build_invoice)
+from connectors.documents import (ErpDocument, PostedTotals, ReceiptDocument, build_adjustment,
+                                  build_credit_memo, build_invoice, build_receipt)
 from connectors.errors import NotFound
 from connectors.model import Customer, ErpDocumentRef, Order
 
@@ -79,6 +80,21 @@ class OrderActivities:
         return await self._post(conn, "credit_memo", inp.refund_id, inp.order.number, build,
                                 sign=-1)
 
+    @activity.defn(name="post_receipt")
+    async def post_receipt(self, inp: PostReceiptInput) -> PostResult | None:
+        """None when the connection does not book the store's payments."""
+        conn = self.rt.connection(inp.connection_id)
+        if not conn.mappings.post_receipts:
+            return None
+        payment = next((p for p in inp.order.payments if p.store_id == inp.payment_id), None)
+        if payment is None:
+            async with classified():
+                raise NotFound(f"payment {inp.payment_id} is not on order {inp.order.number}")
+        return await self._post(
+            conn, "receipt", f"{inp.order.store_id}-P{inp.payment_id}", inp.order.number,
+            lambda: build_receipt(inp.order, payment, inp.customer_key, inp.invoice,
+                                  conn.mappings))
+
     @activity.defn(name="post_adjustment")
     async def post_adjustment(self, inp: PostAdjustmentInput) -> PostResult | None:
         conn = self.rt.connection(inp.connection_id)
@@ -97,7 +113,7 @@ class OrderActivities:
                                   order_number=inp.order_number, error=inp.message or None)
 
     async def _post(self, conn: Connection, kind: str, key: str, order_number: str,
-                    build: Callable[[], ErpDocument], sign: int = 1) -> PostResult:
+                    build: Callable[[], ErpDocument | ReceiptDocument], sign: int = 1) -> PostResult:
         store = self.rt.store
         row = store.ledger_get(conn.id, kind, key)
         if row and row.state == POSTED and row.erp_ref:
@@ -115,11 +131,12 @@ class OrderActivities:
             store.ledger_mark(conn.id, kind, key, "error", order_number=order_number,
                               error=str(exc)[:1000])
             raise
-        totals = PostedTotals.of(doc, sign)
+        # What the order's sales documents booked; a receipt moves cash, not the sale.
+        totals = PostedTotals.of(doc, sign) if isinstance(doc, ErpDocument) else PostedTotals()
         store.ledger_mark(conn.id, kind, key, POSTED, order_number=order_number,
                           erp_ref=ref.model_dump(mode="json"), totals=totals.model_dump(mode="json"))
         return PostResult(ref=ref, totals=totals)
 
     def all(self) -> list[Callable[..., Awaitable]]:
         return [self.fetch_order, self.upsert_customer, self.post_invoice, self.post_credit_memo,
-                self.post_adjustment, self.record_order_state]
+                self.post_receipt, self.post_adjustment, self.record_order_state]

@@ -4,21 +4,49 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import ModuleType
 from typing import Any
 
 import httpx
 
-from connections.config import (ERP_CREDENTIALS, ERP_TOKENS, STORE_CREDENTIALS, Connection)
+from connections.config import (ERP_CREDENTIALS, ERP_SYSTEMS, ERP_TOKENS, STORE_CREDENTIALS,
+                                STORE_SYSTEMS, Connection)
 from connections.store import ConnectionStore
 from connectors.auth import TokenSet
 from connectors.base import Erp, Storefront
+from connectors.errors import Unavailable
+
+
+def connector_module(system: str) -> ModuleType:
+    """``connectors/<system>.py``: its ``open_connector`` (and, for a store, the receiver's
+    webhook functions)."""
+    if system not in STORE_SYSTEMS + ERP_SYSTEMS:
+        raise ValueError(f"unknown system {system!r}")
+    return importlib.import_module(f"connectors.{system}")
 
 
 class StoreTokenStore:
     """OAuth tokens of one connection, encrypted in the connection store. The newest token
-    set is saved before it is used, so a crash never strands a rotated refresh token."""
+    set is saved before it is used, so a crash never strands a rotated refresh token.
 
-    _locks: dict[str, asyncio.Lock] = {}
+    ``refresh_lock()`` is single-flight across coroutines (an asyncio lock per connection) and
+    across processes and hosts (a lease row in the connection store, with an owner and an
+    expiry so a crashed holder cannot block the connection for longer than ``LEASE_SECONDS``).
+    ``consent_required``/``require_consent`` keep the "needs re-consent" state of a connection
+    whose refresh token the ERP refused, so every worker stops spending refresh attempts."""
+
+    NEEDS_CONSENT = "needs_consent"  # connection health: the chain needs a user's new consent
+    LEASE_SECONDS = 60.0  # longer than any token request may take
+    POLL_SECONDS = 0.05
+    _locks: dict[tuple[int, str], asyncio.Lock] = {}
 
     def __init__(self, store: ConnectionStore, connection_id: str) -> None:
         self._store, self._cid = store, connection_id
@@ -30,8 +58,32 @@ class StoreTokenStore:
     async def save(self, tokens: TokenSet) -> None:
         self._store.put_secret(self._cid, ERP_TOKENS, tokens.to_secret_dict())
 
-    def refresh_lock(self) -> asyncio.Lock:
-        return self._locks.setdefault(self._cid, asyncio.Lock())
+    def refresh_lock(self) -> AbstractAsyncContextManager[None]:
+        return self._locked()
+
+    @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        key = (id(asyncio.get_running_loop()), self._cid)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            lease = f"oauth-refresh:{self._cid}"
+            owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+            deadline = time.monotonic() + 2 * self.LEASE_SECONDS
+            while not self._store.try_lease(lease, owner, self.LEASE_SECONDS):
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"the token refresh lock of connection {self._cid} is "
+                                      f"still held by another worker", system="connection store")
+                await asyncio.sleep(self.POLL_SECONDS * random.uniform(0.5, 1.5))
+            try:
+                yield
+            finally:
+                self._store.release_lease(lease, owner)
+
+    async def consent_required(self) -> str | None:
+        health = self._store.connection_health(self._cid)
+        return health["message"] or health["state"] if health["state"] == self.NEEDS_CONSENT else None
+
+    async def require_consent(self, reason: str) -> None:
+        self._store.set_connection_health(self._cid, self.NEEDS_CONSENT, reason)
 
 
 class Runtime:
@@ -52,40 +104,28 @@ class Runtime:
         return (f"{side}:{conn.id}", digest)
 
     def storefront(self, conn: Connection) -> Storefront:
-        key = self._cache_key(conn, "store", STORE_CREDENTIALS)
-        cached = self._connectors.get(key[0])
-        if cached and cached[0] == key[1]:
-            return cached[1]
-        from connectors.woocommerce import (WooCommerceCredentials, WooCommerceSettings,
-                                            WooCommerceStore)
-
-        creds = WooCommerceCredentials.model_validate(
-            self.store.get_secret_json(conn.id, STORE_CREDENTIALS))
-        connector = WooCommerceStore(
-            WooCommerceSettings.model_validate(conn.store), creds,
-            on_auth_mode_detected=lambda mode: self._remember_auth_mode(conn.id, mode),
-            transport=self._transports.get("woocommerce"))
-        self._connectors[key[0]] = (key[1], connector)
-        return connector
+        return self._connector(conn, "store", conn.store_system, conn.store, STORE_CREDENTIALS)
 
     def erp(self, conn: Connection) -> Erp:
-        key = self._cache_key(conn, "erp", ERP_CREDENTIALS)
+        return self._connector(conn, "erp", conn.erp_system, conn.erp, ERP_CREDENTIALS)
+
+    def _connector(self, conn: Connection, side: str, system: str, settings: dict[str, Any],
+                   secret_name: str) -> Any:
+        """One connector per connection side, rebuilt when its settings or secret change."""
+        key = self._cache_key(conn, side, secret_name)
         cached = self._connectors.get(key[0])
         if cached and cached[0] == key[1]:
             return cached[1]
-        from connectors.acumatica import AcumaticaCredentials, AcumaticaErp, AcumaticaSettings
-
-        creds = AcumaticaCredentials.model_validate(
-            self.store.get_secret_json(conn.id, ERP_CREDENTIALS))
-        connector = AcumaticaErp(AcumaticaSettings.model_validate(conn.erp), creds,
-                                 StoreTokenStore(self.store, conn.id),
-                                 transport=self._transports.get("acumatica"))
+        connector = connector_module(system).open_connector(
+            settings, self.store.get_secret_json(conn.id, secret_name) or {},
+            tokens=StoreTokenStore(self.store, conn.id), transport=self._transports.get(system),
+            on_settings_change=lambda changes: self._remember(conn.id, side, changes))
         self._connectors[key[0]] = (key[1], connector)
         return connector
 
-    def _remember_auth_mode(self, connection_id: str, mode: str) -> None:
+    def _remember(self, connection_id: str, side: str, changes: dict[str, Any]) -> None:
         conn = self.store.get_connection(connection_id)
-        conn.store["auth_mode"] = mode
+        (conn.store if side == "store" else conn.erp).update(changes)
         self.store.save_connection(conn)
 
     async def aclose(self) -> None:

@@ -11,8 +11,10 @@ from pydantic import BaseModel, Field
 
 from connectors.documents import Mappings
 
-STORE_SYSTEMS = ("woocommerce",)
-ERP_SYSTEMS = ("acumatica",)
+STORE_SYSTEMS = ("woocommerce", "bigcommerce")
+ERP_SYSTEMS = ("acumatica", "oracle_fusion", "exact_online")
+StoreSystem = Literal["woocommerce", "bigcommerce"]
+ErpSystem = Literal["acumatica", "oracle_fusion", "exact_online"]
 
 # Names of a connection's secrets in the store (all encrypted by the vault).
 STORE_CREDENTIALS = "store_credentials"
@@ -23,9 +25,9 @@ WEBHOOK_SECRET = "webhook_secret"
 
 class Connection(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
-    store_system: Literal["woocommerce"]
+    store_system: StoreSystem
     store: dict[str, Any]  # the store connector's settings (URL, auth mode, CA bundle)
-    erp_system: Literal["acumatica"]
+    erp_system: ErpSystem
     erp: dict[str, Any]  # the ERP connector's settings (instance URL, endpoint version, ...)
     mappings: Mappings = Field(default_factory=Mappings)
     poll_minutes: int = Field(default=5, ge=1)

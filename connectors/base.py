@@ -1,13 +1,21 @@
-"""The two contracts. A store connector and an ERP connector speak canonical models only."""
+"""The two contracts. A store connector and an ERP connector speak canonical models only.
+
+Every connector module (``connectors/<system>.py``) also exposes ``SYSTEM`` and
+``open_connector(settings, credentials, *, tokens, transport=None, on_settings_change=None)``
+(see :class:`ConnectorFactory`), which is how the worker builds one from a stored connection.
+A store module adds the receiver's three pure functions of :class:`WebhookReader`.
+"""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+import httpx
 from pydantic import BaseModel
 
-from connectors.documents import ErpDocument
+from connectors.auth import TokenStore
+from connectors.documents import ErpDocument, ReceiptDocument
 from connectors.model import Customer, DocumentKind, ErpDocumentRef, ItemChange, Order
 
 
@@ -16,6 +24,41 @@ class Webhook(BaseModel):
     topic: str
     delivery_url: str
     status: str  # "active", "paused", "disabled"
+
+
+class WebhookEvent(BaseModel):
+    """What a delivery announces. Only the resource id is taken from a body: the record
+    itself is always re-fetched."""
+
+    topic: str  # the store's own topic, e.g. "order.updated", "store/order/statusUpdated"
+    resource: str  # "order", "customer", "product", ...
+    event: str  # "created", "updated", "refunded", ...
+    resource_id: str
+    delivery_id: str = ""
+    webhook_id: str = ""
+
+
+class WebhookReader(Protocol):
+    """The receiver's view of a store module (all pure, all on the raw bytes)."""
+
+    def is_ping(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """A creation/validation ping to answer 200 without a signature."""
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+        """Constant-time authenticity check with the connection's webhook secret."""
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent | None:
+        """The event, None for a ping; ValueError with a clear message when malformed."""
+
+
+class ConnectorFactory(Protocol):
+    def __call__(self, settings: Mapping[str, Any], credentials: Mapping[str, Any], *,
+                 tokens: TokenStore, transport: httpx.AsyncBaseTransport | None = None,
+                 on_settings_change: Callable[[dict[str, Any]], None] | None = None) -> Any:
+        """``settings``: the connection's non-secret settings of this side; ``credentials``:
+        its decrypted secrets; ``tokens``: where OAuth tokens persist (encrypted, shared by
+        every worker); ``on_settings_change``: saves what the connector learned about the
+        connection (an auth mode, a discovered division) into its settings."""
 
 
 class CatalogPushResult(BaseModel):
@@ -60,16 +103,26 @@ class Erp(Protocol):
     async def create_document(self, doc: ErpDocument) -> ErpDocumentRef:
         """Create without looking up first (callers use :func:`post_document`)."""
 
+    async def create_receipt(self, receipt: ReceiptDocument) -> ErpDocumentRef:
+        """Create a cash receipt applied to ``receipt.applies_to`` (or, where the ERP cannot
+        apply it through its API, left for its matching with the remittance reference)."""
+
+    async def ping(self) -> dict[str, Any]:
+        """A cheap authenticated read that proves the connection works (``connections test``)."""
+
     def iter_item_changes(self, since: datetime) -> AsyncIterator[ItemChange]: ...
 
     async def aclose(self) -> None: ...
 
 
-async def post_document(erp: Erp, doc: ErpDocument, *, look_up_first: bool = True) -> ErpDocumentRef:
+async def post_document(erp: Erp, doc: ErpDocument | ReceiptDocument, *,
+                        look_up_first: bool = True) -> ErpDocumentRef:
     """Idempotent post: return the document already in the ERP under the same external
     reference (a retry after a lost response), else create it."""
     if look_up_first:
         existing = await erp.find_document(doc.kind, doc.external_ref)
         if existing is not None:
             return existing.model_copy(update={"created": False})
+    if isinstance(doc, ReceiptDocument):
+        return await erp.create_receipt(doc)
     return await erp.create_document(doc)

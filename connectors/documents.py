@@ -9,14 +9,33 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from fnmatch import fnmatchcase
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from connectors.errors import MappingMissing, TotalsMismatch
-from connectors.model import ZERO, ErpDocumentRef, Order, OrderLine, Refund, quantize
+from connectors.model import (ZERO, ErpDocumentRef, Order, OrderLine, Payment, Refund,
+                              RefundLine, quantize)
 
 UNIT_PRICE_PLACES = Decimal("0.000001")
+
+
+class LineRule(BaseModel):
+    """Where a line is booked, for ERPs that want it per line (Oracle's distributions, Exact's
+    GL account / VAT code / cost center). The first rule whose patterns all match wins;
+    an empty pattern matches anything. ``sku`` is a glob (``SHIRT-*``)."""
+
+    sku: str = ""
+    category: str = ""
+    kind: str = ""  # "product", "shipping", "fee", "adjustment", "rounding"
+    gl_account: str = ""
+    cost_center: str = ""
+
+    def matches(self, sku: str | None, category: str, kind: str) -> bool:
+        return ((not self.sku or fnmatchcase(sku or "", self.sku))
+                and (not self.category or self.category.lower() == category.lower())
+                and (not self.kind or self.kind == kind))
 
 
 class Mappings(BaseModel):
@@ -30,6 +49,10 @@ class Mappings(BaseModel):
     rounding_item: str = "ROUNDING"
     rounding_tolerance: Decimal = Decimal("0.05")
     document_prefix: str = "WC-"  # external reference = prefix + store order id
+    line_rules: list[LineRule] = Field(default_factory=list)  # first match wins
+    payment_methods: dict[str, str] = Field(default_factory=dict)  # store method -> ERP method
+    default_payment_method: str = ""  # for store methods not in ``payment_methods``
+    post_receipts: bool = True  # book the store's captured payments as ERP receipts
 
     def item_for(self, line: OrderLine | None, sku: str | None, kind: str, name: str) -> str:
         if kind == "shipping":
@@ -52,6 +75,32 @@ class Mappings(BaseModel):
                            f"(ml-connector connections map CONNECTION --tax {rate_code}=TAXID)",
             ) from None
 
+    def rule_for(self, sku: str | None, category: str, kind: str) -> LineRule | None:
+        return next((r for r in self.line_rules if r.matches(sku, category, kind)), None)
+
+    def payment_method_for(self, method: str) -> str:
+        found = self.payment_methods.get(method) or self.default_payment_method
+        if not found:
+            raise MappingMissing(
+                f"payment method '{method or '(none)'}' has no ERP payment method",
+                resolution=f"map payment method {method or '(none)'} to an ERP payment method "
+                           f"(ml-connector connections map CONNECTION --payment {method}=METHOD)")
+        return found
+
+
+def require_rule(line: "DocumentLine", system: str) -> "LineRule":
+    """The GL rule of a line for an ERP that cannot post without one (a parked order names
+    the fix otherwise). ERP connectors call this; the rule itself was chosen by the builder."""
+    if line.gl_account:
+        return LineRule(gl_account=line.gl_account, cost_center=line.cost_center)
+    what = f"SKU {line.sku}" if line.sku else f"{line.kind} line '{line.description}'"
+    pattern = line.sku or "*"
+    raise MappingMissing(
+        f"{what} matches no GL account rule",
+        resolution=f"add a {system} GL rule for {what} (ml-connector connections map "
+                   f"CONNECTION --gl-rule sku={pattern},account=ACCOUNT[,cost_center=CC]), "
+                   f"then the parked order is replayed")
+
 
 class DocumentLine(BaseModel):
     item_id: str
@@ -62,6 +111,12 @@ class DocumentLine(BaseModel):
     amount: Decimal  # quantity * unit_price - discount, rounded: excl. tax
     source_line_id: str | None = None
     sku: str | None = None
+    kind: str = "product"  # "product", "shipping", "fee", "adjustment", "rounding"
+    category: str = ""
+    tax: Decimal = ZERO  # the store's tax on this line (already in the document's taxes)
+    tax_code: str = ""  # the ERP tax id of this line's (first) tax rate, "" when untaxed
+    gl_account: str = ""  # from the connection's line rules; "" when no rule matched
+    cost_center: str = ""
 
 
 class DocumentTax(BaseModel):
@@ -122,13 +177,29 @@ class PostedTotals(BaseModel):
 
 
 def _line(item: str, name: str, qty: Decimal, gross: Decimal, net: Decimal, currency: str,
-          source: str | None, sku: str | None) -> DocumentLine:
+          source: str | None, sku: str | None, mappings: Mappings, *, kind: str = "product",
+          category: str = "", tax: Decimal = ZERO, rate_codes: list[str] | None = None
+          ) -> DocumentLine:
     qty = qty if qty > 0 else Decimal(1)
     unit = (gross / qty).quantize(UNIT_PRICE_PLACES)
     extended = quantize(qty * unit, currency)
+    tax_code = mappings.tax_code_for(rate_codes[0]) if rate_codes and tax else ""
+    rule = mappings.rule_for(sku, category, kind)
     return DocumentLine(item_id=item, description=name, quantity=qty, unit_price=unit,
                         discount=quantize(extended - net, currency), amount=quantize(net, currency),
-                        source_line_id=source, sku=sku)
+                        source_line_id=source, sku=sku, kind=kind, category=category,
+                        tax=quantize(tax, currency), tax_code=tax_code,
+                        gl_account=rule.gl_account if rule else "",
+                        cost_center=rule.cost_center if rule else "")
+
+
+def _service_line(item: str, name: str, amount: Decimal, kind: str,
+                  mappings: Mappings) -> DocumentLine:
+    """A line ml-connector adds itself (rounding, amount-only refund, edit adjustment)."""
+    rule = mappings.rule_for(None, "", kind)
+    return DocumentLine(item_id=item, description=name, quantity=Decimal(1), unit_price=amount,
+                        amount=amount, kind=kind, gl_account=rule.gl_account if rule else "",
+                        cost_center=rule.cost_center if rule else "")
 
 
 def _taxes(amounts: dict[str, tuple[Decimal, Decimal]], mappings: Mappings,
@@ -175,8 +246,7 @@ def _balance(doc: ErpDocument, expected: Decimal, mappings: Mappings, what: str)
             f"{doc.total} (difference {diff})",
             resolution="correct the order in the store or raise the connection's rounding "
                        "tolerance, then replay the order")
-    doc.lines.append(DocumentLine(item_id=mappings.rounding_item, description="Rounding",
-                                  quantity=Decimal(1), unit_price=diff, amount=diff))
+    doc.lines.append(_service_line(mappings.rounding_item, "Rounding", diff, "rounding", mappings))
     return doc
 
 
@@ -187,7 +257,8 @@ def build_invoice(order: Order, customer_key: str, mappings: Mappings) -> ErpDoc
                              resolution="check the order in the store, then replay it")
     lines = [
         _line(mappings.item_for(ln, ln.sku, ln.kind, ln.name), ln.name, ln.quantity, ln.subtotal,
-              ln.total, order.currency, ln.line_id, ln.sku)
+              ln.total, order.currency, ln.line_id, ln.sku, mappings, kind=ln.kind,
+              category=ln.category, tax=ln.tax, rate_codes=ln.tax_rate_codes)
         for ln in order.lines
     ]
     doc = ErpDocument(
@@ -199,6 +270,10 @@ def build_invoice(order: Order, customer_key: str, mappings: Mappings) -> ErpDoc
     return _balance(doc, order.total, mappings, f"order {order.number}")
 
 
+def _category_of(order: Order, line: RefundLine) -> str:
+    return next((ln.category for ln in order.lines if ln.line_id == line.line_id), "")
+
+
 def build_credit_memo(order: Order, refund: Refund, customer_key: str, invoice: ErpDocumentRef,
                       mappings: Mappings) -> ErpDocument:
     """A refund as a credit memo against the invoice: refunded lines as they were, and what
@@ -206,7 +281,8 @@ def build_credit_memo(order: Order, refund: Refund, customer_key: str, invoice: 
     cur = order.currency
     lines = [
         _line(mappings.item_for(None, ln.sku, ln.kind, ln.name), ln.name, ln.quantity, ln.amount,
-              ln.amount, cur, ln.line_id, ln.sku)
+              ln.amount, cur, ln.line_id, ln.sku, mappings, kind=ln.kind,
+              category=_category_of(order, ln), tax=ln.tax, rate_codes=ln.tax_rate_codes)
         for ln in refund.lines if ln.amount or ln.quantity
     ]
     taxes = _taxes(_tax_by_rate(refund.lines, refund.tax_lines), mappings, cur)
@@ -215,9 +291,9 @@ def build_credit_memo(order: Order, refund: Refund, customer_key: str, invoice: 
     if rest < 0:  # lines claim more than was paid back: book only what was paid back
         lines, taxes, rest = [], [], refund.amount
     if rest > 0:
-        lines.append(DocumentLine(item_id=mappings.adjustment_item,
-                                  description=f"Refund {refund.store_id}: {refund.reason}"[:255],
-                                  quantity=Decimal(1), unit_price=rest, amount=rest))
+        lines.append(_service_line(mappings.adjustment_item,
+                                   f"Refund {refund.store_id}: {refund.reason}"[:255], rest,
+                                   "adjustment", mappings))
     doc = ErpDocument(
         kind="credit_memo",
         external_ref=f"{mappings.document_prefix}{order.store_id}-R{refund.store_id}",
@@ -248,9 +324,9 @@ def build_adjustment(order: Order, posted: PostedTotals, customer_key: str,
         net = abs(net_delta)
     else:
         taxes, net = [], abs(delta)
-    lines = [DocumentLine(item_id=mappings.adjustment_item,
-                          description=f"Adjustment {seq}: order {order.number} edited after posting",
-                          quantity=Decimal(1), unit_price=net, amount=net)] if net else []
+    lines = [_service_line(mappings.adjustment_item,
+                           f"Adjustment {seq}: order {order.number} edited after posting", net,
+                           "adjustment", mappings)] if net else []
     return ErpDocument(
         kind="adjustment_invoice" if sign > 0 else "credit_memo",
         external_ref=f"{mappings.document_prefix}{order.store_id}-A{seq}",
@@ -258,3 +334,35 @@ def build_adjustment(order: Order, posted: PostedTotals, customer_key: str,
         date=order.modified_at.date(), customer_key=customer_key,
         description=f"Adjustment {seq} of {order.store} order {order.number}", lines=lines,
         taxes=taxes, applies_to=invoice if sign < 0 else None)
+
+
+class ReceiptDocument(BaseModel):
+    """A payment the store captured, as an ERP cash receipt applied to the order's invoice."""
+
+    external_ref: str
+    order_number: str
+    store_order_id: str
+    payment_id: str
+    currency: str
+    date: date
+    customer_key: str
+    amount: Decimal
+    payment_method: str  # the ERP's payment method (mapped)
+    reference: str = ""  # the processor's transaction id: the remittance reference
+    description: str = ""
+    applies_to: ErpDocumentRef
+
+    kind: Literal["receipt"] = "receipt"
+
+
+def build_receipt(order: Order, payment: Payment, customer_key: str, invoice: ErpDocumentRef,
+                  mappings: Mappings) -> ReceiptDocument:
+    return ReceiptDocument(
+        external_ref=f"{mappings.document_prefix}{order.store_id}-P{payment.store_id}",
+        order_number=order.number, store_order_id=order.store_id, payment_id=payment.store_id,
+        currency=order.currency, date=(payment.paid_at or order.paid_at or order.created_at).date(),
+        customer_key=customer_key, amount=quantize(payment.amount, order.currency),
+        payment_method=mappings.payment_method_for(payment.method),
+        reference=payment.reference or order.number,
+        description=f"Payment {payment.store_id} of {order.store} order {order.number}",
+        applies_to=invoice)

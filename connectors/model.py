@@ -113,6 +113,7 @@ class OrderLine(_Model):
     total: Decimal  # after discounts, excl. tax
     tax: Decimal = ZERO
     tax_rate_codes: list[str] = Field(default_factory=list)
+    category: str = ""  # the product's category where the store says it (GL rules use it)
 
     @property
     def discount(self) -> Decimal:

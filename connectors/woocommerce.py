@@ -21,7 +21,7 @@ import httpx
 from oauthlib import oauth1
 from pydantic import BaseModel, SecretStr, field_validator, model_validator
 
-from connectors.base import CatalogPushResult, Webhook
+from connectors.base import CatalogPushResult, Webhook, WebhookEvent
 from connectors.errors import AuthExpired, ExternalError, NotFound, Unavailable
 from connectors.http import build_client, send
 from connectors.model import ItemChange, Order
@@ -126,15 +126,6 @@ def auth_for(mode: str, credentials: WooCommerceCredentials) -> httpx.Auth:
 
 # --- webhooks (used by the receiver; pure) ---------------------------------------------
 
-class WebhookEvent(BaseModel):
-    topic: str  # e.g. "order.updated"
-    resource: str  # "order", "product", ...
-    event: str  # "created", "updated", ...
-    resource_id: str
-    delivery_id: str = ""
-    webhook_id: str = ""
-
-
 _WP_ENTITIES = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#039;": "'",
                 "&#39;": "'", "&#x27;": "'"}
 _WP_ENTITY_RE = re.compile("|".join(map(re.escape, _WP_ENTITIES)))
@@ -153,6 +144,11 @@ def verify_signature(body: bytes, secret: str, signature_header: str | None) -> 
         return False
     expected = webhook_signature(body, secret).encode()
     return hmac.compare_digest(expected, signature_header.strip().encode("utf-8", "replace"))
+
+
+def verify_webhook(headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+    signature = next((v for k, v in headers.items() if k.lower() == "x-wc-webhook-signature"), None)
+    return verify_signature(body, secret, signature)
 
 
 _PING_RE = re.compile(rb"^\s*webhook_id=(\d+)\s*$")
@@ -561,3 +557,14 @@ def _webhook(raw: Any) -> Webhook:
     return Webhook(id=str(raw["id"]), topic=str(raw.get("topic", "")),
                    delivery_url=str(raw.get("delivery_url", "")),
                    status=str(raw.get("status", "")))
+
+
+def open_connector(settings: Mapping[str, Any], credentials: Mapping[str, Any], *, tokens: Any = None,
+                   transport: httpx.AsyncBaseTransport | None = None,
+                   on_settings_change: Callable[[dict[str, Any]], None] | None = None
+                   ) -> WooCommerceStore:
+    """The :class:`connectors.base.ConnectorFactory` of WooCommerce (no OAuth 2 tokens)."""
+    remember = (lambda mode: on_settings_change({"auth_mode": mode})) if on_settings_change else None
+    return WooCommerceStore(WooCommerceSettings.model_validate(settings),
+                            WooCommerceCredentials.model_validate(credentials),
+                            on_auth_mode_detected=remember, transport=transport)

@@ -18,7 +18,7 @@ from connections.config import (ERP_CREDENTIALS, STORE_CREDENTIALS, WEBHOOK_SECR
                                 Environment, open_store)
 from connections.store import ConnectionNotFound
 from connections.vault import VaultError
-from connectors.documents import Mappings
+from connectors.documents import LineRule, Mappings
 from starter.logs import configure as configure_logs
 
 
@@ -94,11 +94,28 @@ def cmd_connections_show(args, env: Environment) -> int:
     return 0
 
 
+def _gl_rule(value: str) -> LineRule:
+    """``sku=SHIRT-*,category=Apparel,kind=product,account=4000,cost_center=WEB``"""
+    fields = _pairs(value.split(","), "--gl-rule")
+    if "account" in fields:
+        fields["gl_account"] = fields.pop("account")
+    try:
+        rule = LineRule(**fields)
+    except (ValidationError, TypeError) as exc:
+        raise UsageError(f"--gl-rule {value!r}: use sku=,category=,kind=,account=,cost_center=") from exc
+    if not rule.gl_account:
+        raise UsageError(f"--gl-rule {value!r} names no account")
+    return rule
+
+
 def cmd_connections_map(args, env: Environment) -> int:
     store = open_store(env)
     conn = store.get_connection(args.name)
     conn.mappings.sku_to_item.update(_pairs(args.sku, "--sku"))
     conn.mappings.tax_codes.update(_pairs(args.tax, "--tax"))
+    conn.mappings.payment_methods.update(_pairs(args.payment, "--payment"))
+    # A new rule goes first: it is the more specific one the operator just thought of.
+    conn.mappings.line_rules[:0] = [_gl_rule(v) for v in args.gl_rule or []]
     store.save_connection(conn)
     parked = store.ledger_rows(conn.id, kind="order", state="parked")
     print(f"mappings of {conn.id} saved; replaying {len(parked)} parked order(s)")
@@ -208,10 +225,13 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--replace", action="store_true")
     conns.add_parser("list")
     conns.add_parser("show").add_argument("name")
-    mp = conns.add_parser("map", help="add SKU/tax mappings and replay parked orders")
+    mp = conns.add_parser("map", help="add SKU/tax/payment/GL mappings and replay parked orders")
     mp.add_argument("name")
-    mp.add_argument("--sku", action="append")
-    mp.add_argument("--tax", action="append")
+    mp.add_argument("--sku", action="append", help="store SKU=ERP item id")
+    mp.add_argument("--tax", action="append", help="store tax rate code=ERP tax id")
+    mp.add_argument("--payment", action="append", help="store payment method=ERP payment method")
+    mp.add_argument("--gl-rule", action="append",
+                    help="sku=GLOB,category=NAME,kind=product|shipping|fee,account=GL,cost_center=CC")
     return p
 
 

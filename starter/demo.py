@@ -1,9 +1,11 @@
-"""``make demo``: a realistic day of WooCommerce traffic into Acumatica, then the books.
+"""``make demo``: a realistic day of store traffic into the ERP for the four pairs merchants
+ask for most, side by side, then the books of each.
 
-Starts the embedded stack (Temporal dev server with its state in a file, the sandboxes over
-TLS, worker, receiver), registers a connection, drives the day (refunds, duplicate
-deliveries, one webhook outage), lets the catch-up poll find what the outage dropped,
-waits, and prints the reconciliation. Exit code 0 only if it reconciles to the cent.
+Starts the embedded stack (Temporal dev server with its state in a file; for each pair a
+store sandbox and an ERP sandbox over TLS and a receiver; one worker for all), registers a
+connection per pair, drives each day (refunds, duplicate deliveries, one webhook outage),
+lets the catch-up poll find what the outage dropped, waits, and prints the reconciliation.
+Exit code 0 only if every pair reconciles to the cent.
 """
 from __future__ import annotations
 
@@ -18,37 +20,43 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from activities.messages import PollInput, PollResult
-from connections.config import Environment, open_store
-from starter.reconcile import Reconciliation, reconcile, store_orders
+from connections.config import Connection, Environment, open_store
+from starter.reconcile import Reconciliation, reconcile
 from starter.stack import Stack, start_temporal_server
 from starter.temporal import connect
 
 TASK_QUEUE = "ml-connector"
+DEMO_PAIRS = (("woocommerce", "acumatica"), ("bigcommerce", "acumatica"),
+              ("woocommerce", "oracle_fusion"), ("woocommerce", "exact_online"))
+SHORT = {"woocommerce": "woo", "bigcommerce": "bc", "acumatica": "acumatica",
+         "oracle_fusion": "oracle", "exact_online": "exact"}
 console = Console()
+
+
+def connection_id(store_system: str, erp_system: str) -> str:
+    return f"{SHORT[store_system]}-{SHORT[erp_system]}"
 
 
 async def drive_day(stack: Stack, connection_id: str, *, orders: int, refund_ratio: float = 0.10,
                     duplicate_every: int = 20, outage_at: float = 0.5, outage_deliveries: int = 5,
                     seed: int = 7, progress=None) -> None:
     """Orders and refunds through the store's API, with duplicate deliveries and one outage."""
-    from sandbox.traffic import generate_day
-
+    sb, url = stack.shop_sandbox, stack.shop.url
     outage_order = int(orders * outage_at)
 
     async def on_progress(done: int, total: int) -> None:
         if duplicate_every and done % duplicate_every == 0:
-            await stack.control("woocommerce", "/_sandbox/webhooks/duplicate", {"next": 1})
+            await sb.duplicate_next(stack.http, url, 1)
         if done == outage_order:
-            await stack.control("woocommerce", "/_sandbox/webhooks/outage",
-                                {"fail_next": outage_deliveries})
+            await sb.outage(stack.http, url, outage_deliveries)
         if progress:
             progress(done, total)
 
     started = datetime.now(timezone.utc) - timedelta(minutes=1)
     async with stack.store_client() as shop:
-        await generate_day(shop, orders=orders, refund_ratio=refund_ratio, seed=seed,
-                           on_progress=on_progress)
-    await stack.control("woocommerce", "/_sandbox/webhooks/wait-idle", {})
+        await sb.generate_day(shop, orders=orders, refund_ratio=refund_ratio, seed=seed,
+                              on_progress=on_progress)
+    await sb.wait_deliveries(stack.http, url)
     await catch_up(stack, connection_id, since=started)
 
 
@@ -59,18 +67,19 @@ async def catch_up(stack: Stack, connection_id: str, since: datetime | None = No
         result_type=PollResult)
 
 
-async def books(stack: Stack, prefix: str = "WC-") -> Reconciliation:
+async def books(stack: Stack, conn: Connection) -> Reconciliation:
     async with stack.store_client() as shop:
-        orders = await store_orders(shop)
-    documents = await stack.control("acumatica", "/_sandbox/documents")
-    return reconcile(orders, documents, prefix)
+        orders = await stack.shop_sandbox.orders(shop)
+    return reconcile(orders, await stack.erp_documents(), conn.mappings.document_prefix,
+                     with_receipts=conn.mappings.post_receipts, pair=stack.pair)
 
 
-async def settle(stack: Stack, *, timeout: float = 600, on_tick=None) -> Reconciliation:
+async def settle(stack: Stack, conn: Connection, *, timeout: float = 600,
+                 on_tick=None) -> Reconciliation:
     """Wait until the ERP's books match the store's (or the time runs out)."""
     deadline = time.monotonic() + timeout
     while True:
-        rec = await books(stack)
+        rec = await books(stack, conn)
         if on_tick:
             on_tick(rec)
         if rec.ok or time.monotonic() > deadline:
@@ -78,8 +87,8 @@ async def settle(stack: Stack, *, timeout: float = 600, on_tick=None) -> Reconci
         await asyncio.sleep(1.0)
 
 
-def print_report(rec: Reconciliation, ui: str | None = None) -> None:
-    table = Table(title="Reconciliation: WooCommerce → Acumatica")
+def print_report(rec: Reconciliation, title: str) -> None:
+    table = Table(title=f"Reconciliation: {title}")
     for col in ("", "store", "ERP", ""):
         table.add_column(col)
     for row in rec.rows():
@@ -89,34 +98,49 @@ def print_report(rec: Reconciliation, ui: str | None = None) -> None:
                   + ("[green]reconciled[/green]" if rec.ok else "[red]NOT reconciled[/red]"))
     if rec.missing:
         console.print(f"missing: {', '.join(rec.missing[:20])}")
-    if ui:
-        console.print(f"Temporal UI: {ui}  (search: MlConnection=\"demo\")")
+
+
+async def run_pair(stack: Stack, conn: Connection, orders: int, bar: Progress) -> Reconciliation:
+    name = conn.id
+    sent = bar.add_task(f"{name}: orders placed", total=orders)
+    await drive_day(stack, conn.id, orders=orders,
+                    progress=lambda done, total: bar.update(sent, completed=done))
+    posted = bar.add_task(f"{name}: invoices posted", total=orders)
+    return await settle(stack, conn, on_tick=lambda r: bar.update(
+        posted, completed=r.invoices, total=max(r.paid_orders, 1)))
 
 
 async def run_demo(*, orders: int = 200, home: Path = Path(".ml-connector/demo"),
-                   temporal_port: int = 7233, ui_port: int = 8233) -> int:
+                   temporal_port: int = 7233, ui_port: int = 8233,
+                   pairs: tuple[tuple[str, str], ...] = DEMO_PAIRS) -> int:
     shutil.rmtree(home, ignore_errors=True)  # sandboxes start empty, so the books must too
-    env = Environment(home=home)
     console.print(f"starting Temporal dev server (state in {home / 'temporal.db'}) …")
     server = await start_temporal_server(home, port=temporal_port, ui_port=ui_port)
+    stacks: list[tuple[Stack, Connection]] = []
     try:
         env = Environment(home=home, temporal_address=f"127.0.0.1:{temporal_port}")
         store = open_store(env)
         client = await connect(env, store.vault.keyring)
-        async with Stack(client, store, home, TASK_QUEUE) as stack:
+        for i, (store_system, erp_system) in enumerate(pairs):
+            stack = Stack(client, store, home / f"pair{i}", TASK_QUEUE, store_system=store_system,
+                          erp_system=erp_system, run_worker=(i == 0))  # one worker serves all
+            await stack.__aenter__()
             await stack.seed()
-            await stack.add_connection("demo")
-            console.print(f"store {stack.woo.url}  ERP {stack.acu.url}  receiver {stack.receiver.url}")
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=console) as bar:
-                sent = bar.add_task("orders placed", total=orders)
-                await drive_day(stack, "demo", orders=orders,
-                                progress=lambda done, total: bar.update(sent, completed=done))
-                posted = bar.add_task("invoices posted", total=orders)
-                rec = await settle(stack, on_tick=lambda r: bar.update(
-                    posted, completed=r.invoices, total=max(r.paid_orders, 1)))
-            print_report(rec, f"http://127.0.0.1:{ui_port}")
-            return 0 if rec.ok else 1
+            conn = await stack.add_connection(connection_id(store_system, erp_system))
+            stacks.append((stack, conn))
+            console.print(f"{conn.id:16} store {stack.shop.url}  ERP {stack.erp_server.url}  "
+                          f"receiver {stack.receiver.url}")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as bar:
+            results = await asyncio.gather(*(run_pair(s, c, orders, bar) for s, c in stacks))
+        for (stack, conn), rec in zip(stacks, results):
+            print_report(rec, f"{conn.id} ({stack.pair})")
+        console.print(f"Temporal UI: http://127.0.0.1:{ui_port}  (search: MlConnection=\"{stacks[0][1].id}\")")
+        ok = all(r.ok for r in results)
+        console.print("[green]every pair reconciles[/green]" if ok else "[red]NOT reconciled[/red]")
+        return 0 if ok else 1
     finally:
+        for stack, _ in reversed(stacks):
+            await stack.__aexit__(None, None, None)
         server.terminate()
         server.wait(10)

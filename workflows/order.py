@@ -2,7 +2,7 @@
 
 Events for one order are serialized here. Each pass re-fetches the order and posts only
 what is not yet booked: customer, then invoice; edits after posting as adjustments; each
-refund once as a credit memo. An order that cannot be posted as it is waits "parked" with
+captured payment once as a receipt; each refund once as a credit memo. An order that cannot be posted as it is waits "parked" with
 a resolution message until an event (a replay, a mapping change, a new webhook) arrives.
 """
 from __future__ import annotations
@@ -16,13 +16,15 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.messages import (CustomerInput, OrderEvent, OrderRef, OrderStateInput,
                                      OrderSyncInput, OrderSyncState, PostAdjustmentInput,
-                                     PostCreditMemoInput, PostInvoiceInput, PostResult)
+                                     PostCreditMemoInput, PostInvoiceInput, PostReceiptInput,
+                                     PostResult)
     from connectors.errors import PARKING_KINDS
     from connectors.model import ErpDocumentRef, Order
     from workflows.search_attributes import SA_CONNECTION, SA_ERP_DOCUMENT, SA_ORDER_NUMBER, SA_STATE
     from workflows import policies
 
 CLOSED_STATUSES = ("cancelled", "failed", "trash")
+RECEIPTS_PATCH = "post-receipts"  # runs started before receipts existed replay without them
 
 
 def order_workflow_id(connection_id: str, order_id: str) -> str:
@@ -77,6 +79,8 @@ class OrderSync:
                 await self._post_invoice(ref, order)
             else:
                 await self._post_adjustment(ref, order)
+            if workflow.patched(RECEIPTS_PATCH):
+                await self._post_receipts(ref, order)
             for refund in order.refunds:
                 if refund.store_id not in st.credit_memos:
                     result = await workflow.execute_activity(
@@ -112,6 +116,21 @@ class OrderSync:
         st.invoice, st.posted = result.ref, result.totals
         workflow.upsert_search_attributes([SA_ERP_DOCUMENT.value_set(result.ref.label)])
 
+    async def _post_receipts(self, ref: OrderRef, order: Order) -> None:
+        """Each captured payment once, as a receipt applied to the invoice (before credit
+        memos, so a refund meets a paid invoice as it did in the store)."""
+        st = self._state
+        for payment in order.payments:
+            if payment.store_id in st.receipts:
+                continue
+            result = await workflow.execute_activity(
+                "post_receipt",
+                PostReceiptInput(connection_id=ref.connection_id, order=order,
+                                 payment_id=payment.store_id, invoice=st.invoice,
+                                 customer_key=st.customer_key),
+                result_type=PostResult | None, **policies.ERP_WRITE)
+            st.receipts[payment.store_id] = result.ref if result else None
+
     async def _post_adjustment(self, ref: OrderRef, order: Order) -> None:
         st = self._state
         result = await workflow.execute_activity(
@@ -127,6 +146,8 @@ class OrderSync:
     def _summary(self) -> str:
         st = self._state
         parts = [st.invoice.label] if st.invoice else []
+        booked = [r for r in st.receipts.values() if r is not None]
+        parts += [f"{len(booked)} receipt(s)"] if booked else []
         parts += [f"{len(st.credit_memos)} credit memo(s)"] if st.credit_memos else []
         parts += [f"{len(st.adjustments)} adjustment(s)"] if st.adjustments else []
         return ", ".join(parts)

@@ -37,7 +37,7 @@ async def stack_factory(temporal, tmp_path, keyring):
         store = ConnectionStore(Database(db_url or f"sqlite:///{tmp_path / 'store.db'}"),
                                 Vault(keyring))
         stack = Stack(temporal.client, store, tmp_path / f"stack{len(opened)}",
-                      f"tq-{uuid.uuid4().hex[:10]}", **options)
+                      f"tq-{uuid.uuid4().hex[:10]}", **options)  # store/erp_system, *_options
         await stack.__aenter__()
         opened.append(stack)
         if seed:

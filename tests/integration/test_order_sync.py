@@ -125,7 +125,7 @@ async def test_partial_and_amount_only_refunds_each_post_once(stack):
 
 
 async def test_wrong_endpoint_version_fails_naming_the_version(stack):
-    conn = await stack.add_connection(unique_id(), endpoint_version="23.100.001")
+    conn = await stack.add_connection(unique_id(), erp={"endpoint_version": "23.100.001"})
     order = await place_order(stack)
     handle = stack.client.get_workflow_handle(order_workflow_id(conn.id, str(order["id"])))
     await eventually(lambda: _exists(handle))
@@ -220,7 +220,7 @@ async def test_edit_after_invoice_becomes_an_adjustment(stack):
 async def test_day_of_traffic_reconciles_to_the_cent(stack):
     conn = await stack.add_connection(unique_id())
     await drive_day(stack, conn.id, orders=30, duplicate_every=5, outage_deliveries=3)
-    rec = await settle(stack, timeout=120)
+    rec = await settle(stack, conn, timeout=120)
     assert rec.ok, rec.rows()
     assert rec.paid_orders == 30 and rec.duplicates == [] and rec.difference_cents == 0
     if os.environ.get("ML_RECORD_HISTORIES"):

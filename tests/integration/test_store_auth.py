@@ -10,7 +10,7 @@ from tests.integration.helpers import place_order, wait_documents
 
 
 async def test_stripped_header_switches_to_query_string_and_remembers(stack_factory):
-    stack = await stack_factory(woo_options={"strip_authorization": True})
+    stack = await stack_factory(store_options={"strip_authorization": True})
     conn = await stack.add_connection(f"strip-{uuid.uuid4().hex[:6]}", register_webhooks=False)
     assert stack.store.get_connection(conn.id).store["auth_mode"] == "auto"
     await stack.register_webhooks(conn)
@@ -23,7 +23,7 @@ async def test_stripped_header_switches_to_query_string_and_remembers(stack_fact
 
 async def test_oauth1_over_plain_http_posts_the_order(stack_factory):
     stack = await stack_factory()
-    conn = await stack.add_connection(f"oauth-{uuid.uuid4().hex[:6]}", auth_mode="oauth1")
+    conn = await stack.add_connection(f"oauth-{uuid.uuid4().hex[:6]}", store={"auth_mode": "oauth1"})
     assert stack.store.get_connection(conn.id).store["base_url"].startswith("http://")
     order = await place_order(stack)
     [doc] = await wait_documents(stack, f"WC-{order['id']}")

@@ -120,3 +120,66 @@ def test_edit_after_posting_is_an_explicit_adjustment():
 def test_money_never_float():
     with pytest.raises(ValueError):
         Refund(store_id="1", created_at=datetime.now(timezone.utc), amount=D("-1"))
+
+
+# --- per-line GL rules, receipts --------------------------------------------------------
+
+from connectors.documents import LineRule, ReceiptDocument, build_receipt, require_rule  # noqa: E402
+from connectors.model import Payment  # noqa: E402
+
+RULES = MAP.model_copy(update={"line_rules": [
+    LineRule(sku="HOODIE-*", gl_account="4010", cost_center="APPAREL"),
+    LineRule(kind="shipping", gl_account="4900"),
+    LineRule(kind="rounding", gl_account="6990"),
+]})
+
+
+def test_first_matching_rule_books_each_line_with_its_tax_code():
+    hoodie, ship = build_invoice(order(), "C1", RULES).lines
+    assert (hoodie.gl_account, hoodie.cost_center, hoodie.tax_code, hoodie.tax) == (
+        "4010", "APPAREL", "CATAX", D("7.43"))
+    assert (ship.kind, ship.gl_account, ship.cost_center) == ("shipping", "4900", "")
+
+
+def test_a_line_no_rule_matches_parks_naming_the_fix():
+    o = order()
+    o.lines[0].sku = "MUG-1"
+    mug = build_invoice(o, "C1", RULES).lines[0]
+    assert mug.gl_account == ""
+    with pytest.raises(MappingMissing) as err:
+        require_rule(mug, "Oracle Fusion")
+    assert "SKU MUG-1" in str(err.value) and "--gl-rule sku=MUG-1" in str(err.value)
+    assert require_rule(build_invoice(order(), "C1", RULES).lines[0], "X").gl_account == "4010"
+
+
+def test_rounding_line_takes_its_own_rule():
+    o = order(total=D("108.28"))  # two cents the lines don't explain: within tolerance
+    rounding = build_invoice(o, "C1", RULES).lines[-1]
+    assert (rounding.kind, rounding.amount, rounding.gl_account) == ("rounding", D("0.02"), "6990")
+
+
+def test_category_rule_matches_case_insensitively():
+    rules = MAP.model_copy(update={"line_rules": [LineRule(category="apparel", gl_account="4011")]})
+    o = order()
+    o.lines[0].category = "Apparel"
+    assert build_invoice(o, "C1", rules).lines[0].gl_account == "4011"
+
+
+def test_receipt_of_a_payment_applies_to_the_invoice():
+    o = order(payments=[Payment(store_id="727", amount=D("108.26"), method="stripe",
+                                reference="ch_1")])
+    mapped = MAP.model_copy(update={"payment_methods": {"stripe": "CARD"}})
+    receipt = build_receipt(o, o.payments[0], "C1", INVOICE, mapped)
+    assert isinstance(receipt, ReceiptDocument)
+    assert (receipt.external_ref, receipt.amount, receipt.currency, receipt.payment_method,
+            receipt.reference, receipt.applies_to.number) == (
+        "WC-727-P727", D("108.26"), "EUR", "CARD", "ch_1", "INV000001")
+    assert receipt.date.isoformat() == "2026-03-01"
+
+
+def test_unmapped_payment_method_parks_unless_a_default_exists():
+    o = order(payments=[Payment(store_id="1", amount=D("1"), method="bacs")])
+    with pytest.raises(MappingMissing, match="payment method bacs"):
+        build_receipt(o, o.payments[0], "C1", INVOICE, MAP)
+    fallback = MAP.model_copy(update={"default_payment_method": "EFT"})
+    assert build_receipt(o, o.payments[0], "C1", INVOICE, fallback).payment_method == "EFT"

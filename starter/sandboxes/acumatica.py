@@ -1,0 +1,68 @@
+"""The Acumatica sandbox as the stack drives it (see sandbox/acumatica.py)."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from sandbox import acumatica as app
+from starter.sandboxes import SERVICE_ITEMS, ErpDoc
+
+CLIENT_ID = "3A5D2C61-0000-4C1F-9E11-7D0F00000001@Company"
+KINDS = {"Invoice": "invoice", "Credit Memo": "credit_memo", "Sales Order": "invoice",
+         "Payment": "receipt"}
+
+
+def _ok(resp: httpx.Response) -> Any:
+    if resp.status_code >= 400:
+        raise RuntimeError(f"{resp.request.method} {resp.request.url.path} -> "
+                           f"{resp.status_code}: {resp.text[:300]}")
+    return resp.json() if resp.content else None
+
+
+class AcumaticaSandbox:
+    system = "acumatica"
+    tls = True
+    tax_ids = {"CA": "CATAX", "CA-REDUCED": "CAREDUCED", "VAT": "VAT"}
+    payment_methods = ("CARD", "EFT")
+
+    def create_app(self, **options: Any) -> Any:
+        return app.create_app(client_id=CLIENT_ID, **options)
+
+    def connection(self, url: str, ca_file: str, *, endpoint_version: str = "24.200.001",
+                   **options: Any) -> tuple[dict, dict]:
+        return ({"instance_url": url, "endpoint_version": endpoint_version, "ca_bundle": ca_file,
+                 **options},
+                {"client_id": CLIENT_ID, "client_secret": "secret", "username": "admin",
+                 "password": "admin"})
+
+    def mappings(self) -> dict[str, Any]:
+        return {"default_payment_method": "CARD"}
+
+    async def seed(self, control: httpx.AsyncClient, url: str, skus: list[str]) -> None:
+        _ok(await control.post(url + "/_sandbox/stock-items", json=[
+            {"InventoryID": s, "DefaultPrice": "10.00", "LastCost": "4.00", "QtyOnHand": 100,
+             "WarehouseID": "MAIN"} for s in skus]))
+        _ok(await control.post(url + "/_sandbox/non-stock-items",
+                               json=[{"InventoryID": s} for s in SERVICE_ITEMS]))
+        _ok(await control.post(url + "/_sandbox/taxes", json=sorted(set(self.tax_ids.values()))))
+        for path, body in (("/_sandbox/payment-methods", list(self.payment_methods)),
+                           ("/_sandbox/cash-accounts", ["10200"])):
+            resp = await control.post(url + path, json=body)
+            if resp.status_code != 404:  # sandboxes that predate receipts take no such seed
+                _ok(resp)
+
+    async def documents(self, control: httpx.AsyncClient, url: str) -> list[ErpDoc]:
+        return [ErpDoc(external_ref=d["external_ref"], kind=KINDS.get(d["type"], d["type"]),
+                       amount=Decimal(str(d["amount"])), currency=d["currency"], raw=d)
+                for d in _ok(await control.get(url + "/_sandbox/documents"))]
+
+    async def customers(self, control: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
+        return _ok(await control.get(url + "/_sandbox/customers"))
+
+    async def expire_tokens(self, control: httpx.AsyncClient, url: str) -> None:
+        _ok(await control.post(url + "/_sandbox/faults", json={"expire_tokens": True}))
+
+
+ADAPTER = AcumaticaSandbox()
