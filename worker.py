@@ -7,18 +7,24 @@ import os
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.catalog import CatalogActivities
 from activities.orders import OrderActivities
 from activities.poll import PollActivities
 from activities.runtime import Runtime
+from activities.webhooks import WebhookActivities
 from connections.config import Environment, open_store
+from workflows.backfill import Backfill
+from workflows.catalog import CatalogPush
 from workflows.order import OrderSync
 from workflows.poll import OrderPoll
+from workflows.webhooks import WebhookHealth
 
-WORKFLOWS = [OrderSync, OrderPoll]
+WORKFLOWS = [OrderSync, OrderPoll, Backfill, CatalogPush, WebhookHealth]
+ACTIVITY_GROUPS = (OrderActivities, PollActivities, CatalogActivities, WebhookActivities)
 
 
 def build_worker(client: Client, runtime: Runtime, task_queue: str) -> Worker:
-    activities = [*OrderActivities(runtime).all(), *PollActivities(runtime).all()]
+    activities = [fn for group in ACTIVITY_GROUPS for fn in group(runtime).all()]
     return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities,
                   max_concurrent_activities=200)
 

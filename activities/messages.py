@@ -109,3 +109,55 @@ class OrderSyncInput(BaseModel):
     order_id: str
     idle_timeout_seconds: float = 7 * 24 * 3600
     state: OrderSyncState | None = None
+
+
+class CatalogInput(BaseModel):
+    connection_id: str
+    full: bool = False  # the nightly reconciliation: every ERP item compared with the store
+
+
+class CatalogReport(BaseModel):
+    """What one catalog push did; lists are capped so the report stays small in history."""
+
+    changes: int = 0
+    updated: int = 0
+    in_sync: int = 0
+    unknown: list[str] = Field(default_factory=list)  # SKUs the store lacks (first 200)
+    unknown_count: int = 0
+    failed: dict[str, str] = Field(default_factory=dict)  # first 200
+    write_calls: int = 0
+    read_calls: int = 0
+    watermark: datetime | None = None
+
+
+class ConnectionInput(BaseModel):
+    connection_id: str
+
+
+class WebhookReport(BaseModel):
+    checked: bool = False
+    repairs: list[str] = Field(default_factory=list)  # what was down and was fixed
+    message: str = ""
+
+
+class CadenceInput(BaseModel):
+    connection_id: str
+    polling_mode: bool  # a hook was down: poll at the tighter cadence until it proves healthy
+    reason: str = ""
+
+
+class BackfillProgress(BaseModel):
+    position: datetime  # everything modified before this was handed over
+    windows_done: int = 0
+    orders_seen: int = 0
+    handed_over: int = 0  # the rest were already in the ledger: no workflow, no ERP call
+    done: bool = False
+
+
+class BackfillInput(BaseModel):
+    connection_id: str
+    task_queue: str
+    since: datetime
+    until: datetime
+    window_hours: float = 24
+    progress: BackfillProgress | None = None  # carried across continue-as-new

@@ -30,7 +30,19 @@ class Connection(BaseModel):
     erp_system: ErpSystem
     erp: dict[str, Any]  # the ERP connector's settings (instance URL, endpoint version, ...)
     mappings: Mappings = Field(default_factory=Mappings)
-    poll_minutes: int = Field(default=5, ge=1)
+    # Where the store delivers webhooks: the receiver's public base URL ("" = no webhooks,
+    # the poll alone keeps the books).
+    receiver_url: str = ""
+    poll_minutes: int = Field(default=5, ge=1)  # catch-up poll
+    polling_mode_minutes: int = Field(default=1, ge=1)  # the poll while a hook is down
+    catalog_minutes: int = Field(default=15, ge=1)  # ERP price/stock changes -> store
+    webhook_check_minutes: int = Field(default=5, ge=1)  # WebhookHealth
+    catalog_reconcile_hour: int = Field(default=2, ge=0, le=23)  # nightly full compare, UTC
+
+    @property
+    def delivery_url(self) -> str:
+        return (f"{self.receiver_url.rstrip('/')}/webhooks/{self.id}/{self.store_system}"
+                if self.receiver_url else "")
 
 
 @dataclass(frozen=True)

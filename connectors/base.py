@@ -62,10 +62,19 @@ class ConnectorFactory(Protocol):
 
 
 class CatalogPushResult(BaseModel):
-    updated: list[str] = []  # SKUs written
+    updated: list[str] = []  # SKUs written (their price or stock differed)
+    in_sync: list[str] = []  # SKUs the store already had right (no write spent on them)
     unknown: list[str] = []  # SKUs the store does not have (reported, never created)
     failed: dict[str, str] = {}  # SKU -> store's message
     write_calls: int = 0
+    read_calls: int = 0
+
+    def add(self, other: "CatalogPushResult") -> "CatalogPushResult":
+        return CatalogPushResult(
+            updated=self.updated + other.updated, in_sync=self.in_sync + other.in_sync,
+            unknown=self.unknown + other.unknown, failed={**self.failed, **other.failed},
+            write_calls=self.write_calls + other.write_calls,
+            read_calls=self.read_calls + other.read_calls)
 
 
 @runtime_checkable
@@ -113,6 +122,24 @@ class Erp(Protocol):
     def iter_item_changes(self, since: datetime) -> AsyncIterator[ItemChange]: ...
 
     async def aclose(self) -> None: ...
+
+
+async def ensure_webhooks(store: Storefront, topics: tuple[str, ...], delivery_url: str,
+                          secret: str) -> list[str]:
+    """Make the store's hooks for ``delivery_url`` exactly ``topics``, each active: re-enable
+    what the store disabled (re-keyed with ``secret``), create what is missing. Returns what
+    was repaired ([] when everything was healthy)."""
+    ours = [h for h in await store.list_webhooks() if h.delivery_url == delivery_url]
+    repairs = []
+    for topic in topics:
+        hook = next((h for h in ours if h.topic == topic), None)
+        if hook is None:
+            await store.create_webhook(topic, delivery_url, secret)
+            repairs.append(f"created {topic}")
+        elif hook.status != "active":
+            await store.update_webhook(hook.id, status="active", secret=secret)
+            repairs.append(f"re-enabled {topic} (was {hook.status})")
+    return repairs
 
 
 async def post_document(erp: Erp, doc: ErpDocument | ReceiptDocument, *,

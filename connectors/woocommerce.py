@@ -15,6 +15,7 @@ import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import httpx
@@ -31,6 +32,7 @@ SYSTEM = "woocommerce"
 API_PREFIX = "wp-json/wc/v3/"
 PAGE_SIZE = 100  # wc/v3 maximum per_page
 BATCH_SIZE = 100  # wc/v3 default batch limit (create + update + delete)
+ORDER_TOPICS = ("order.created", "order.updated")  # refunds arrive as order.updated
 SKU_LOOKUP_SIZE = 50  # SKUs per `?sku=a,b,c` lookup, keeps URLs short
 MAX_STALLED_RESTARTS = 3  # listing restarts in a row that yield nothing new
 
@@ -245,6 +247,7 @@ class WooCommerceStore:
         self._mode = self._initial_mode(settings)
         self._probe_query_string = settings.auth_mode == "auto" and self._mode == "basic"
         self._global_variations: bool | None = None  # GET /variations exists (WC 10.3+)
+        self.reads = 0  # GET calls made, for the catalog push's report
         self._client = self._build_client(auth_for(self._mode, credentials), transport)
 
     @staticmethod
@@ -277,6 +280,7 @@ class WooCommerceStore:
                     **kwargs: Any) -> httpx.Response:
         if auth is not None:
             kwargs["auth"] = auth
+        self.reads += method == "GET"
         try:
             return await send(self._client, method, path, system=SYSTEM,
                               read_error=read_error, **kwargs)
@@ -384,33 +388,40 @@ class WooCommerceStore:
     # -- catalog --
 
     async def push_item_changes(self, changes: list[ItemChange]) -> CatalogPushResult:
-        """Absolute price/stock onto existing products and variations, matched by SKU.
-        Unknown SKUs are reported, never created; batch item errors land in ``failed``.
-        A failed call raises: the values are absolute, so retrying the whole push is safe."""
+        """Absolute price/stock onto existing products and variations, matched by SKU; only
+        what differs from the store is written (a full reconciliation costs reads, not
+        writes). Unknown SKUs are reported, never created; batch item errors land in
+        ``failed``. A failed call raises: values are absolute, so retrying the push is safe."""
         fields = {sku: f for sku, f in _latest_fields(changes).items() if f}
         result = CatalogPushResult()
+        reads_before = self.reads
         found = await self._find_products(list(fields))
         missing = [sku for sku in fields if sku not in found]
         found.update(await self._find_variations(missing))
         result.unknown = [sku for sku in fields if sku not in found]
         groups: dict[str, list[tuple[str, dict]]] = defaultdict(list)
-        for sku, (endpoint, item_id) in found.items():
-            groups[endpoint].append((sku, {"id": item_id, **fields[sku]}))
+        for sku, (endpoint, item_id, current) in found.items():
+            if _same_catalog_values(fields[sku], current):
+                result.in_sync.append(sku)
+            else:
+                groups[endpoint].append((sku, {"id": item_id, **fields[sku]}))
         for endpoint, updates in groups.items():
             for start in range(0, len(updates), BATCH_SIZE):
                 await self._write_batch(endpoint, updates[start:start + BATCH_SIZE], result)
+        result.read_calls = self.reads - reads_before
         return result
 
-    async def _find_products(self, skus: list[str]) -> dict[str, tuple[str, int]]:
-        """SKU -> (batch endpoint, id) for products (``/products?sku=`` skips variations)."""
+    async def _find_products(self, skus: list[str]) -> dict[str, tuple[str, int, dict]]:
+        """SKU -> (batch endpoint, id, record) for products (``/products?sku=`` skips
+        variations)."""
         found = {}
         for chunk in _chunks(skus, SKU_LOOKUP_SIZE):
             async for product in self._pages("products", {"sku": ",".join(chunk)}):
                 if product.get("sku") in chunk:
-                    found[product["sku"]] = ("products/batch", _id(product.get("id")))
+                    found[product["sku"]] = ("products/batch", _id(product.get("id")), product)
         return found
 
-    async def _find_variations(self, skus: list[str]) -> dict[str, tuple[str, int]]:
+    async def _find_variations(self, skus: list[str]) -> dict[str, tuple[str, int, dict]]:
         if not skus:
             return {}
         if self._global_variations is not False:
@@ -422,8 +433,8 @@ class WooCommerceStore:
                 self._global_variations = False
         return await self._variations_per_parent(skus)
 
-    async def _variations_per_parent(self, skus: list[str]) -> dict[str, tuple[str, int]]:
-        found: dict[str, tuple[str, int]] = {}
+    async def _variations_per_parent(self, skus: list[str]) -> dict[str, tuple[str, int, dict]]:
+        found: dict[str, tuple[str, int, dict]] = {}
         async for parent in self._pages("products", {"type": "variable"}):
             remaining = [sku for sku in skus if sku not in found]
             if not remaining:
@@ -434,14 +445,14 @@ class WooCommerceStore:
         return found
 
     async def _variations_by_sku(self, path: str, skus: list[str], parent_id: Any = None
-                                 ) -> dict[str, tuple[str, int]]:
+                                 ) -> dict[str, tuple[str, int, dict]]:
         found = {}
         for chunk in _chunks(skus, SKU_LOOKUP_SIZE):
             async for variation in self._pages(path, {"sku": ",".join(chunk)}):
                 if variation.get("sku") in chunk:
                     parent = _id(variation.get("parent_id") or parent_id)
                     found[variation["sku"]] = (f"products/{parent}/variations/batch",
-                                               _id(variation.get("id")))
+                                               _id(variation.get("id")), variation)
         return found
 
     async def _write_batch(self, endpoint: str, updates: list[tuple[str, dict]],
@@ -549,6 +560,21 @@ def _latest_fields(changes: list[ItemChange]) -> dict[str, dict]:
         if change.sku not in latest or change.modified_at >= latest[change.sku].modified_at:
             latest[change.sku] = change
     return {sku: item_change_to_wc(change) for sku, change in latest.items()}
+
+
+def _same_catalog_values(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """The store already shows the wanted price and stock (prices compared as amounts)."""
+    for key, value in wanted.items():
+        have = current.get(key)
+        if key == "regular_price":
+            try:
+                if Decimal(str(have or "")) != Decimal(str(value)):
+                    return False
+            except InvalidOperation:
+                return False
+        elif have != value:
+            return False
+    return True
 
 
 def _webhook(raw: Any) -> Webhook:

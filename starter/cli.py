@@ -20,6 +20,7 @@ from connections.store import ConnectionNotFound
 from connections.vault import VaultError
 from connectors.documents import LineRule, Mappings
 from starter.logs import configure as configure_logs
+from starter.temporal import TemporalUnavailable
 
 
 class UsageError(Exception):
@@ -145,6 +146,82 @@ async def _replay(env: Environment, connection_id: str, order_ids: list[str], ki
                            task_queue=env.task_queue)
 
 
+def cmd_status(args, env: Environment) -> int:
+    from starter.status import connection_status, render
+
+    store = open_store(env)
+    ids = [args.connection] if args.connection else [c.id for c in store.list_connections()]
+    statuses = [connection_status(store, cid) for cid in ids]
+    if args.json:
+        print(json.dumps(statuses, indent=2))
+    else:
+        print("\n\n".join(render(s) for s in statuses) or "no connections yet")
+    return 0
+
+
+def cmd_schedules_apply(args, env: Environment) -> int:
+    from starter.temporal import connect
+    from workflows.schedules import apply_schedules
+
+    store = open_store(env)
+    conns = ([store.get_connection(args.connection)] if args.connection
+             else store.list_connections())
+
+    async def apply() -> None:
+        client = await connect(env, store.vault.keyring)
+        for conn in conns:
+            for sid, what in (await apply_schedules(client, conn, env.task_queue)).items():
+                print(f"{sid}\t{what}")
+
+    asyncio.run(apply())
+    return 0
+
+
+def cmd_schedules_list(args, env: Environment) -> int:
+    from starter.temporal import connect
+
+    async def show() -> None:
+        client = await connect(env, open_store(env).vault.keyring)
+        async for entry in await client.list_schedules():
+            print(entry.id)
+
+    asyncio.run(show())
+    return 0
+
+
+def cmd_backfill(args, env: Environment) -> int:
+    from datetime import datetime, timezone
+
+    from starter.backfill import follow, parse_day, start_backfill
+    from starter.temporal import connect
+
+    store = open_store(env)
+    conn = store.get_connection(args.connection)
+    try:
+        since = parse_day(args.since, "--since")
+        until = parse_day(args.until, "--until") if args.until else datetime.now(timezone.utc)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if until <= since:
+        raise UsageError(f"--until ({until.isoformat()}) must be after --since ({since.isoformat()})")
+
+    async def run() -> int:
+        client = await connect(env, store.vault.keyring)
+        handle = await start_backfill(client, conn.id, since, until, env.task_queue)
+        print(f"backfill workflow {handle.id} (Temporal UI: search WorkflowId=\"{handle.id}\")")
+        if args.detach:
+            return 0
+        done = await follow(handle, since, until)
+        if done is None:
+            print("the backfill did not complete: see its history in the Temporal UI")
+            return 1
+        print(f"{done.orders_seen} orders seen, {done.handed_over} handed over, "
+              f"{done.orders_seen - done.handed_over} already in the books")
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_worker(args, env: Environment) -> int:
     import worker
 
@@ -198,10 +275,23 @@ def parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("receiver", help="serve the webhook receiver")
     rec.add_argument("--host", default="127.0.0.1")
     rec.add_argument("--port", type=int, default=8000)
+    st = sub.add_parser("status", help="health, poll watermark, order counts, parked orders")
+    st.add_argument("connection", nargs="?")
+    st.add_argument("--json", action="store_true")
     rp = sub.add_parser("replay", help="replay orders after the cause was fixed")
     rp.add_argument("connection")
     rp.add_argument("--order", action="append", help="store order id (default: every parked/failed)")
 
+    bf = sub.add_parser("backfill", help="hand every order of a date range to its workflow")
+    bf.add_argument("connection")
+    bf.add_argument("--since", required=True, help="first day (2026-11-01) or ISO timestamp")
+    bf.add_argument("--until", help="end, exclusive (default: now)")
+    bf.add_argument("--detach", action="store_true", help="start it and return")
+    sch = sub.add_parser("schedules", help="the Temporal Schedules of connections").add_subparsers(
+        dest="action", required=True)
+    sch.add_parser("apply", help="create or update every schedule (idempotent)").add_argument(
+        "connection", nargs="?")
+    sch.add_parser("list")
     conns = sub.add_parser("connections", help="manage connections").add_subparsers(
         dest="action", required=True)
     add = conns.add_parser("add", help="add a store + ERP connection")
@@ -238,7 +328,8 @@ def parser() -> argparse.ArgumentParser:
 COMMANDS = {
     ("connections", "add"): cmd_connections_add, ("connections", "list"): cmd_connections_list,
     ("connections", "show"): cmd_connections_show, ("connections", "map"): cmd_connections_map,
-    ("replay", None): cmd_replay, ("worker", None): cmd_worker, ("receiver", None): cmd_receiver,
+    ("replay", None): cmd_replay, ("status", None): cmd_status, ("backfill", None): cmd_backfill,
+    ("schedules", "apply"): cmd_schedules_apply, ("schedules", "list"): cmd_schedules_list, ("worker", None): cmd_worker, ("receiver", None): cmd_receiver,
     ("demo", None): cmd_demo, ("dev", None): cmd_dev,
 }
 
@@ -250,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     handler = COMMANDS[(args.command, getattr(args, "action", None))]
     try:
         code = handler(args, Environment())
-    except (UsageError, ConnectionNotFound, VaultError) as exc:
+    except (UsageError, ConnectionNotFound, VaultError, TemporalUnavailable) as exc:
         print(f"ml-connector: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

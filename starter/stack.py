@@ -18,10 +18,11 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from activities.runtime import Runtime
+from activities.runtime import Runtime, connector_module
 from connections.config import (ERP_CREDENTIALS, STORE_CREDENTIALS, WEBHOOK_SECRET, Connection,
                                 Environment)
 from connections.store import ConnectionStore
+from connectors.base import ensure_webhooks
 from connectors.documents import Mappings
 from sandbox.server import LocalCA, Served, start
 from starter.sandboxes import ErpDoc, sandbox
@@ -180,7 +181,8 @@ class Stack:
         erp_settings, erp_secret = self.erp_sandbox.connection(self.erp_server.url, ca, **(erp or {}))
         conn = Connection(id=connection_id, store_system=self.store_system, store=store_settings,
                           erp_system=self.erp_system, erp=erp_settings,
-                          mappings=mappings or self.default_mappings())
+                          mappings=mappings or self.default_mappings(),
+                          receiver_url=self.receiver.url)
         self.store.save_connection(conn)
         self.store.put_secret(conn.id, STORE_CREDENTIALS, store_secret)
         self.store.put_secret(conn.id, ERP_CREDENTIALS, erp_secret)
@@ -192,10 +194,11 @@ class Stack:
     def webhook_url(self, connection_id: str) -> str:
         return f"{self.receiver.url}/webhooks/{connection_id}/{self.store_system}"
 
-    async def register_webhooks(self, conn: Connection) -> None:
-        await self.shop_sandbox.register_webhooks(
-            self.runtime.storefront(conn), self.webhook_url(conn.id),
-            self.store.get_secret(conn.id, WEBHOOK_SECRET))
+    async def register_webhooks(self, conn: Connection) -> list[str]:
+        """The same repair WebhookHealth runs: the connection's order hooks, active."""
+        return await ensure_webhooks(
+            self.runtime.storefront(conn), connector_module(self.store_system).ORDER_TOPICS,
+            self.webhook_url(conn.id), self.store.get_secret(conn.id, WEBHOOK_SECRET))
 
 
 def stack_environment(home: Path) -> Environment:

@@ -20,8 +20,17 @@ def data_converter(keyring: Keyring) -> DataConverter:
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
+class TemporalUnavailable(Exception):
+    """The Temporal frontend did not answer (the CLI prints this as one line)."""
+
+
 async def connect(env: Environment, keyring: Keyring | None = None) -> Client:
     keyring = keyring or Keyring.load(env.key_file)
-    return await Client.connect(env.temporal_address, namespace=env.namespace,
-                                data_converter=data_converter(keyring))
+    try:
+        return await Client.connect(env.temporal_address, namespace=env.namespace,
+                                    data_converter=data_converter(keyring))
+    except RuntimeError as exc:
+        raise TemporalUnavailable(
+            f"Temporal at {env.temporal_address} (namespace {env.namespace}) is unreachable: "
+            f"{str(exc).splitlines()[0][:200]}; set TEMPORAL_ADDRESS or start it") from None
 

@@ -99,9 +99,6 @@ class StoreSandbox(Protocol):
     async def wait_deliveries(self, control: httpx.AsyncClient, url: str) -> None:
         """Until every queued webhook delivery was attempted."""
 
-    async def register_webhooks(self, shop: Any, delivery_url: str, secret: str) -> None:
-        """With the store connector (``shop``): the hooks a connection needs."""
-
 
 class ErpSandbox(Protocol):
     system: str

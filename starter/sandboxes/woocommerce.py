@@ -12,7 +12,6 @@ from starter.sandboxes import Placed, StoreOrder
 
 API = "wp-json/wc/v3/"
 KEY, SECRET = "ck_sandbox", "cs_sandbox"
-ORDER_TOPICS = ("order.created", "order.updated")
 CENT = Decimal("0.01")
 
 
@@ -131,12 +130,6 @@ class WooCommerceSandbox:
 
     async def wait_deliveries(self, control: httpx.AsyncClient, url: str) -> None:
         _ok(await control.post(url + "/_sandbox/webhooks/wait-idle", json={}))
-
-    async def register_webhooks(self, shop: Any, delivery_url: str, secret: str) -> None:
-        existing = {(w.topic, w.delivery_url) for w in await shop.list_webhooks()}
-        for topic in ORDER_TOPICS:
-            if (topic, delivery_url) not in existing:
-                await shop.create_webhook(topic, delivery_url, secret)
 
 
 ADAPTER = WooCommerceSandbox()

@@ -48,3 +48,16 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
 def test_missing_secret_without_a_terminal(tmp_path):
     out = run(tmp_path, *ADD, env={"ML_STORE_SECRET": "x"})
     assert out.returncode == 2 and "ML_ERP_CLIENT_SECRET" in out.stderr
+
+
+def test_map_gl_rule_payment_and_status(tmp_path):
+    assert run(tmp_path, *ADD, env=SECRETS).returncode == 0
+    mapped = run(tmp_path, "connections", "map", "shop", "--gl-rule",
+                 "sku=SHIRT-*,account=4010,cost_center=WEB", "--payment", "stripe=CARD")
+    assert mapped.returncode == 0, mapped.stderr
+    shown = run(tmp_path, "connections", "show", "shop").stdout
+    assert '"gl_account": "4010"' in shown and '"stripe": "CARD"' in shown
+    status = run(tmp_path, "status")
+    assert status.returncode == 0 and "health: ok" in status.stdout and "never polled" in status.stdout
+    bad = run(tmp_path, "connections", "map", "shop", "--gl-rule", "sku=X")
+    assert bad.returncode == 2 and "names no account" in bad.stderr and "Traceback" not in bad.stderr

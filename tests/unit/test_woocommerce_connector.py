@@ -452,7 +452,8 @@ async def test_push_with_nothing_to_write_makes_no_calls():
     wc = store(rec)
     at = datetime(2024, 5, 1, tzinfo=UTC)
     result = await wc.push_item_changes([ItemChange(sku="X", cost=Decimal(1), modified_at=at)])
-    assert result.model_dump() == {"updated": [], "unknown": [], "failed": {}, "write_calls": 0}
+    assert result.model_dump() == {"updated": [], "in_sync": [], "unknown": [], "failed": {},
+                                   "write_calls": 0, "read_calls": 0}
 
 
 # --- errors ----------------------------------------------------------------------------

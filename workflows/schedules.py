@@ -1,0 +1,97 @@
+"""The Temporal Schedules of a connection: definitions and their idempotent apply.
+
+Per connection: ``poll/{id}`` (OrderPoll every ``poll_minutes``, or ``polling_mode_minutes``
+while a hook is down), ``catalog/{id}`` (CatalogPush), ``catalog-reconcile/{id}`` (the nightly
+full CatalogPush) and ``webhooks/{id}`` (WebhookHealth, when the connection has a receiver
+URL). Every scheduled workflow is safe to run twice at once and to overlap with webhooks;
+overlapping runs of one schedule are skipped anyway.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.client import (Client, Schedule, ScheduleActionStartWorkflow,
+                               ScheduleAlreadyRunningError, ScheduleIntervalSpec,
+                               ScheduleOverlapPolicy, SchedulePolicy, ScheduleSpec,
+                               ScheduleUpdate, ScheduleUpdateInput)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.messages import CatalogInput, ConnectionInput, PollInput
+from connections.config import Connection
+from workflows.search_attributes import SA_CONNECTION
+
+KINDS = ("poll", "catalog", "catalog-reconcile", "webhooks")
+
+
+def schedule_id(kind: str, connection_id: str) -> str:
+    return f"{kind}/{connection_id}"
+
+
+def _every(minutes: float) -> ScheduleSpec:
+    return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=minutes))])
+
+
+def definitions(conn: Connection, task_queue: str, *, poll_minutes: float | None = None
+                ) -> dict[str, Schedule]:
+    attrs = TypedSearchAttributes([SearchAttributePair(SA_CONNECTION, conn.id)])
+
+    def start(kind: str, workflow: str, arg, spec: ScheduleSpec) -> tuple[str, Schedule]:
+        sid = schedule_id(kind, conn.id)
+        action = ScheduleActionStartWorkflow(workflow, arg, id=sid, task_queue=task_queue,
+                                             typed_search_attributes=attrs)
+        return sid, Schedule(action=action, spec=spec,
+                             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP))
+
+    items = [
+        start("poll", "OrderPoll", PollInput(connection_id=conn.id, task_queue=task_queue),
+              _every(poll_minutes or conn.poll_minutes)),
+        start("catalog", "CatalogPush", CatalogInput(connection_id=conn.id),
+              _every(conn.catalog_minutes)),
+        start("catalog-reconcile", "CatalogPush", CatalogInput(connection_id=conn.id, full=True),
+              ScheduleSpec(cron_expressions=[f"17 {conn.catalog_reconcile_hour} * * *"])),
+    ]
+    if conn.receiver_url:
+        items.append(start("webhooks", "WebhookHealth", ConnectionInput(connection_id=conn.id),
+                           _every(conn.webhook_check_minutes)))
+    return dict(items)
+
+
+async def apply_schedules(client: Client, conn: Connection, task_queue: str,
+                          *, poll_minutes: float | None = None) -> dict[str, str]:
+    """Create or update every schedule of ``conn``; returns ``{id: "created"|"updated"}``.
+    Running it twice changes nothing the second time."""
+    done: dict[str, str] = {}
+    for sid, schedule in definitions(conn, task_queue, poll_minutes=poll_minutes).items():
+        try:
+            await client.create_schedule(sid, schedule)
+            done[sid] = "created"
+        except ScheduleAlreadyRunningError:
+            async def replace(_: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+                return ScheduleUpdate(schedule=new)
+
+            await client.get_schedule_handle(sid).update(replace)
+            done[sid] = "updated"
+    return done
+
+
+async def set_poll_interval(client: Client, connection_id: str, minutes: float) -> bool:
+    """Move the poll schedule to ``minutes`` (polling mode and back). False when it already
+    runs at that interval or the connection has no schedules yet."""
+    handle = client.get_schedule_handle(schedule_id("poll", connection_id))
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    wanted = timedelta(minutes=minutes)
+    if [i.every for i in desc.schedule.spec.intervals] == [wanted]:
+        return False
+
+    async def retime(inp: ScheduleUpdateInput) -> ScheduleUpdate:
+        inp.description.schedule.spec = _every(minutes)
+        return ScheduleUpdate(schedule=inp.description.schedule)
+
+    await handle.update(retime)
+    return True

@@ -1,0 +1,24 @@
+"""WebhookHealth: re-enable disabled hooks, re-create missing ones, and switch the
+connection's poll to polling mode while they were down (scheduled every few minutes)."""
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.messages import CadenceInput, ConnectionInput, WebhookReport
+    from workflows import policies
+
+
+@workflow.defn(name="WebhookHealth")
+class WebhookHealth:
+    @workflow.run
+    async def run(self, inp: ConnectionInput) -> WebhookReport:
+        report = await workflow.execute_activity(
+            "check_webhooks", inp, result_type=WebhookReport, **policies.STORE_READ)
+        if report.checked:
+            await workflow.execute_activity(
+                "set_poll_cadence",
+                CadenceInput(connection_id=inp.connection_id, polling_mode=bool(report.repairs),
+                             reason="; ".join(report.repairs)),
+                result_type=bool, **policies.LEDGER)
+        return report
