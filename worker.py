@@ -8,19 +8,25 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.catalog import CatalogActivities
+from activities.customers import CustomerActivities
 from activities.orders import OrderActivities
 from activities.poll import PollActivities
 from activities.runtime import Runtime
+from activities.shipments import ShipmentActivities
 from activities.webhooks import WebhookActivities
 from connections.config import Environment, open_store
 from workflows.backfill import Backfill
 from workflows.catalog import CatalogPush
+from workflows.customers import CustomerSync, StoreCustomerChanged
 from workflows.order import OrderSync
 from workflows.poll import OrderPoll
+from workflows.shipments import ShipmentSync
 from workflows.webhooks import WebhookHealth
 
-WORKFLOWS = [OrderSync, OrderPoll, Backfill, CatalogPush, WebhookHealth]
-ACTIVITY_GROUPS = (OrderActivities, PollActivities, CatalogActivities, WebhookActivities)
+WORKFLOWS = [OrderSync, OrderPoll, Backfill, CatalogPush, WebhookHealth, ShipmentSync,
+             CustomerSync, StoreCustomerChanged]
+ACTIVITY_GROUPS = (OrderActivities, PollActivities, CatalogActivities, WebhookActivities,
+                   ShipmentActivities, CustomerActivities)
 
 
 def build_worker(client: Client, runtime: Runtime, task_queue: str) -> Worker:

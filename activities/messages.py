@@ -161,3 +161,24 @@ class BackfillInput(BaseModel):
     until: datetime
     window_hours: float = 24
     progress: BackfillProgress | None = None  # carried across continue-as-new
+
+
+class ShipmentReport(BaseModel):
+    supported: bool = True  # False: the ERP (or how the connection posts) has no shipments
+    seen: int = 0
+    marked: int = 0  # orders shown as shipped in the store by this run
+    unknown: list[str] = Field(default_factory=list)  # shipments of orders not from this store
+    watermark: datetime | None = None
+
+
+class CustomerSyncInput(BaseModel):
+    connection_id: str
+    customer_id: str  # the store's customer id
+
+
+class CustomerSyncReport(BaseModel):
+    seen: int = 0
+    to_erp: int = 0  # store changes written to the ERP
+    to_store: int = 0  # ERP changes written to the store
+    echoes: int = 0  # changes ml-connector itself made, recognised and not sent back
+    watermark: datetime | None = None

@@ -18,6 +18,12 @@ from workflows.schedules import set_poll_interval
 STATE = "webhooks"  # the connection's hook state, kept with its watermarks
 
 
+def webhook_topics(conn) -> tuple[str, ...]:
+    """The hooks a connection needs: its orders, and its customers where it aligns them."""
+    module = connector_module(conn.store_system)
+    return module.ORDER_TOPICS + (module.CUSTOMER_TOPICS if conn.customer_sync else ())
+
+
 def webhook_state(store, connection_id: str) -> dict:
     raw = store.get_watermark(connection_id, STATE)
     return json.loads(raw) if raw else {"polling_mode": False}
@@ -33,10 +39,9 @@ class WebhookActivities:
         if not conn.delivery_url:
             return WebhookReport(message="no receiver_url: the connection runs on polls alone")
         secret = self.rt.store.get_secret(conn.id, WEBHOOK_SECRET) or ""
-        topics = connector_module(conn.store_system).ORDER_TOPICS
         async with classified():
-            repairs = await ensure_webhooks(self.rt.storefront(conn), topics, conn.delivery_url,
-                                            secret)
+            repairs = await ensure_webhooks(self.rt.storefront(conn), webhook_topics(conn),
+                                            conn.delivery_url, secret)
         return WebhookReport(checked=True, repairs=repairs)
 
     @activity.defn(name="set_poll_cadence")

@@ -38,6 +38,10 @@ class Connection(BaseModel):
     catalog_minutes: int = Field(default=15, ge=1)  # ERP price/stock changes -> store
     webhook_check_minutes: int = Field(default=5, ge=1)  # WebhookHealth
     catalog_reconcile_hour: int = Field(default=2, ge=0, le=23)  # nightly full compare, UTC
+    shipment_minutes: int = Field(default=10, ge=1)  # ERP shipments -> store (tracking)
+    # Align customer masters both ways (e.g. WooCommerce <-> Exact Online), not only at order time.
+    customer_sync: bool = False
+    customer_sync_minutes: int = Field(default=60, ge=1)
 
     @property
     def delivery_url(self) -> str:

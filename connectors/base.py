@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from connectors.auth import TokenStore
 from connectors.documents import ErpDocument, ReceiptDocument
-from connectors.model import Customer, DocumentKind, ErpDocumentRef, ItemChange, Order
+from connectors.model import Customer, DocumentKind, ErpDocumentRef, ItemChange, Order, Shipment
 
 
 class Webhook(BaseModel):
@@ -90,6 +90,14 @@ class Storefront(Protocol):
 
     async def push_item_changes(self, changes: list[ItemChange]) -> CatalogPushResult: ...
 
+    # Optional, for pairs that align customer masters (see workflows/customers.py):
+    # ``get_customer(id) -> Customer``, ``iter_customers() -> AsyncIterator[Customer]`` and
+    # ``update_customer(id, customer) -> Customer`` (the record as saved).
+
+    async def mark_shipped(self, order_id: str, shipment: Shipment) -> None:
+        """Show the buyer the order shipped: status completed/shipped, tracking attached.
+        Idempotent: marking the same shipment twice changes nothing more."""
+
     async def list_webhooks(self) -> list[Webhook]: ...
 
     async def create_webhook(self, topic: str, delivery_url: str, secret: str) -> Webhook: ...
@@ -120,6 +128,13 @@ class Erp(Protocol):
         """A cheap authenticated read that proves the connection works (``connections test``)."""
 
     def iter_item_changes(self, since: datetime) -> AsyncIterator[ItemChange]: ...
+
+    # Optional: ERPs that confirm shipments expose
+    # ``iter_shipments(since) -> AsyncIterator[Shipment]`` (modified after ``since``).
+    # Optional, for customer alignment: ``get_customer(external_id) -> Customer | None`` (the
+    # ERP's record in canonical form) and, for two-way sync,
+    # ``iter_customers_modified(since) -> AsyncIterator[tuple[str, Customer, datetime]]``
+    # (external id, record, modified at) of records that carry an external id.
 
     async def aclose(self) -> None: ...
 

@@ -218,6 +218,17 @@ class ItemChange(_Model):
     modified_at: datetime
 
 
+class Shipment(_Model):
+    """An ERP shipment confirmation, to show the buyer in the store."""
+
+    shipment_id: str  # the ERP's shipment number
+    external_ref: str  # the order's external reference as posted (prefix + store order id)
+    tracking_numbers: list[str] = Field(default_factory=list)
+    carrier: str = ""
+    shipped_at: datetime
+    modified_at: datetime
+
+
 DocumentKind = Literal["customer", "invoice", "credit_memo", "adjustment_invoice", "receipt"]
 
 

@@ -25,14 +25,17 @@ from pydantic import BaseModel, SecretStr, field_validator, model_validator
 from connectors.base import CatalogPushResult, Webhook, WebhookEvent
 from connectors.errors import AuthExpired, ExternalError, NotFound, Unavailable
 from connectors.http import build_client, send
-from connectors.model import ItemChange, Order
-from connectors.woocommerce_mapping import item_change_to_wc, order_from_wc
+from connectors.model import Customer, ItemChange, Order, Shipment
+from connectors.woocommerce_mapping import (customer_from_wc, customer_to_wc, item_change_to_wc,
+                                            order_from_wc)
 
 SYSTEM = "woocommerce"
 API_PREFIX = "wp-json/wc/v3/"
 PAGE_SIZE = 100  # wc/v3 maximum per_page
 BATCH_SIZE = 100  # wc/v3 default batch limit (create + update + delete)
 ORDER_TOPICS = ("order.created", "order.updated")  # refunds arrive as order.updated
+CUSTOMER_TOPICS = ("customer.created", "customer.updated")
+TRACKING_META = "_wc_shipment_tracking_items"
 SKU_LOOKUP_SIZE = 50  # SKUs per `?sku=a,b,c` lookup, keeps URLs short
 MAX_STALLED_RESTARTS = 3  # listing restarts in a row that yield nothing new
 
@@ -471,6 +474,41 @@ class WooCommerceStore:
                 result.failed[sku] = _error_text(answer["error"])
             else:
                 result.updated.append(sku)
+
+    # -- customers --
+
+    async def get_customer(self, customer_id: str) -> Customer:
+        return customer_from_wc(await self._object("GET", f"customers/{_id(customer_id)}"))
+
+    async def iter_customers(self) -> AsyncIterator[Customer]:
+        """Every registered customer (the REST API has no modified-since filter for them)."""
+        async for raw in self._pages("customers", {"role": "all", "orderby": "id"}):
+            yield customer_from_wc(raw)
+
+    async def update_customer(self, customer_id: str, customer: Customer) -> Customer:
+        body = await self._object("PUT", f"customers/{_id(customer_id)}",
+                                  json=customer_to_wc(customer))
+        return customer_from_wc(body)
+
+    # -- shipments --
+
+    async def mark_shipped(self, order_id: str, shipment: Shipment) -> None:
+        """Status completed, and the tracking in the meta key the Shipment Tracking extension
+        reads (``_wc_shipment_tracking_items``), so the buyer sees it in their account and
+        e-mails. Keyed by shipment: a repeat overwrites the same entry."""
+        order = await self._object("GET", f"orders/{_id(order_id)}")
+        items = next((m.get("value") for m in order.get("meta_data") or []
+                      if m.get("key") == TRACKING_META), None)
+        items = [i for i in items or [] if isinstance(i, dict)
+                 and i.get("tracking_id") != shipment.shipment_id]
+        items += [{"tracking_id": shipment.shipment_id, "tracking_provider": shipment.carrier,
+                   "tracking_number": number,
+                   "date_shipped": str(int(shipment.shipped_at.timestamp()))}
+                  for number in shipment.tracking_numbers or [""]]
+        body: dict[str, Any] = {"meta_data": [{"key": TRACKING_META, "value": items}]}
+        if order.get("status") not in ("completed", "refunded", "cancelled"):
+            body["status"] = "completed"
+        await self._object("PUT", f"orders/{_id(order_id)}", json=body)
 
     # -- webhooks --
 

@@ -177,6 +177,36 @@ def _customer(order_json: Mapping) -> Customer:
         billing=billing, shipping=shipping if shipping != Address() else None)
 
 
+def customer_from_wc(customer_json: Mapping) -> Customer:
+    """A registered customer (``/customers/{id}``)."""
+    billing = _address(customer_json.get("billing"))
+    shipping = _address(customer_json.get("shipping"))
+    return Customer(
+        store_id=str(customer_json.get("id")), email=_text(customer_json.get("email")),
+        first_name=_text(customer_json.get("first_name")) or billing.first_name,
+        last_name=_text(customer_json.get("last_name")) or billing.last_name,
+        company=billing.company, phone=billing.phone, billing=billing,
+        shipping=shipping if shipping != Address() else None)
+
+
+def _address_to_wc(address: Address) -> dict[str, str]:
+    return {"first_name": address.first_name, "last_name": address.last_name,
+            "company": address.company, "address_1": address.line1, "address_2": address.line2,
+            "city": address.city, "state": address.state, "postcode": address.postcode,
+            "country": address.country}
+
+
+def customer_to_wc(customer: Customer) -> dict[str, Any]:
+    """Update fields for ``PUT /customers/{id}`` (name, e-mail, addresses, phone)."""
+    billing = {**_address_to_wc(customer.billing), "email": customer.email,
+               "phone": customer.phone or customer.billing.phone}
+    body: dict[str, Any] = {"email": customer.email, "first_name": customer.first_name,
+                            "last_name": customer.last_name, "billing": billing}
+    if customer.shipping is not None:
+        body["shipping"] = _address_to_wc(customer.shipping)
+    return body
+
+
 def order_from_wc(order_json: dict, refunds_json: list[dict]) -> Order:
     """The canonical order. ``refunds_json`` are the full refund objects
     (``/orders/{id}/refunds``); the order's own ``refunds[]`` summary has no dates or
@@ -288,5 +318,5 @@ def item_change_to_wc(change: ItemChange) -> dict[str, Any]:
     return fields
 
 
-__all__ = ["STORE", "item_change_to_wc", "order_from_wc", "order_lines", "refund_from_wc",
-           "store_datetime"]
+__all__ = ["STORE", "customer_from_wc", "customer_to_wc", "item_change_to_wc", "order_from_wc",
+           "order_lines", "refund_from_wc", "store_datetime"]

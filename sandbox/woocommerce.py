@@ -1169,9 +1169,15 @@ class WooState:
                 setattr(order, key, str(body[key]))
         if "parent_id" in body:
             order.parent_id = to_int(body["parent_id"] or 0, "parent_id")
-        if "meta_data" in body:
-            order.meta_data = [{"id": m.get("id") or self.next_item_id(), "key": m.get("key"),
-                                "value": m.get("value")} for m in body["meta_data"] or []]
+        if "meta_data" in body:  # merged as WC_Data does: by id, else by key, else added
+            for m in body["meta_data"] or []:
+                found = next((x for x in order.meta_data if (m.get("id") and x["id"] == m["id"])
+                              or (not m.get("id") and x["key"] == m.get("key"))), None)
+                if found is not None:
+                    found["value"] = m.get("value")
+                else:
+                    order.meta_data.append({"id": self.next_item_id(), "key": m.get("key"),
+                                            "value": m.get("value")})
 
     def _apply_items(self, order: Order, body: dict, *, creating: bool) -> bool:
         changed = False

@@ -24,7 +24,7 @@ from activities.messages import OrderEvent
 from connections.config import WEBHOOK_SECRET
 from connections.store import ConnectionNotFound, ConnectionStore
 from activities.runtime import connector_module
-from workflows.dispatch import signal_order
+from workflows.dispatch import customer_changed, signal_order
 
 MAX_BODY = 1024 * 1024
 SECRET_TTL = 30.0
@@ -56,21 +56,23 @@ def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *
                     task_queue: str, max_body: int = MAX_BODY) -> Starlette:
     """``client_factory`` is awaited for the Temporal client on each hand-over, so the
     receiver starts and answers (503) while Temporal is down."""
-    secrets: dict[str, tuple[float, str | None, str]] = {}
+    secrets: dict[str, tuple[float, str | None, str, bool]] = {}
 
-    def connection_secret(connection_id: str) -> tuple[str | None, str]:
+    def connection_secret(connection_id: str) -> tuple[str | None, str, bool]:
+        """(webhook secret, store system, aligns customers), cached for SECRET_TTL."""
         hit = secrets.get(connection_id)
         if hit and time.monotonic() - hit[0] < SECRET_TTL:
-            return hit[1], hit[2]
+            return hit[1:]
         conn = store.get_connection(connection_id)
-        value = (store.get_secret(connection_id, WEBHOOK_SECRET), conn.store_system)
+        value = (store.get_secret(connection_id, WEBHOOK_SECRET), conn.store_system,
+                 conn.customer_sync)
         secrets[connection_id] = (time.monotonic(), *value)
         return value
 
     async def webhook(request: Request) -> JSONResponse:
         connection_id, source = request.path_params["connection_id"], request.path_params["source"]
         try:
-            secret, store_system = connection_secret(connection_id)
+            secret, store_system, customer_sync = connection_secret(connection_id)
         except ConnectionNotFound:
             return _answer(404, f"unknown connection {connection_id!r}")
         if source != store_system:
@@ -93,15 +95,22 @@ def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *
             return _answer(400, f"malformed webhook: {exc}")
         if event is not None and event.resource == "order" and not event.resource_id.isdigit():
             return _answer(400, "malformed webhook: the order id is missing")
-        if event is None or event.resource != "order":
+        wanted = event is not None and (event.resource == "order" or (
+            event.resource == "customer" and customer_sync and event.resource_id.isdigit()))
+        if not wanted:
             return _answer(200, "ignored: topic not handled", topic=getattr(event, "topic", None))
         try:
             client = await client_factory()
-            wf_id = await signal_order(
-                client, connection_id, event.resource_id,
-                OrderEvent(kind=event.event, source="webhook", delivery_id=event.delivery_id or "",
-                           received_at=datetime.now(timezone.utc)),
-                task_queue=task_queue)
+            if event.resource == "customer":
+                wf_id = await customer_changed(client, connection_id, event.resource_id,
+                                               task_queue=task_queue)
+            else:
+                wf_id = await signal_order(
+                    client, connection_id, event.resource_id,
+                    OrderEvent(kind=event.event, source="webhook",
+                               delivery_id=event.delivery_id or "",
+                               received_at=datetime.now(timezone.utc)),
+                    task_queue=task_queue)
         except (RPCError, OSError, RuntimeError) as exc:
             log.error("webhook.temporal_unavailable", connection=connection_id, error=type(exc).__name__)
             return _answer(503, "workflow service unavailable; retry later")

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from activities.runtime import Runtime, connector_module
+from activities.runtime import Runtime
+from activities.webhooks import webhook_topics
 from connections.config import (ERP_CREDENTIALS, STORE_CREDENTIALS, WEBHOOK_SECRET, Connection,
                                 Environment)
 from connections.store import ConnectionStore
@@ -197,8 +198,8 @@ class Stack:
     async def register_webhooks(self, conn: Connection) -> list[str]:
         """The same repair WebhookHealth runs: the connection's order hooks, active."""
         return await ensure_webhooks(
-            self.runtime.storefront(conn), connector_module(self.store_system).ORDER_TOPICS,
-            self.webhook_url(conn.id), self.store.get_secret(conn.id, WEBHOOK_SECRET))
+            self.runtime.storefront(conn), webhook_topics(conn), self.webhook_url(conn.id),
+            self.store.get_secret(conn.id, WEBHOOK_SECRET))
 
 
 def stack_environment(home: Path) -> Environment:

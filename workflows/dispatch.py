@@ -3,9 +3,10 @@ the poll and the CLI all do it. Duplicate deliveries land in the same workflow."
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import (SearchAttributePair, TypedSearchAttributes,
+                               WorkflowIDConflictPolicy, WorkflowIDReusePolicy)
 
-from activities.messages import OrderEvent, OrderSyncInput
+from activities.messages import CustomerSyncInput, OrderEvent, OrderSyncInput
 from workflows.order import order_workflow_id
 from workflows.search_attributes import SA_CONNECTION
 
@@ -19,5 +20,19 @@ async def signal_order(client: Client, connection_id: str, order_id: str, event:
     await client.start_workflow(
         "OrderSync", inp, id=wf_id, task_queue=task_queue, start_signal="event",
         start_signal_args=[event], id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(SA_CONNECTION, connection_id)]))
+    return wf_id
+
+
+async def customer_changed(client: Client, connection_id: str, customer_id: str, *,
+                           task_queue: str) -> str:
+    """A store customer changed: sync it to the ERP. A change arriving while a sync of the
+    same customer runs joins it (that run re-reads the record); the scheduled pass catches
+    anything in between."""
+    wf_id = f"customer/{connection_id}/{customer_id}"
+    await client.start_workflow(
+        "StoreCustomerChanged", CustomerSyncInput(connection_id=connection_id, customer_id=customer_id),
+        id=wf_id, task_queue=task_queue, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=TypedSearchAttributes([SearchAttributePair(SA_CONNECTION, connection_id)]))
     return wf_id

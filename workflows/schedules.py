@@ -2,7 +2,8 @@
 
 Per connection: ``poll/{id}`` (OrderPoll every ``poll_minutes``, or ``polling_mode_minutes``
 while a hook is down), ``catalog/{id}`` (CatalogPush), ``catalog-reconcile/{id}`` (the nightly
-full CatalogPush) and ``webhooks/{id}`` (WebhookHealth, when the connection has a receiver
+full CatalogPush), ``shipments/{id}`` (ShipmentSync), ``customers/{id}`` (CustomerSync, when
+the connection aligns customers) and ``webhooks/{id}`` (WebhookHealth, when the connection has a receiver
 URL). Every scheduled workflow is safe to run twice at once and to overlap with webhooks;
 overlapping runs of one schedule are skipped anyway.
 """
@@ -21,7 +22,7 @@ from activities.messages import CatalogInput, ConnectionInput, PollInput
 from connections.config import Connection
 from workflows.search_attributes import SA_CONNECTION
 
-KINDS = ("poll", "catalog", "catalog-reconcile", "webhooks")
+KINDS = ("poll", "catalog", "catalog-reconcile", "shipments", "customers", "webhooks")
 
 
 def schedule_id(kind: str, connection_id: str) -> str:
@@ -50,7 +51,12 @@ def definitions(conn: Connection, task_queue: str, *, poll_minutes: float | None
               _every(conn.catalog_minutes)),
         start("catalog-reconcile", "CatalogPush", CatalogInput(connection_id=conn.id, full=True),
               ScheduleSpec(cron_expressions=[f"17 {conn.catalog_reconcile_hour} * * *"])),
+        start("shipments", "ShipmentSync", ConnectionInput(connection_id=conn.id),
+              _every(conn.shipment_minutes)),
     ]
+    if conn.customer_sync:
+        items.append(start("customers", "CustomerSync", ConnectionInput(connection_id=conn.id),
+                           _every(conn.customer_sync_minutes)))
     if conn.receiver_url:
         items.append(start("webhooks", "WebhookHealth", ConnectionInput(connection_id=conn.id),
                            _every(conn.webhook_check_minutes)))
