@@ -22,6 +22,9 @@ class OrderEvent(BaseModel):
     source: str = ""  # "webhook", "poll", "cli"
     delivery_id: str = ""
     received_at: datetime | None = None
+    # The task queue of the connection's ERP calls when they share a licensed quota
+    # (see workflows/dispatch.erp_queue); None: the main queue.
+    erp_task_queue: str | None = None
 
 
 class CustomerInput(BaseModel):

@@ -36,7 +36,8 @@ class PollActivities:
                     continue
                 await signal_order(self.rt.client, conn.id, order.store_id,
                                    OrderEvent(kind="poll", source="poll", received_at=now),
-                                   task_queue=inp.task_queue)
+                                   task_queue=inp.task_queue,
+                                   erp_requests_per_minute=conn.erp_requests_per_minute)
                 result.handed_over += 1
                 activity.heartbeat(result.orders_seen)
         if inp.since is None:

@@ -33,6 +33,9 @@ class Connection(BaseModel):
     # Where the store delivers webhooks: the receiver's public base URL ("" = no webhooks,
     # the poll alone keeps the books).
     receiver_url: str = ""
+    # The ERP's licensed request rate: its calls then run on their own task queue, rate
+    # limited by the server across every worker (None: no limit, the main queue).
+    erp_requests_per_minute: int | None = Field(default=None, ge=1)
     poll_minutes: int = Field(default=5, ge=1)  # catch-up poll
     polling_mode_minutes: int = Field(default=1, ge=1)  # the poll while a hook is down
     catalog_minutes: int = Field(default=15, ge=1)  # ERP price/stock changes -> store

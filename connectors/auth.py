@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncGenerator, Generator, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 from pydantic import AwareDatetime, BaseModel, SecretStr
@@ -107,7 +107,12 @@ class OAuth2Auth(httpx.Auth):
                  store: TokenStore, *, grant: Mapping[str, Any],
                  refresh_margin: timedelta = timedelta(seconds=60),
                  transport: httpx.AsyncBaseTransport | None = None, verify: str | bool = True,
-                 system: str = "oauth2", timeout: httpx.Timeout | float = DEFAULT_TIMEOUT) -> None:
+                 system: str = "oauth2", timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+                 client_auth: Literal["post", "basic"] = "post") -> None:
+        """``client_auth``: the client credentials in the form body (``post``) or in a Basic
+        header (``basic``, RFC 6749 §2.3.1's client_secret_basic, which e.g. Oracle's
+        identity domains expect)."""
+        self._client_auth = client_auth
         self._token_url = token_url
         self._client_id = client_id
         self._client_secret = SecretStr(_reveal(client_secret))
@@ -169,11 +174,15 @@ class OAuth2Auth(httpx.Auth):
             raise self._failed(str(self._grant.get("grant_type", "")), exc) from None
 
     async def _request(self, form: Mapping[str, Any], previous: TokenSet | None) -> TokenSet:
-        data = {"client_id": self._client_id,
-                "client_secret": self._client_secret.get_secret_value(),
-                **{k: _reveal(v) for k, v in form.items()}}
+        data = {k: _reveal(v) for k, v in form.items()}
+        secret = self._client_secret.get_secret_value()
+        basic = None
+        if self._client_auth == "basic":
+            basic = httpx.BasicAuth(self._client_id, secret)
+        else:
+            data = {"client_id": self._client_id, "client_secret": secret, **data}
         try:
-            resp = await self._client.post(self._token_url, data=data)
+            resp = await self._client.post(self._token_url, data=data, auth=basic)
         except httpx.TransportError as exc:
             raise Unavailable(f"token endpoint unreachable: {type(exc).__name__}",
                               system=self._system) from None

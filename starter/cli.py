@@ -140,10 +140,12 @@ async def _replay(env: Environment, connection_id: str, order_ids: list[str], ki
     from starter.temporal import connect
     from workflows.dispatch import signal_order
 
+    conn = open_store(env).get_connection(connection_id)
     client = await connect(env)
     for order_id in order_ids:
         await signal_order(client, connection_id, order_id, OrderEvent(kind=kind, source="cli"),
-                           task_queue=env.task_queue)
+                           task_queue=env.task_queue,
+                           erp_requests_per_minute=conn.erp_requests_per_minute)
 
 
 def cmd_status(args, env: Environment) -> int:

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from temporalio.service import RPCError
 
 from activities.messages import OrderEvent
-from connections.config import WEBHOOK_SECRET
+from connections.config import WEBHOOK_SECRET, Connection
 from connections.store import ConnectionNotFound, ConnectionStore
 from activities.runtime import connector_module
 from workflows.dispatch import customer_changed, signal_order
@@ -56,34 +56,33 @@ def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *
                     task_queue: str, max_body: int = MAX_BODY) -> Starlette:
     """``client_factory`` is awaited for the Temporal client on each hand-over, so the
     receiver starts and answers (503) while Temporal is down."""
-    secrets: dict[str, tuple[float, str | None, str, bool]] = {}
+    cache: dict[str, tuple[float, str | None, Connection]] = {}
 
-    def connection_secret(connection_id: str) -> tuple[str | None, str, bool]:
-        """(webhook secret, store system, aligns customers), cached for SECRET_TTL."""
-        hit = secrets.get(connection_id)
+    def connection_secret(connection_id: str) -> tuple[str | None, Connection]:
+        """(webhook secret, connection), cached for SECRET_TTL."""
+        hit = cache.get(connection_id)
         if hit and time.monotonic() - hit[0] < SECRET_TTL:
-            return hit[1:]
+            return hit[1], hit[2]
         conn = store.get_connection(connection_id)
-        value = (store.get_secret(connection_id, WEBHOOK_SECRET), conn.store_system,
-                 conn.customer_sync)
-        secrets[connection_id] = (time.monotonic(), *value)
-        return value
+        secret = store.get_secret(connection_id, WEBHOOK_SECRET)
+        cache[connection_id] = (time.monotonic(), secret, conn)
+        return secret, conn
 
     async def webhook(request: Request) -> JSONResponse:
         connection_id, source = request.path_params["connection_id"], request.path_params["source"]
         try:
-            secret, store_system, customer_sync = connection_secret(connection_id)
+            secret, conn = connection_secret(connection_id)
         except ConnectionNotFound:
             return _answer(404, f"unknown connection {connection_id!r}")
-        if source != store_system:
-            return _answer(404, f"connection {connection_id!r} takes webhooks from {store_system}")
+        if source != conn.store_system:
+            return _answer(404, f"connection {connection_id!r} takes webhooks from {conn.store_system}")
         try:
             body = await _read_body(request, max_body)
         except _Oversize:
             return _answer(413, f"body larger than {max_body} bytes")
         except ClientDisconnect:
             return _answer(400, "client disconnected")
-        reader = connector_module(store_system)
+        reader = connector_module(conn.store_system)
         if reader.is_ping(request.headers, body):
             return _answer(200, "pong")
         if not secret or not reader.verify_webhook(request.headers, body, secret):
@@ -96,7 +95,7 @@ def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *
         if event is not None and event.resource == "order" and not event.resource_id.isdigit():
             return _answer(400, "malformed webhook: the order id is missing")
         wanted = event is not None and (event.resource == "order" or (
-            event.resource == "customer" and customer_sync and event.resource_id.isdigit()))
+            event.resource == "customer" and conn.customer_sync and event.resource_id.isdigit()))
         if not wanted:
             return _answer(200, "ignored: topic not handled", topic=getattr(event, "topic", None))
         try:
@@ -110,7 +109,7 @@ def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *
                     OrderEvent(kind=event.event, source="webhook",
                                delivery_id=event.delivery_id or "",
                                received_at=datetime.now(timezone.utc)),
-                    task_queue=task_queue)
+                    task_queue=task_queue, erp_requests_per_minute=conn.erp_requests_per_minute)
         except (RPCError, OSError, RuntimeError) as exc:
             log.error("webhook.temporal_unavailable", connection=connection_id, error=type(exc).__name__)
             return _answer(503, "workflow service unavailable; retry later")

@@ -11,8 +11,18 @@ from workflows.order import order_workflow_id
 from workflows.search_attributes import SA_CONNECTION
 
 
+def erp_queue(task_queue: str, connection_id: str, requests_per_minute: int | None) -> str | None:
+    """The task queue of a connection's ERP calls when its ERP quota is set: the server rate
+    limits it for every worker on every host at once. None: the main queue."""
+    return f"{task_queue}/erp/{connection_id}" if requests_per_minute else None
+
+
 async def signal_order(client: Client, connection_id: str, order_id: str, event: OrderEvent, *,
-                       task_queue: str, idle_timeout_seconds: float | None = None) -> str:
+                       task_queue: str, idle_timeout_seconds: float | None = None,
+                       erp_requests_per_minute: int | None = None) -> str:
+    """``erp_requests_per_minute``: the connection's ERP quota (Connection.erp_requests_per_minute)."""
+    event = event.model_copy(update={"erp_task_queue": erp_queue(
+        task_queue, connection_id, erp_requests_per_minute)})
     inp = OrderSyncInput(connection_id=connection_id, order_id=order_id)
     if idle_timeout_seconds is not None:
         inp.idle_timeout_seconds = idle_timeout_seconds

@@ -36,10 +36,16 @@ class OrderSync:
     def __init__(self) -> None:
         self._pending: list[OrderEvent] = []
         self._state = OrderSyncState()
+        self._erp_queue: str | None = None
 
     @workflow.signal(name="event")
     def event(self, event: OrderEvent) -> None:
         self._pending.append(event)
+        self._erp_queue = event.erp_task_queue  # the newest event knows the connection's setting
+
+    def _erp(self) -> dict:
+        """Options of an ERP activity: its retry policy, on the connection's quota queue."""
+        return {**policies.ERP_WRITE, "task_queue": self._erp_queue}
 
     @workflow.query(name="state")
     def state(self) -> OrderSyncState:
@@ -88,7 +94,7 @@ class OrderSync:
                         PostCreditMemoInput(connection_id=ref.connection_id, order=order,
                                             refund_id=refund.store_id, invoice=st.invoice,
                                             customer_key=st.customer_key),
-                        result_type=PostResult, **policies.ERP_WRITE)
+                        result_type=PostResult, **self._erp())
                     st.credit_memos[refund.store_id] = result.ref
             await self._set(ref, "posted", self._summary())
         except ActivityError as err:
@@ -106,13 +112,13 @@ class OrderSync:
             "upsert_customer",
             CustomerInput(connection_id=ref.connection_id, order_id=order.store_id,
                           order_number=order.number, customer=order.customer),
-            result_type=ErpDocumentRef, **policies.ERP_WRITE)
+            result_type=ErpDocumentRef, **self._erp())
         st.customer_key = customer.number
         result = await workflow.execute_activity(
             "post_invoice",
             PostInvoiceInput(connection_id=ref.connection_id, order=order,
                              customer_key=customer.number),
-            result_type=PostResult, **policies.ERP_WRITE)
+            result_type=PostResult, **self._erp())
         st.invoice, st.posted = result.ref, result.totals
         workflow.upsert_search_attributes([SA_ERP_DOCUMENT.value_set(result.ref.label)])
 
@@ -128,7 +134,7 @@ class OrderSync:
                 PostReceiptInput(connection_id=ref.connection_id, order=order,
                                  payment_id=payment.store_id, invoice=st.invoice,
                                  customer_key=st.customer_key),
-                result_type=PostResult | None, **policies.ERP_WRITE)
+                result_type=PostResult | None, **self._erp())
             st.receipts[payment.store_id] = result.ref if result else None
 
     async def _post_adjustment(self, ref: OrderRef, order: Order) -> None:
@@ -138,7 +144,7 @@ class OrderSync:
             PostAdjustmentInput(connection_id=ref.connection_id, order=order, posted=st.posted,
                                 invoice=st.invoice, customer_key=st.customer_key,
                                 seq=len(st.adjustments) + 1),
-            result_type=PostResult | None, **policies.ERP_WRITE)
+            result_type=PostResult | None, **self._erp())
         if result is not None:
             st.adjustments.append(result.ref)
             st.posted = st.posted.plus(result.totals)

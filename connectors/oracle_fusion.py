@@ -1,0 +1,819 @@
+"""Oracle Fusion Cloud ERP (Receivables) over its REST resources, with SOAP where REST has none.
+
+What goes where (shared/reference/oracle-fusion.md):
+* Invoices: ``receivablesInvoices`` with inline lines, per-line manual tax lines
+  (``receivablesInvoiceLineTaxLines``: the store's tax as computed, never recomputed) and
+  ``receivablesInvoiceDistributions`` (the Revenue account combination of each line, built from
+  the connection's GL rule: account + cost centre segments).
+* Refunds: the REST resource only creates *on-account* credit memos, so a refund is a
+  ``receivablesCreditMemos`` memo (negative lines) applied to the invoice's installment with the
+  SOAP ``CreditMemoService`` (``applyOnAccountCreditMemo``, the operation that handles the
+  ``ApplyOnAccountCreditMemo`` object). Only the invoice's open balance is applied; the rest stays
+  on account (a refund of a paid invoice is a customer credit, as in Receivables).
+* Payments: ``standardReceipts`` with ``remittanceReferences`` (always, for AutoMatch), then the
+  ``applyReceipt`` action where the release has it (404 → left for AutoMatch).
+* Customers: the party through CRM ``accounts`` (external id in ``SourceSystemReferenceValue``);
+  the Receivables customer account with its primary bill-to site through the SOAP
+  ``CustomerAccountService`` (REST creates parties only); accounts read back from
+  ``receivablesCustomerAccountActivities``.
+* Every document is found again by its ``TransactionNumber`` / ``ReceiptNumber`` = the external
+  reference (the transaction sources must number manually).
+* Reference data (account combinations, receipt methods) is read once per TTL and checked before
+  any write, so a GL rule naming an account Oracle lacks parks the order without a half-post.
+
+Money is Decimal both ways (``parse_float=Decimal``, amounts written as exact JSON numbers).
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+import httpx
+from pydantic import BaseModel, SecretStr, field_validator, model_validator
+
+from connectors import documents
+from connectors.auth import OAuth2Auth, TokenStore
+from connectors.documents import DocumentLine, ErpDocument, ReceiptDocument
+from connectors.errors import (AuthExpired, AuthFailed, ExternalError, MappingMissing, NotFound,
+                               Rejected, Unavailable)
+from connectors.http import build_client, raise_for_response, send
+from connectors.model import (ZERO, Customer, DocumentKind, ErpDocumentRef, ItemChange, quantize,
+                              to_decimal)
+
+SYSTEM = "oracle_fusion"
+LABEL = "Oracle Fusion"
+RESOURCE_ITEM = "application/vnd.oracle.adf.resourceitem+json"
+ACTION = "application/vnd.oracle.adf.action+json"
+UNIT_PLACES = Decimal("0.000001")
+MEMO_LINK = re.compile(r"\[invoice (\S+) id (\S+)\]$")
+CUSTOMER_NS = "http://xmlns.oracle.com/apps/cdm/foundation/parties/customerAccountService/"
+CREDIT_MEMO_NS = ("http://xmlns.oracle.com/apps/financials/receivables/transactions/creditMemos/"
+                  "creditMemoService/")
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+def _encode(value: Any) -> str:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"cannot send {value} as an amount")
+        return format(value, "f")
+    if isinstance(value, (date, datetime)):
+        return json.dumps(value.isoformat())
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def to_json(body: Any) -> bytes:
+    """JSON with Decimals as exact numbers."""
+    return _encode(body).encode()
+
+
+def parse_json(resp: httpx.Response) -> Any:
+    return json.loads(resp.content, parse_float=Decimal)
+
+
+def q_literal(value: str) -> str:
+    """A quoted literal of the v2+ ``q`` expression syntax."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def q_equals(**fields: str) -> str:
+    return " and ".join(f"{name}={q_literal(str(value))}" for name, value in fields.items())
+
+
+def _id(value: Any) -> str:
+    """Ids are int64 numbers, or strings from framework v9 on: keep them as text."""
+    return "" if value is None else str(value)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+def read_error(resp: httpx.Response) -> tuple[str, dict[str, str]]:
+    """Oracle's own message: the v4+ ``o:errorDetails`` problem document, or (v1–v3) the
+    plain text body."""
+    try:
+        body = parse_json(resp)
+    except ValueError:
+        return (resp.text.strip()[:500] or resp.reason_phrase), {}
+    if not isinstance(body, dict):
+        return str(body)[:500], {}
+    details = [d for d in body.get("o:errorDetails") or [] if isinstance(d, dict)]
+    if details:
+        fields: dict[str, str] = {}
+        parts = []
+        for d in details:
+            text = str(d.get("detail") or "")
+            code = str(d.get("o:errorCode") or "")
+            parts.append(f"{code}: {text}" if code and code not in text else text)
+            if d.get("o:errorPath"):
+                fields[str(d["o:errorPath"])] = text
+        return "; ".join(p for p in parts if p), fields
+    for key in ("detail", "title", "message"):
+        if isinstance(body.get(key), str):
+            return body[key], {}
+    return str(body)[:500], {}
+
+
+def _soap_fault(text: str) -> str | None:
+    """The ``faultstring`` of a SOAP fault, None when the body is not one."""
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError:
+        return None
+    fault = _find(root, "Fault")
+    if fault is None:
+        return None
+    return (_text(fault, "faultstring") or _text(fault, "Text") or "SOAP fault").strip()
+
+
+def _xml(fields: Mapping[str, Any]) -> str:
+    """Service data object fields as ``ns:`` elements (nested objects nest), text escaped."""
+    return "".join(f"<ns:{k}>{_xml(v) if isinstance(v, Mapping) else escape(str(v))}</ns:{k}>"
+                   for k, v in fields.items())
+
+
+def _find(root: ElementTree.Element, name: str) -> ElementTree.Element | None:
+    return next((el for el in root.iter() if el.tag.rpartition("}")[2] == name), None)
+
+
+def _text(root: ElementTree.Element, name: str) -> str:
+    el = _find(root, name)
+    return (el.text or "").strip() if el is not None else ""
+
+
+def _mapping_error(exc: Rejected, doc: ErpDocument) -> ExternalError:
+    """A refused document whose cause is an unknown item or tax code becomes MappingMissing."""
+    text = f"{exc.message} {' '.join(exc.field_errors)}"
+    if "ItemNumber" in text or "INVENTORY_ITEM" in text:
+        for line in doc.lines:
+            if line.item_id and _names(exc.message, line.item_id):
+                return _unknown_item(line, exc)
+    if "Tax" in text:
+        codes = {ln.tax_code for ln in doc.lines if ln.tax_code} | {t.tax_code for t in doc.taxes}
+        for code in sorted(codes):
+            if _names(exc.message, code):
+                return MappingMissing(
+                    f"Oracle Fusion refused tax code {code}: {exc.message}", system=SYSTEM,
+                    status=exc.status, field_errors=exc.field_errors,
+                    resolution=f"create the tax rate / classification {code} in Oracle Fusion or "
+                               f"map the store's tax rate to an existing one (ml-connector "
+                               f"connections map CONNECTION --tax RATE=CODE)")
+    return exc
+
+
+def _names(message: str, word: str) -> bool:
+    """``word`` appears in ``message`` as a whole code (not inside a longer one)."""
+    return re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", message) is not None
+
+
+def _unknown_item(line: DocumentLine, exc: Rejected) -> MappingMissing:
+    if line.sku:
+        return MappingMissing(
+            f"Oracle Fusion refused item {line.item_id} of store SKU {line.sku}: {exc.message}",
+            system=SYSTEM, status=exc.status, field_errors=exc.field_errors,
+            resolution=f"map SKU {line.sku} to an Oracle Fusion item number (ml-connector "
+                       f"connections map CONNECTION --sku {line.sku}=ITEM) or create the item")
+    return MappingMissing(
+        f"Oracle Fusion refused item {line.item_id} ('{line.description}'): {exc.message}",
+        system=SYSTEM, status=exc.status, field_errors=exc.field_errors,
+        resolution=f"create the item {line.item_id} in Oracle Fusion or point the connection's "
+                   f"mappings at an existing item")
+
+
+# --- settings --------------------------------------------------------------------------------
+
+class OracleFusionSettings(BaseModel):
+    instance_url: str  # https://{pod}.fa.{dc}.oraclecloud.com
+    api_version: str = "11.13.18.05"
+    framework_version: str = "4"  # v2+ filter syntax, v4+ JSON error details
+    auth: Literal["basic", "oauth2"] = "basic"
+    token_url: str = ""  # OAuth: https://{identity-domain}/oauth2/v1/token
+    scope: str = "urn:opc:resource:consumer::all"
+    ca_bundle: str | None = None
+    timeout: float = 30
+    business_unit: str
+    invoice_source: str = "Manual"
+    invoice_type: str = "Invoice"
+    credit_memo_source: str = "Manual"
+    credit_memo_type: str = "Credit Memo"
+    credit_reason: str = ""  # a value of the credit-memo reason lookup; omitted when empty
+    payment_terms: str = "IMMEDIATE"
+    tax_regime_code: str = ""  # sent with each manual tax line when set
+    account_template: str = "{account}"  # e.g. "01-{cost_center}-{account}-000-000"
+    segment_delimiter: str = "-"
+    default_cost_center: str = ""
+    remittance_bank_account_number: str = ""
+    receipt_application: Literal["action", "automatch"] = "action"
+    customer_source_system: str = "WEBSTORE"
+    default_country: str = "US"
+    customer_account_service: str = "/crmService/CustomerAccountService"
+    credit_memo_service: str = "/fscmService/CreditMemoService"
+    reference_ttl: float = 900  # seconds reference data (accounts, receipt methods) is trusted
+
+    @field_validator("instance_url", "token_url")
+    @classmethod
+    def _no_trailing_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _oauth_needs_token_url(self) -> "OracleFusionSettings":
+        if self.auth == "oauth2" and not self.token_url:
+            raise ValueError("auth 'oauth2' needs token_url "
+                             "(the identity domain's /oauth2/v1/token)")
+        return self
+
+    def root(self, family: str = "fscmRestApi") -> str:
+        return f"{self.instance_url}/{family}/resources/{self.api_version}"
+
+
+class OracleFusionCredentials(BaseModel):
+    username: SecretStr | None = None  # integration user (basic)
+    password: SecretStr | None = None
+    client_id: SecretStr | None = None  # confidential application (oauth2)
+    client_secret: SecretStr | None = None
+
+
+# --- reference data --------------------------------------------------------------------------
+
+class _TtlCache:
+    """Reference data per connection: answers are trusted for ``ttl`` seconds."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._values: dict[tuple, tuple[float, Any]] = {}
+
+    def get(self, key: tuple) -> tuple[bool, Any]:
+        hit = self._values.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return False, None
+        return True, hit[1]
+
+    def put(self, key: tuple, value: Any) -> None:
+        self._values[key] = (time.monotonic() + self.ttl, value)
+
+
+def _line_kind_word(line: DocumentLine) -> str:
+    return f"SKU {line.sku}" if line.sku else f"{line.kind} line '{line.description}'"
+
+
+class OracleFusionErp:
+    system = SYSTEM
+
+    def __init__(self, settings: OracleFusionSettings, credentials: OracleFusionCredentials,
+                 token_store: TokenStore, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        verify: str | bool = settings.ca_bundle or True
+        self._oauth: OAuth2Auth | None = None
+        auth: httpx.Auth
+        if settings.auth == "oauth2":
+            if credentials.client_id is None or credentials.client_secret is None:
+                raise AuthFailed("auth 'oauth2' needs client_id and client_secret", system=SYSTEM)
+            self._oauth = auth = OAuth2Auth(
+                settings.token_url, credentials.client_id.get_secret_value(),
+                credentials.client_secret, token_store,
+                grant={"grant_type": "client_credentials", "scope": settings.scope},
+                transport=transport, verify=verify, system=SYSTEM, timeout=settings.timeout,
+                client_auth="basic")  # the identity domain takes client credentials as Basic
+        else:
+            if credentials.username is None or credentials.password is None:
+                raise AuthFailed("auth 'basic' needs username and password", system=SYSTEM)
+            auth = httpx.BasicAuth(credentials.username.get_secret_value(),
+                                   credentials.password.get_secret_value())
+        self._client = build_client(
+            settings.instance_url, auth=auth, verify=verify, timeout=settings.timeout,
+            headers={"REST-Framework-Version": settings.framework_version},
+            transport=transport)
+        self._cache = _TtlCache(settings.reference_ttl)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        if self._oauth is not None:
+            await self._oauth.aclose()
+
+    # --- transport ---------------------------------------------------------------------------
+
+    async def _call(self, method: str, url: str, *, body: Any = None,
+                    content_type: str = RESOURCE_ITEM, params: Mapping[str, Any] | None = None
+                    ) -> httpx.Response:
+        kwargs: dict[str, Any] = {"params": params} if params else {}
+        if body is not None:
+            kwargs.update(content=to_json(body), headers={"Content-Type": content_type})
+        try:
+            return await send(self._client, method, url, system=SYSTEM, read_error=read_error,
+                              **kwargs)
+        except AuthExpired as exc:
+            if self._oauth is not None:
+                raise
+            raise AuthFailed(exc.message, system=SYSTEM, status=exc.status,
+                             resolution="check the integration user's name, password and "
+                                        "roles") from None
+
+    async def _items(self, resource: str, q: str, *, family: str = "fscmRestApi",
+                     limit: int = 25, **params: Any) -> list[dict[str, Any]]:
+        """One page of a collection filtered by ``q`` (no match: 200 with ``items: []``)."""
+        body = parse_json(await self._call(
+            "GET", f"{self.settings.root(family)}/{resource}",
+            params={"q": q, "limit": limit, "onlyData": "true", **params}))
+        return list(body.get("items") or [])
+
+    async def _all(self, url: str, **params: Any) -> list[dict[str, Any]]:
+        """Every page of a (child) collection: ``offset`` advances by ``count`` until
+        ``hasMore`` is false."""
+        out: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            body = parse_json(await self._call(
+                "GET", url, params={"limit": 100, "offset": offset, "onlyData": "true", **params}))
+            items = list(body.get("items") or [])
+            out += items
+            if not body.get("hasMore") or not items:
+                return out
+            offset += int(body.get("count") or len(items))
+
+    async def _create(self, resource: str, body: Mapping[str, Any], *,
+                      family: str = "fscmRestApi") -> dict[str, Any]:
+        return parse_json(await self._call("POST", f"{self.settings.root(family)}/{resource}",
+                                           body=body))
+
+    async def _soap(self, path: str, namespace: str, operation: str, payload: str
+                    ) -> ElementTree.Element:
+        """One SOAP call; a fault (HTTP 500 with ``env:Fault``) is Oracle refusing the request."""
+        envelope = (f'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+                    f'xmlns:typ="{namespace}types/" xmlns:ns="{namespace}"><soapenv:Header/>'
+                    f'<soapenv:Body><typ:{operation}>{payload}</typ:{operation}></soapenv:Body>'
+                    f'</soapenv:Envelope>')
+        url = f"{self.settings.instance_url}{path}"
+        try:
+            resp = await self._client.post(url, content=envelope.encode(), headers={
+                "Content-Type": "text/xml; charset=utf-8", "SOAPAction": f"{namespace}{operation}"})
+        except httpx.TransportError as exc:
+            raise Unavailable(f"connection error on POST {path}: {type(exc).__name__}",
+                              system=SYSTEM) from exc
+        fault = _soap_fault(resp.text) if resp.status_code == 500 else None
+        if fault is not None:
+            raise Rejected(f"HTTP 500 on POST {path} ({operation}): {fault}", system=SYSTEM,
+                           status=500)
+        try:
+            raise_for_response(resp, SYSTEM, read_error)
+        except AuthExpired as exc:
+            raise AuthFailed(exc.message, system=SYSTEM, status=exc.status) from None
+        try:
+            return ElementTree.fromstring(resp.content)
+        except ElementTree.ParseError:
+            raise Unavailable(f"{operation} answered without a SOAP envelope", system=SYSTEM,
+                              status=resp.status_code) from None
+
+    # --- customers ---------------------------------------------------------------------------
+
+    async def upsert_customer(self, customer: Customer, external_id: str) -> ErpDocumentRef:
+        """Party matched by external id, then e-mail, then exact name (only a party without a
+        different e-mail); created otherwise. Then its customer account (created with a primary
+        bill-to site when the party has none): the account number is what invoices bill to."""
+        party, created = await self._find_party(customer, external_id), False
+        if party is None:
+            party, created = await self._create_party(customer, external_id), True
+        account = await self._account_of(party)
+        if account is None:
+            account = await self._create_account(party, customer)
+            created = True
+        return ErpDocumentRef(system=SYSTEM, kind="customer", number=account["AccountNumber"],
+                              id=_id(account.get("AccountId")), external_ref=external_id,
+                              created=created)
+
+    async def _find_party(self, customer: Customer, external_id: str) -> dict[str, Any] | None:
+        rows = await self._items("accounts", q_equals(
+            SourceSystem=self.settings.customer_source_system,
+            SourceSystemReferenceValue=external_id), family="crmRestApi", limit=1)
+        if rows:
+            return rows[0]
+        email = customer.email.strip()
+        if email:
+            rows = await self._items("accounts", q_equals(EmailAddress=email),
+                                     family="crmRestApi", limit=1)
+            if rows:
+                return rows[0]
+        name = customer.display_name.strip()
+        if name:
+            rows = await self._items("accounts", q_equals(OrganizationName=name),
+                                     family="crmRestApi", limit=10)
+            for row in rows:
+                theirs = (row.get("EmailAddress") or "").strip().lower()
+                if not theirs or theirs == email.lower():
+                    return row
+        return None
+
+    async def _create_party(self, customer: Customer, external_id: str) -> dict[str, Any]:
+        a = customer.billing
+        address = {k: v for k, v in {
+            "Address1": a.line1, "Address2": a.line2, "City": a.city, "State": a.state,
+            "PostalCode": a.postcode, "Country": a.country or self.settings.default_country,
+        }.items() if v}
+        body = {k: v for k, v in {
+            "OrganizationName": (customer.display_name or external_id)[:360],
+            "EmailAddress": customer.email, "PhoneNumber": customer.phone or a.phone,
+            "SourceSystem": self.settings.customer_source_system,
+            "SourceSystemReferenceValue": external_id,
+            "PrimaryAddress": [address]}.items() if v}
+        return await self._create("accounts", body, family="crmRestApi")
+
+    async def _account_of(self, party: Mapping[str, Any]) -> dict[str, Any] | None:
+        rows = await self._items("receivablesCustomerAccountActivities",
+                                 q_equals(CustomerId=_id(party.get("PartyId"))), limit=1)
+        return rows[0] if rows else None
+
+    async def _party_site(self, party: Mapping[str, Any]) -> str:
+        addresses = party.get("PrimaryAddress")
+        if isinstance(addresses, Mapping):  # framework v3+: a collection object
+            addresses = addresses.get("items")
+        if not addresses:
+            addresses = await self._all(f"{self.settings.root('crmRestApi')}/accounts/"
+                                        f"{party['PartyNumber']}/child/PrimaryAddress")
+        if not addresses:
+            raise Rejected(f"party {party.get('PartyNumber')} has no address to bill to",
+                           system=SYSTEM, resolution="give the customer an address in Oracle "
+                                                     "Fusion, then replay the order")
+        return _id(addresses[0].get("AddressId"))
+
+    async def _create_account(self, party: Mapping[str, Any],
+                              customer: Customer) -> dict[str, Any]:
+        """SOAP ``createCustomerAccount``: account, account site and primary BILL_TO use."""
+        use = {"SiteUseCode": "BILL_TO", "PrimaryFlag": "true", "CreatedByModule": "HZ_WS"}
+        account = {
+            "PartyId": _id(party.get("PartyId")),
+            "AccountName": str(party.get("OrganizationName") or customer.display_name)[:240],
+            "CustomerType": "R", "CreatedByModule": "HZ_WS",
+            "CustomerAccountSite": {"PartySiteId": await self._party_site(party),
+                                    "CreatedByModule": "HZ_WS", "CustomerAccountSiteUse": use}}
+        payload = f"<typ:customerAccount>{_xml(account)}</typ:customerAccount>"
+        root = await self._soap(self.settings.customer_account_service, CUSTOMER_NS,
+                                "createCustomerAccount", payload)
+        number = _text(root, "AccountNumber")
+        if not number:
+            raise Unavailable("createCustomerAccount answered without an AccountNumber",
+                              system=SYSTEM)
+        return {"AccountNumber": number, "AccountId": _text(root, "CustomerAccountId")}
+
+    # --- reference data ----------------------------------------------------------------------
+
+    def combination(self, line: DocumentLine) -> str:
+        """The line's Revenue account combination: a GL rule naming a full combination is
+        used as it is; otherwise account and cost centre fill the connection's template."""
+        rule = documents.require_rule(line, LABEL)
+        if self.settings.segment_delimiter in rule.gl_account:
+            return rule.gl_account
+        return self.settings.account_template.format(
+            account=rule.gl_account,
+            cost_center=rule.cost_center or self.settings.default_cost_center)
+
+    def _segment_names(self) -> dict[int, str]:
+        parts = self.settings.account_template.split(self.settings.segment_delimiter)
+        return {i: {"{account}": "account", "{cost_center}": "cost center"}[p]
+                for i, p in enumerate(parts) if p in ("{account}", "{cost_center}")}
+
+    async def _cached(self, key: tuple, load) -> Any:
+        found, value = self._cache.get(key)
+        if not found:
+            value = await load()
+            self._cache.put(key, value)
+        return value
+
+    async def _combination_exists(self, combo: str) -> bool:
+        segments = combo.split(self.settings.segment_delimiter)
+
+        async def load() -> bool:
+            q = q_equals(**{f"Segment{i + 1}": s for i, s in enumerate(segments)},
+                         EnabledFlag="Y")
+            return bool(await self._items("accountCombinationsLOV", q, limit=1))
+        return await self._cached(("combination", combo), load)
+
+    async def _segment_exists(self, position: int, value: str) -> bool:
+        async def load() -> bool:
+            return bool(await self._items("accountCombinationsLOV",
+                                          q_equals(**{f"Segment{position + 1}": value}), limit=1))
+        return await self._cached(("segment", position, value), load)
+
+    async def validate_accounts(self, doc: ErpDocument) -> dict[int, str]:
+        """Each line's combination, every one checked against Oracle before anything is
+        written; the first unknown one raises MappingMissing naming the account/cost centre."""
+        combos = {n: self.combination(line) for n, line in enumerate(doc.lines, start=1)}
+        for n, combo in combos.items():
+            if await self._combination_exists(combo):
+                continue
+            line = doc.lines[n - 1]
+            segments = combo.split(self.settings.segment_delimiter)
+            missing = [f"{what} {segments[i]}" for i, what in self._segment_names().items()
+                       if i < len(segments) and not await self._segment_exists(i, segments[i])]
+            what = " and ".join(missing) or f"account combination {combo}"
+            raise MappingMissing(
+                f"Oracle Fusion has no enabled {what} (combination {combo}) for "
+                f"{_line_kind_word(line)}", system=SYSTEM,
+                resolution=f"create {what} in Oracle Fusion's chart of accounts or change the "
+                           f"connection's GL rule for {_line_kind_word(line)} (ml-connector "
+                           f"connections map CONNECTION --gl-rule sku={line.sku or '*'},"
+                           f"account=ACCOUNT[,cost_center=CC]), then replay the order")
+        return combos
+
+    async def validate_receipt_method(self, method: str) -> None:
+        async def load() -> bool:
+            return bool(await self._items("receiptMethods", q_equals(Name=method), limit=1))
+        if not await self._cached(("receipt_method", method), load):
+            raise MappingMissing(
+                f"Oracle Fusion has no receipt method '{method}'", system=SYSTEM,
+                resolution=f"create the receipt method {method} in Oracle Fusion or map the "
+                           f"store's payment method to an existing one (ml-connector connections "
+                           f"map CONNECTION --payment METHOD={method})")
+
+    # --- documents ---------------------------------------------------------------------------
+
+    async def find_document(self, kind: DocumentKind, external_ref: str) -> ErpDocumentRef | None:
+        """Also finishes the application an interrupted attempt left undone (a memo or
+        receipt created but not applied)."""
+        if kind in ("invoice", "adjustment_invoice"):
+            rows = await self._items("receivablesInvoices",
+                                     q_equals(TransactionNumber=external_ref), limit=1)
+            return self._invoice_ref(kind, rows[0], created=False) if rows else None
+        if kind == "credit_memo":
+            rows = await self._items("receivablesCreditMemos",
+                                     q_equals(TransactionNumber=external_ref), limit=1)
+            if not rows:
+                return None
+            link = MEMO_LINK.search(str(rows[0].get("CreditMemoComments") or ""))
+            if link and to_decimal(rows[0].get("TransactionBalanceDue")) != 0:
+                await self._apply_memo(rows[0], link.group(2))
+            return self._memo_ref(rows[0], created=False)
+        if kind == "receipt":
+            rows = await self._items("standardReceipts", q_equals(ReceiptNumber=external_ref),
+                                     limit=1)
+            if not rows:
+                return None
+            if (self.settings.receipt_application == "action"
+                    and to_decimal(rows[0].get("UnappliedAmount")) > 0):
+                await self._apply_unapplied(rows[0])
+            return self._receipt_ref(rows[0], created=False)
+        raise Rejected(f"the Oracle Fusion connector has no {kind} documents", system=SYSTEM)
+
+    async def create_document(self, doc: ErpDocument) -> ErpDocumentRef:
+        combos = await self.validate_accounts(doc)
+        memo = doc.kind == "credit_memo"
+        body = self._memo_body(doc, combos) if memo else self._invoice_body(doc, combos)
+        try:
+            saved = await self._create("receivablesCreditMemos" if memo else "receivablesInvoices",
+                                       body)
+        except Rejected as exc:
+            mapped = _mapping_error(exc, doc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        if not memo:
+            return self._invoice_ref(doc.kind, saved, created=True)
+        if doc.applies_to is not None and doc.applies_to.id:
+            await self._apply_memo(saved, doc.applies_to.id)
+        return self._memo_ref(saved, created=True)
+
+    def _header(self, doc: ErpDocument) -> dict[str, Any]:
+        return {"BusinessUnit": self.settings.business_unit, "TransactionNumber": doc.external_ref,
+                "TransactionDate": doc.date, "AccountingDate": doc.date,
+                "BillToCustomerNumber": doc.customer_key}
+
+    def _invoice_body(self, doc: ErpDocument, combos: Mapping[int, str]) -> dict[str, Any]:
+        taxes = allocate_taxes(doc)
+        return {
+            **self._header(doc), "TransactionSource": self.settings.invoice_source,
+            "TransactionType": self.settings.invoice_type, "InvoiceCurrencyCode": doc.currency,
+            "PaymentTerms": self.settings.payment_terms, "PurchaseOrder": doc.order_number[:50],
+            "Comments": doc.description[:1760], "AllowCompletion": "Y",
+            "receivablesInvoiceLines": [
+                self._line(n, line, taxes.get(n, {}), "Quantity", "Description", "LineAmount", 1,
+                           doc.currency)
+                for n, line in enumerate(doc.lines, start=1)],
+            "receivablesInvoiceDistributions": [
+                {"InvoiceLineNumber": n, "AccountClass": "Revenue", "AccountCombination": combo,
+                 "Percent": 100} for n, combo in combos.items()]}
+
+    def _memo_body(self, doc: ErpDocument, combos: Mapping[int, str]) -> dict[str, Any]:
+        taxes = allocate_taxes(doc)
+        comments = doc.description
+        if doc.applies_to is not None:  # find_document reads it to finish an interrupted apply
+            comments = f"{comments} [invoice {doc.applies_to.number} id {doc.applies_to.id}]"
+        body = {
+            **self._header(doc), "TransactionSource": self.settings.credit_memo_source,
+            "TransactionType": self.settings.credit_memo_type, "CreditMemoCurrency": doc.currency,
+            "CreditMemoComments": comments[:1760],
+            "receivablesCreditMemoLines": [
+                self._line(n, line, taxes.get(n, {}), "LineQuantityCredit", "LineDescription",
+                           "LineAmountCredit", -1, doc.currency)
+                for n, line in enumerate(doc.lines, start=1)],
+            "receivablesCreditMemoDistributions": [
+                {"CreditMemoLineNumber": n, "AccountClass": "Revenue", "AccountCombination": combo,
+                 "Percent": 100} for n, combo in combos.items()]}
+        if self.settings.credit_reason:
+            body["CreditReason"] = self.settings.credit_reason
+        return body
+
+    def _line(self, n: int, line: DocumentLine, taxes: Mapping[str, Decimal], qty_field: str,
+              text_field: str, amount_field: str, sign: int, currency: str) -> dict[str, Any]:
+        """Oracle lines carry no discount: the store's net amount is the line amount, with a
+        unit price that multiplies back to it (or one unit of it when none does)."""
+        qty, unit = line.quantity, line.unit_price
+        if line.discount or quantize(qty * unit, currency) != line.amount:
+            unit = (line.amount / qty).quantize(UNIT_PLACES)
+            if quantize(qty * unit, currency) != line.amount:
+                qty, unit = Decimal(1), line.amount
+        text = line.description or line.item_id
+        if line.discount:
+            text = f"{text} (discount {line.discount})"
+        row: dict[str, Any] = {"LineNumber": n, text_field: text[:240], "ItemNumber": line.item_id,
+                               qty_field: qty, "UnitSellingPrice": sign * unit,
+                               amount_field: sign * line.amount}
+        code = line.tax_code or next(iter(taxes), "")
+        if code:
+            row["TaxClassificationCode"] = code
+        if taxes:
+            child = ("receivablesInvoiceLineTaxLines" if sign > 0
+                     else "receivablesCreditMemoLineTaxLines")
+            row[child] = [self._tax_line(c, sign * amount) for c, amount in taxes.items()]
+        return row
+
+    def _tax_line(self, code: str, amount: Decimal) -> dict[str, Any]:
+        tax: dict[str, Any] = {"TaxRateCode": code, "TaxAmount": amount}
+        if self.settings.tax_regime_code:
+            tax["TaxRegimeCode"] = self.settings.tax_regime_code
+        return tax
+
+    async def _open_installment(self, invoice_id: str) -> tuple[str, Decimal] | None:
+        rows = await self._all(f"{self.settings.root()}/receivablesInvoices/{invoice_id}"
+                               f"/child/receivablesInvoiceInstallments")
+        for row in rows:
+            balance = to_decimal(row.get("InstallmentBalanceDue"))
+            if balance > 0:
+                return _id(row.get("InstallmentId")), balance
+        return None
+
+    async def _apply_memo(self, memo: Mapping[str, Any], invoice_id: str) -> None:
+        """Apply what the invoice still owes (never more); the rest stays on account. The
+        parameter element is named after the documented ``ApplyOnAccountCreditMemo`` object."""
+        installment = await self._open_installment(invoice_id)
+        unapplied = abs(to_decimal(memo.get("TransactionBalanceDue", memo.get("EnteredAmount"))))
+        if installment is None or unapplied == 0:
+            return
+        amount = min(unapplied, installment[1])
+        day = str(memo.get("TransactionDate") or date.today().isoformat())
+        application = {
+            "CreditMemoTrxId": _id(memo.get("CustomerTransactionId")),
+            "CreditMemoTrxNumber": str(memo.get("TransactionNumber")),
+            "AppliedPaymentScheduleId": installment[0], "AmountApplied": format(amount, "f"),
+            "ApplyDate": day, "GlDate": day, "BusinessUnit": self.settings.business_unit}
+        wrapper = "typ:ApplyOnAccountCreditMemo"
+        payload = f"<{wrapper}>{_xml(application)}</{wrapper}>"
+        await self._soap(self.settings.credit_memo_service, CREDIT_MEMO_NS,
+                         "applyOnAccountCreditMemo", payload)
+
+    @staticmethod
+    def _invoice_ref(kind: DocumentKind, row: Mapping[str, Any], *,
+                     created: bool) -> ErpDocumentRef:
+        amount = row.get("EnteredAmount")
+        return ErpDocumentRef(system=SYSTEM, kind=kind, doc_type=row.get("TransactionType") or "",
+                              number=str(row["TransactionNumber"]),
+                              id=_id(row.get("CustomerTransactionId")),
+                              external_ref=str(row["TransactionNumber"]),
+                              total=to_decimal(amount) if amount is not None else None,
+                              currency=row.get("InvoiceCurrencyCode"), created=created)
+
+    @staticmethod
+    def _memo_ref(row: Mapping[str, Any], *, created: bool) -> ErpDocumentRef:
+        """Oracle's memo amounts are negative; the reference carries the size of the credit."""
+        amount = row.get("EnteredAmount")
+        return ErpDocumentRef(system=SYSTEM, kind="credit_memo",
+                              doc_type=row.get("TransactionType") or "",
+                              number=str(row["TransactionNumber"]),
+                              id=_id(row.get("CustomerTransactionId")),
+                              external_ref=str(row["TransactionNumber"]),
+                              total=abs(to_decimal(amount)) if amount is not None else None,
+                              currency=row.get("CreditMemoCurrency"), created=created)
+
+    # --- receipts ----------------------------------------------------------------------------
+
+    async def create_receipt(self, receipt: ReceiptDocument) -> ErpDocumentRef:
+        await self.validate_receipt_method(receipt.payment_method)
+        invoice = receipt.applies_to
+        body: dict[str, Any] = {
+            "ReceiptNumber": receipt.external_ref, "ReceiptMethod": receipt.payment_method,
+            "ReceiptDate": receipt.date, "AccountingDate": receipt.date,
+            "BusinessUnit": self.settings.business_unit, "Amount": receipt.amount,
+            "Currency": receipt.currency, "CustomerAccountNumber": receipt.customer_key,
+            "Comments": f"{receipt.description} ({receipt.reference})"[:240],
+            "remittanceReferences": [{"ReceiptMatchBy": "Transaction Number",
+                                      "ReferenceNumber": invoice.number,
+                                      "ReferenceAmount": receipt.amount}]}
+        if self.settings.remittance_bank_account_number:
+            body["RemittanceBankAccountNumber"] = self.settings.remittance_bank_account_number
+        saved = await self._create("standardReceipts", body)
+        if self.settings.receipt_application == "action" and invoice.id:
+            await self._apply_receipt(saved, invoice.id)
+        return self._receipt_ref(saved, created=True)
+
+    async def _apply_unapplied(self, row: Mapping[str, Any]) -> None:
+        """The invoice a receipt was for, from its remittance reference."""
+        refs = await self._all(f"{self.settings.root()}/standardReceipts/"
+                               f"{_id(row['StandardReceiptId'])}/child/remittanceReferences")
+        number = next((r.get("ReferenceNumber") for r in refs if r.get("ReferenceNumber")), None)
+        if not number:
+            return
+        invoices = await self._items("receivablesInvoices",
+                                     q_equals(TransactionNumber=str(number)), limit=1)
+        if invoices:
+            await self._apply_receipt(row, _id(invoices[0].get("CustomerTransactionId")))
+
+    async def _apply_receipt(self, receipt: Mapping[str, Any], invoice_id: str) -> None:
+        """The ``applyReceipt`` action; a release without it (404) leaves the receipt to
+        AutoMatch, which its remittance reference feeds."""
+        installment = await self._open_installment(invoice_id)
+        unapplied = to_decimal(receipt.get("UnappliedAmount", receipt.get("Amount")))
+        if installment is None or unapplied <= 0:
+            return
+        url = (f"{self.settings.root()}/standardReceipts/{_id(receipt['StandardReceiptId'])}"
+               f"/action/applyReceipt")
+        body = {"appliedPaymentScheduleId": int(installment[0]) if installment[0].isdigit()
+                else installment[0], "amountApplied": min(unapplied, installment[1])}
+        try:
+            await self._call("POST", url, body=body, content_type=ACTION)
+        except NotFound:
+            return
+
+    @staticmethod
+    def _receipt_ref(row: Mapping[str, Any], *, created: bool) -> ErpDocumentRef:
+        amount = row.get("Amount")
+        return ErpDocumentRef(system=SYSTEM, kind="receipt", doc_type="Standard Receipt",
+                              number=str(row["ReceiptNumber"]),
+                              id=_id(row.get("StandardReceiptId")),
+                              external_ref=str(row["ReceiptNumber"]),
+                              total=to_decimal(amount) if amount is not None else None,
+                              currency=row.get("Currency"), created=created)
+
+    # --- catalog and health ------------------------------------------------------------------
+
+    async def iter_item_changes(self, since: datetime) -> AsyncIterator[ItemChange]:
+        """Nothing: the reference covers Receivables only, not the SCM item and price-list
+        resources, so Oracle is not a catalog source for this connector (yet)."""
+        return
+        yield  # pragma: no cover  (makes this an async generator)
+
+    async def ping(self) -> dict[str, Any]:
+        """The resource catalog (reachability, framework version) and one authenticated read."""
+        report: dict[str, Any] = {"instance": self.settings.instance_url,
+                                  "api_version": self.settings.api_version,
+                                  "framework_version": self.settings.framework_version,
+                                  "auth": self.settings.auth}
+        try:
+            await self._items("receivablesInvoices",
+                              q_equals(TransactionNumber="ml-connector-ping"), limit=1)
+            report["ok"] = True
+        except ExternalError as exc:
+            report["ok"] = False
+            report["error"] = str(exc)
+        return report
+
+
+def allocate_taxes(doc: ErpDocument) -> dict[int, dict[str, Decimal]]:
+    """The document's tax per code (the store's figures) spread over its lines (1-based):
+    each line keeps the store's own tax, the rounding remainder of a code goes to its
+    largest line, and a code no line carries (an adjustment) sits on the first line — so
+    Oracle's line taxes add up to the store's tax to the cent."""
+    out: dict[int, dict[str, Decimal]] = {}
+    for tax in doc.taxes:
+        numbered = [(n, ln) for n, ln in enumerate(doc.lines, start=1)
+                    if ln.tax_code == tax.tax_code]
+        if not numbered:
+            if doc.lines and tax.amount:
+                out.setdefault(1, {})[tax.tax_code] = tax.amount
+            continue
+        for n, ln in numbered:
+            if ln.tax:
+                out.setdefault(n, {})[tax.tax_code] = ln.tax
+        rest = tax.amount - sum((ln.tax for _, ln in numbered), ZERO)
+        if rest:
+            n = max(numbered, key=lambda item: abs(item[1].amount))[0]
+            line_taxes = out.setdefault(n, {})
+            line_taxes[tax.tax_code] = line_taxes.get(tax.tax_code, ZERO) + rest
+    return {n: {c: a for c, a in taxes.items() if a} for n, taxes in out.items()}
+
+
+def open_connector(settings: Mapping[str, Any], credentials: Mapping[str, Any], *,
+                   tokens: TokenStore, transport: httpx.AsyncBaseTransport | None = None,
+                   on_settings_change: Any = None) -> OracleFusionErp:
+    """The :class:`connectors.base.ConnectorFactory` of Oracle Fusion."""
+    return OracleFusionErp(OracleFusionSettings.model_validate(settings),
+                           OracleFusionCredentials.model_validate(credentials), tokens,
+                           transport=transport)

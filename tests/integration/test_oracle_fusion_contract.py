@@ -1,0 +1,132 @@
+"""The Oracle Fusion connector against the Oracle Fusion sandbox over TLS on a real socket:
+written independently, from the same reference, so a shared misunderstanding cannot hide."""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal as D
+
+import httpx
+import pytest
+
+from connectors.auth import MemoryTokenStore
+from connectors.base import post_document
+from connectors.documents import DocumentLine, DocumentTax, ErpDocument, ReceiptDocument
+from connectors.errors import RateLimited
+from connectors.model import Address, Customer
+from connectors.oracle_fusion import open_connector
+from sandbox.server import LocalCA, serving
+from starter.sandboxes.oracle_fusion import ADAPTER
+
+ANN = Customer(store_id="5", email="ann@example.com", first_name="Ann", last_name="Buyer",
+               billing=Address(line1="1 Main St", city="Oakland", country="US"))
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory) -> LocalCA:
+    return LocalCA.create(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+async def pod(ca):
+    async with serving(ADAPTER.create_app(), tls=ca) as served:
+        async with httpx.AsyncClient(verify=str(ca.ca_file), base_url=served.url) as control:
+            await ADAPTER.seed(control, served.url, ["HOODIE-M"])
+            settings, credentials = ADAPTER.connection(served.url, str(ca.ca_file))
+            erp = open_connector(settings, credentials, tokens=MemoryTokenStore())
+            try:
+                yield erp, control
+            finally:
+                await erp.aclose()
+
+
+def line(item: str, kind: str, qty: str, unit: str, amount: str, tax: str, account: str,
+         discount: str = "0") -> DocumentLine:
+    return DocumentLine(item_id=item, sku=item if kind == "product" else None, kind=kind,
+                        description=item.title(), quantity=D(qty), unit_price=D(unit),
+                        discount=D(discount), amount=D(amount), tax=D(tax),
+                        tax_code="CA-STD" if D(tax) else "", gl_account=account, cost_center="100")
+
+
+def invoice(customer: str) -> ErpDocument:
+    return ErpDocument(
+        kind="invoice", external_ref="WC-1", order_number="1001", store_order_id="1",
+        currency="USD", date=date(2026, 3, 1), customer_key=customer, description="order 1001",
+        lines=[line("HOODIE-M", "product", "3", "33.333333", "90.00", "7.42", "4000", "10.00"),
+               line("SHIPPING", "shipping", "1", "5.00", "5.00", "0.41", "4100")],
+        taxes=[DocumentTax(tax_code="CA-STD", taxable_amount=D("95.00"), amount=D("7.84"))])
+
+
+async def books(control: httpx.AsyncClient) -> dict[str, dict]:
+    return {d.external_ref: d.raw for d in await ADAPTER.documents(control, str(control.base_url))}
+
+
+async def test_customer_invoice_credit_memo_receipt_to_the_cent(pod):
+    erp, control = pod
+    cust = await erp.upsert_customer(ANN, "WC-C5")
+    again = await erp.upsert_customer(ANN, "WC-C5")
+    assert (again.number, again.created) == (cust.number, False)
+    assert len(await ADAPTER.customers(control, str(control.base_url))) == 1
+
+    inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+    assert (inv.total, inv.currency) == (D("102.84"), "USD")
+    found = await erp.find_document("invoice", "WC-1")
+    assert (found.id, found.total, found.created) == (inv.id, D("102.84"), False)
+
+    memo = ErpDocument(kind="credit_memo", external_ref="WC-1-R9", order_number="1001",
+                       store_order_id="1", currency="USD", date=date(2026, 3, 2),
+                       customer_key=cust.number, applies_to=inv,
+                       lines=[line("HOODIE-M", "product", "1", "30.00", "30.00", "2.47", "4000")],
+                       taxes=[DocumentTax(tax_code="CA-STD", taxable_amount=D("30"),
+                                          amount=D("2.47"))])
+    credit = await post_document(erp, memo)
+    assert credit.total == D("32.47")
+    assert (await books(control))["WC-1"]["balance"] == D("70.37")  # reduced by the memo
+
+    receipt = ReceiptDocument(
+        external_ref="WC-1-P1", order_number="1001", store_order_id="1", payment_id="1",
+        currency="USD", date=date(2026, 3, 1), customer_key=cust.number, amount=D("70.37"),
+        payment_method="Credit Card", reference="ch_123", applies_to=inv)
+    paid = await post_document(erp, receipt)
+    assert paid.total == D("70.37")
+    docs = await books(control)
+    assert docs["WC-1"]["balance"] == 0 and docs["WC-1-P1"]["balance"] == 0
+    assert docs["WC-1-R9"]["amount"] == D("-32.47") and docs["WC-1-R9"]["balance"] == 0
+    assert (await post_document(erp, receipt)).created is False  # found again, not re-posted
+    assert len(await books(control)) == 3
+
+
+async def test_lost_memo_response_is_found_and_applied_on_retry(pod):
+    erp, control = pod
+    cust = await erp.upsert_customer(ANN, "WC-C5")
+    inv = await erp.create_document(invoice(cust.number))
+    memo = ErpDocument(kind="credit_memo", external_ref="WC-1-R1", order_number="1001",
+                       store_order_id="1", currency="USD", date=date(2026, 3, 2),
+                       customer_key=cust.number, applies_to=inv,
+                       lines=[line("ADJUSTMENT", "adjustment", "1", "4.00", "4.00", "0", "4300")])
+    await control.post("/_sandbox/faults", json={"lose_next_commits": 1})
+    with pytest.raises(Exception):
+        await erp.create_document(memo)  # the memo committed, its answer was lost
+    assert (await books(control))["WC-1"]["balance"] == D("102.84")
+    ref = await post_document(erp, memo)  # the retry finds it and finishes the application
+    assert ref.created is False and ref.total == D("4.00")
+    docs = await books(control)
+    assert docs["WC-1"]["balance"] == D("98.84") and len(docs) == 2
+
+
+async def test_expired_token_is_refreshed_once(pod):
+    erp, control = pod
+    await erp.find_document("invoice", "WC-404")
+    before = (await control.get("/_sandbox/stats")).json()["token_requests"]
+    await ADAPTER.expire_tokens(control, str(control.base_url))
+    assert await erp.find_document("invoice", "WC-404") is None
+    after = (await control.get("/_sandbox/stats")).json()
+    assert after["token_requests"] == before + 1 and after["by_status"]["401"] == 1
+
+
+async def test_429_is_rate_limited_with_the_server_retry_after(pod):
+    erp, control = pod
+    await control.post("/_sandbox/faults", json={"storm_429": 1, "retry_after": 3})
+    with pytest.raises(RateLimited) as caught:
+        await erp.find_document("invoice", "WC-1")
+    assert caught.value.retry_after == 3
+    assert await erp.find_document("invoice", "WC-1") is None  # the storm is over
