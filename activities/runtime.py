@@ -80,7 +80,9 @@ class StoreTokenStore:
 
     async def consent_required(self) -> str | None:
         health = self._store.connection_health(self._cid)
-        return health["message"] or health["state"] if health["state"] == self.NEEDS_CONSENT else None
+        if health["state"] != self.NEEDS_CONSENT:
+            return None
+        return health["message"] or health["state"]
 
     async def require_consent(self, reason: str) -> None:
         self._store.set_connection_health(self._cid, self.NEEDS_CONSENT, reason)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -58,6 +59,19 @@ MIGRATIONS: list[str] = [
         name TEXT NOT NULL,
         value TEXT NOT NULL,
         PRIMARY KEY (connection_id, name)
+    );
+    """,
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL
+    );
+    CREATE TABLE connection_health (
+        connection_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
     );
     """,
 ]
@@ -268,6 +282,46 @@ class ConnectionStore:
             "INSERT INTO watermarks (connection_id, name, value) VALUES (?, ?, ?) "
             "ON CONFLICT (connection_id, name) DO UPDATE SET value = excluded.value",
             (connection_id, name, value))
+
+    # leases: one holder at a time across processes and hosts ------------------------------
+    def try_lease(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Take (or extend) the lease ``name`` for ``owner`` unless another owner holds an
+        unexpired one. One atomic upsert, the same on SQLite and PostgreSQL."""
+        now_ms = int(time.time() * 1000)
+        with self.db.transaction() as cur:
+            cur.execute(
+                "INSERT INTO leases (name, owner, expires_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+                "expires_ms = excluded.expires_ms "
+                "WHERE leases.expires_ms < ? OR leases.owner = excluded.owner",
+                (name, owner, now_ms + int(ttl_seconds * 1000), now_ms))
+            row = cur.execute("SELECT owner FROM leases WHERE name = ?", (name,)).fetchone()
+        return bool(row) and row[0] == owner
+
+    def release_lease(self, name: str, owner: str) -> None:
+        self.db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+    # connection health (e.g. "needs_consent" after a refused refresh token) ---------------
+    def connection_health(self, connection_id: str) -> dict[str, str]:
+        """``{"state": "ok"}`` unless something marked the connection unhealthy."""
+        rows = self.db.query(
+            "SELECT state, message, updated_at FROM connection_health WHERE connection_id = ?",
+            (connection_id,))
+        if not rows:
+            return {"state": "ok", "message": "", "updated_at": ""}
+        return {"state": rows[0][0], "message": rows[0][1], "updated_at": rows[0][2]}
+
+    def set_connection_health(self, connection_id: str, state: str, message: str = "") -> None:
+        """Record a state such as ``needs_consent``; ``"ok"`` clears it."""
+        if state == "ok":
+            self.db.execute("DELETE FROM connection_health WHERE connection_id = ?",
+                            (connection_id,))
+            return
+        self.db.execute(
+            "INSERT INTO connection_health (connection_id, state, message, updated_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (connection_id) DO UPDATE SET "
+            "state = excluded.state, message = excluded.message, updated_at = excluded.updated_at",
+            (connection_id, state, message, _now()))
 
 
 def _ledger_row(r: tuple) -> LedgerRow:

@@ -90,3 +90,19 @@ class ConfigurationError(Rejected):
 ERROR_KINDS.update({c.kind: c for c in (TotalsMismatch, ConfigurationError)})
 # Order-specific refusals: the order waits (parked) with the resolution until replayed.
 PARKING_KINDS = frozenset({"MappingMissing", "TotalsMismatch", "Rejected", "NotFound"})
+
+
+class ConsentRequired(RateLimited):
+    """The ERP refused the connection's refresh token (a broken or expired OAuth chain): only a
+    user's new consent (``ml-connector connections authorize NAME``) can fix it. Orders wait
+    rather than fail: retryable, with a long back-off carried as ``retry_after`` (a subclass of
+    RateLimited so the activity layer's ``next_retry_delay`` applies without a change there)."""
+
+    kind = "ConsentRequired"
+    DEFAULT_RETRY_AFTER = 900.0  # seconds between attempts while nobody has re-authorized
+
+    def __init__(self, message: str, *, retry_after: float = DEFAULT_RETRY_AFTER, **kw) -> None:
+        super().__init__(message, retry_after=retry_after, **kw)
+
+
+ERROR_KINDS[ConsentRequired.kind] = ConsentRequired

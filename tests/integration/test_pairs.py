@@ -26,6 +26,15 @@ async def pair(request, stack_factory):
     return stack, conn
 
 
+@pytest.fixture(params=PAIRS, ids=IDS)
+async def pg_pair(request, stack_factory, pg_url):
+    """The same pair with the connection store (ledger, tokens, watermarks) in PostgreSQL."""
+    store_system, erp_system = request.param
+    stack = await stack_factory(store_system=store_system, erp_system=erp_system, db_url=pg_url)
+    conn = await stack.add_connection(f"pg-{uuid.uuid4().hex[:8]}")
+    return stack, conn
+
+
 async def erp_docs(stack, external_ref: str | None = None):
     docs = await stack.erp_documents()
     return [d for d in docs if external_ref is None or d.external_ref == external_ref]
@@ -80,6 +89,10 @@ async def test_order_lifecycle_books_once_to_the_cent(pair):
     assert rec.duplicates == [] and rec.difference_cents == 0
     customers = await stack.erp_sandbox.customers(stack.http, stack.erp_server.url)
     assert len(customers) == 1  # the same guest twice is one customer
+
+
+async def test_order_lifecycle_with_the_store_in_postgresql(pg_pair):
+    await test_order_lifecycle_books_once_to_the_cent(pg_pair)
 
 
 async def test_429_storm_and_expired_token_delay_but_never_duplicate(pair):
