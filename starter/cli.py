@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from connections.config import (ERP_CREDENTIALS, STORE_CREDENTIALS, WEBHOOK_SECRET, Connection,
-                                Environment, open_store)
+from connections.config import (ERP_CREDENTIALS, ERP_SYSTEMS, STORE_CREDENTIALS, STORE_SYSTEMS,
+                                WEBHOOK_SECRET, Connection, Environment, open_store)
 from connections.store import ConnectionNotFound
 from connections.vault import VaultError
 from connectors.documents import LineRule, Mappings
@@ -37,45 +37,52 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
-def _secret(env_name: str, label: str) -> str:
+def _secret(env_name: str, label: str, required: bool = True) -> str | None:
     value = os.environ.get(env_name)
     if value:
         return value
     if sys.stdin.isatty():
-        value = getpass.getpass(f"{label}: ")
+        value = getpass.getpass(f"{label}{'' if required else ' (Enter to skip)'}: ")
         if value:
             return value
+    if not required:
+        return None
     raise UsageError(f"{label} is required: set the environment variable {env_name}")
 
 
 def cmd_connections_add(args, env: Environment) -> int:
+    from starter.setup import SetupError, side_config
+
     store = open_store(env)
     if args.name in {c.id for c in store.list_connections()} and not args.replace:
         raise UsageError(f"connection {args.name!r} exists; pass --replace to overwrite it")
-    mappings = Mappings(tax_codes=_pairs(args.tax, "--tax"), sku_to_item=_pairs(args.sku, "--sku"),
-                        **({"document_prefix": args.prefix} if args.prefix else {}))
+    prefix = args.prefix or {"woocommerce": "WC-", "bigcommerce": "BC-"}[args.store]
     try:
+        mappings = Mappings(tax_codes=_pairs(args.tax, "--tax"), sku_to_item=_pairs(args.sku, "--sku"),
+                            payment_methods=_pairs(args.payment, "--payment"),
+                            line_rules=[_gl_rule(v) for v in args.gl_rule or []],
+                            document_prefix=prefix)
+        store_settings, store_creds = side_config(
+            args.store, args, _pairs(args.store_setting, "--store-setting"), _secret)
+        erp_settings, erp_creds = side_config(
+            args.erp, args, _pairs(args.erp_setting, "--erp-setting"), _secret)
         conn = Connection(
-            id=args.name, store_system="woocommerce", erp_system="acumatica",
-            store={"base_url": args.store_url, "auth_mode": args.store_auth,
-                   **({"ca_bundle": args.ca_bundle} if args.ca_bundle else {})},
-            erp={"instance_url": args.erp_url, "endpoint_version": args.erp_version,
-                 **({"ca_bundle": args.ca_bundle} if args.ca_bundle else {})},
-            mappings=mappings, poll_minutes=args.poll_minutes)
+            id=args.name, store_system=args.store, erp_system=args.erp, store=store_settings,
+            erp=erp_settings, mappings=mappings, poll_minutes=args.poll_minutes,
+            receiver_url=args.receiver_url or "", customer_sync=args.customer_sync,
+            erp_requests_per_minute=args.erp_requests_per_minute)
     except ValidationError as exc:
         raise UsageError(_first_error(exc)) from None
-    store.put_secret(conn.id, STORE_CREDENTIALS, {
-        "consumer_key": args.store_key,
-        "consumer_secret": _secret(args.store_secret_env, "WooCommerce consumer secret")})
-    store.put_secret(conn.id, ERP_CREDENTIALS, {
-        "client_id": args.erp_client_id,
-        "client_secret": _secret(args.erp_client_secret_env, "Acumatica client secret"),
-        "username": args.erp_username,
-        "password": _secret(args.erp_password_env, "Acumatica password")})
+    except SetupError as exc:
+        raise UsageError(str(exc)) from None
+    store.put_secret(conn.id, STORE_CREDENTIALS, store_creds)
+    store.put_secret(conn.id, ERP_CREDENTIALS, erp_creds)
     store.put_secret(conn.id, WEBHOOK_SECRET,
                      os.environ.get(args.webhook_secret_env) or secrets.token_urlsafe(32))
     store.save_connection(conn)
     print(f"connection {conn.id} saved (secrets encrypted in {env.db_url.split('?')[0]})")
+    if conn.erp_system == "exact_online":
+        print(f"next: ml-connector connections authorize {conn.id}  (Exact needs a user's consent)")
     return 0
 
 
@@ -146,6 +153,19 @@ async def _replay(env: Environment, connection_id: str, order_ids: list[str], ki
         await signal_order(client, connection_id, order_id, OrderEvent(kind=kind, source="cli"),
                            task_queue=env.task_queue,
                            erp_requests_per_minute=conn.erp_requests_per_minute)
+
+
+def cmd_connections_authorize(args, env: Environment) -> int:
+    from starter.authorize import AuthorizationError, authorize
+
+    store = open_store(env)
+    store.get_connection(args.name)
+    try:
+        asyncio.run(authorize(store, args.name, code=args.code, redirect_port=args.port,
+                              say=print))
+    except AuthorizationError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
 
 
 def cmd_status(args, env: Environment) -> int:
@@ -298,23 +318,36 @@ def parser() -> argparse.ArgumentParser:
         dest="action", required=True)
     add = conns.add_parser("add", help="add a store + ERP connection")
     add.add_argument("name")
-    add.add_argument("--store-url", required=True, help="the store's home URL")
-    add.add_argument("--store-key", required=True, help="WooCommerce consumer key (ck_...)")
-    add.add_argument("--store-secret-env", default="ML_STORE_SECRET")
+    add.add_argument("--store", default="woocommerce", choices=STORE_SYSTEMS)
+    add.add_argument("--store-url", help="the store's URL (BigCommerce: the API base URL)")
+    add.add_argument("--store-key", help="WooCommerce consumer key (ck_...)")
+    add.add_argument("--store-hash", help="BigCommerce store hash")
     add.add_argument("--store-auth", default="auto", choices=["auto", "basic", "query_string", "oauth1"])
-    add.add_argument("--erp-url", required=True, help="Acumatica instance URL")
-    add.add_argument("--erp-version", default="24.200.001")
-    add.add_argument("--erp-client-id", required=True)
-    add.add_argument("--erp-client-secret-env", default="ML_ERP_CLIENT_SECRET")
-    add.add_argument("--erp-username", required=True)
-    add.add_argument("--erp-password-env", default="ML_ERP_PASSWORD")
+    add.add_argument("--store-setting", action="append", help="any other store setting KEY=VALUE")
+    add.add_argument("--erp", default="acumatica", choices=ERP_SYSTEMS)
+    add.add_argument("--erp-url", help="ERP instance URL (Exact: overrides the region's host)")
+    add.add_argument("--erp-version", help="Acumatica endpoint version, e.g. 24.200.001")
+    add.add_argument("--erp-client-id")
+    add.add_argument("--erp-username")
+    add.add_argument("--erp-setting", action="append",
+                     help="any other ERP setting KEY=VALUE (Oracle business_unit, Exact region, ...)")
+    add.add_argument("--erp-requests-per-minute", type=int,
+                     help="the ERP's licensed request rate, shared by every worker")
     add.add_argument("--webhook-secret-env", default="ML_WEBHOOK_SECRET")
+    add.add_argument("--receiver-url", help="public base URL of the webhook receiver")
     add.add_argument("--ca-bundle", help="CA file to trust for both systems (private CAs)")
     add.add_argument("--tax", action="append", help="store tax rate code=ERP tax id")
-    add.add_argument("--sku", action="append", help="store SKU=ERP inventory id")
-    add.add_argument("--prefix", help="external reference prefix (default WC-)")
+    add.add_argument("--sku", action="append", help="store SKU=ERP item id")
+    add.add_argument("--payment", action="append", help="store payment method=ERP payment method")
+    add.add_argument("--gl-rule", action="append", help="see `connections map --help`")
+    add.add_argument("--prefix", help="external reference prefix (default WC- / BC-)")
+    add.add_argument("--customer-sync", action="store_true", help="align customers both ways")
     add.add_argument("--poll-minutes", type=int, default=5)
     add.add_argument("--replace", action="store_true")
+    auth = conns.add_parser("authorize", help="run the OAuth consent flow (Exact Online)")
+    auth.add_argument("name")
+    auth.add_argument("--code", help="the code (or the whole redirect URL) from the browser")
+    auth.add_argument("--port", type=int, help="serve the redirect on 127.0.0.1:PORT instead")
     conns.add_parser("list")
     conns.add_parser("show").add_argument("name")
     mp = conns.add_parser("map", help="add SKU/tax/payment/GL mappings and replay parked orders")
@@ -330,6 +363,7 @@ def parser() -> argparse.ArgumentParser:
 COMMANDS = {
     ("connections", "add"): cmd_connections_add, ("connections", "list"): cmd_connections_list,
     ("connections", "show"): cmd_connections_show, ("connections", "map"): cmd_connections_map,
+    ("connections", "authorize"): cmd_connections_authorize,
     ("replay", None): cmd_replay, ("status", None): cmd_status, ("backfill", None): cmd_backfill,
     ("schedules", "apply"): cmd_schedules_apply, ("schedules", "list"): cmd_schedules_list, ("worker", None): cmd_worker, ("receiver", None): cmd_receiver,
     ("demo", None): cmd_demo, ("dev", None): cmd_dev,

@@ -61,3 +61,18 @@ def test_map_gl_rule_payment_and_status(tmp_path):
     assert status.returncode == 0 and "health: ok" in status.stdout and "never polled" in status.stdout
     bad = run(tmp_path, "connections", "map", "shop", "--gl-rule", "sku=X")
     assert bad.returncode == 2 and "names no account" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_add_other_pairs_and_name_the_missing_setting(tmp_path):
+    exact = run(tmp_path, "connections", "add", "eu", "--store", "bigcommerce", "--store-hash", "abc123",
+                "--erp", "exact_online", "--erp-client-id", "app-1", "--erp-setting", "region=BE",
+                env={"ML_STORE_TOKEN": "bc_tok_secret", "ML_ERP_CLIENT_SECRET": "ex_secret"})
+    assert exact.returncode == 0, exact.stderr
+    assert "connections authorize eu" in exact.stdout
+    shown = run(tmp_path, "connections", "show", "eu").stdout
+    assert '"region": "BE"' in shown and '"document_prefix": "BC-"' in shown
+    assert "bc_tok_secret" not in shown and "ex_secret" not in shown
+    oracle = run(tmp_path, "connections", "add", "o", "--erp", "oracle_fusion", "--store-url",
+                 "https://shop.example/", "--store-key", "ck_1", "--erp-url", "https://x.oraclecloud.com",
+                 "--erp-username", "int", env={"ML_STORE_SECRET": "s", "ML_ERP_PASSWORD": "p"})
+    assert oracle.returncode == 2 and "business_unit" in oracle.stderr and "Traceback" not in oracle.stderr
