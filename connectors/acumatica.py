@@ -3,7 +3,12 @@
 Every general field travels wrapped as ``{"value": ...}``; :func:`wrap` and :func:`unwrap` are
 the only places that know it. Money is read with ``parse_float=Decimal`` and written as exact
 JSON numbers. Invoices and credit memos are ``SalesInvoice`` records carrying the store's
-prices, discounts and tax as computed, found again by ``ExternalRef``.
+prices, discounts and tax as computed; with ``document_type="sales_order"`` an order's invoice
+is a ``SalesOrder`` instead (refunds and adjustments stay ``SalesInvoice`` documents). Receipts
+are ``Payment`` records applied to the invoice (``DocumentsToApply``) or to the sales order
+(``OrdersToApply``). Every document is found again by its ``ExternalRef`` (on SalesInvoice and
+Payment the document's own External Reference, on SalesOrder the order's ``CustomerRefNbr``);
+a payment's ``PaymentRef`` carries the processor's transaction id for bank matching.
 """
 from __future__ import annotations
 
@@ -11,27 +16,34 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import BaseModel, SecretStr, field_validator
 
 from connectors.auth import OAuth2Auth, TokenStore
-from connectors.documents import DocumentLine, ErpDocument
+from connectors.documents import DocumentLine, ErpDocument, ReceiptDocument
 from connectors.errors import (ConfigurationError, ExternalError, MappingMissing, NotFound,
                                Rejected, Unavailable)
 from connectors.http import build_client, send
-from connectors.model import (Customer, DocumentKind, ErpDocumentRef, ItemChange, quantize,
-                              to_decimal)
+from connectors.model import (ZERO, Customer, DocumentKind, ErpDocumentRef, ItemChange,
+                              quantize, to_decimal)
 
 SYSTEM = "acumatica"
 # Entity members sent and returned as they are (reference §3); every other field is wrapped.
 PLAIN_FIELDS = frozenset({"id", "rowNumber", "delete", "custom", "error", "files", "_links"})
 DOC_TYPES: dict[str, str] = {"invoice": "Invoice", "adjustment_invoice": "Invoice",
                              "credit_memo": "Credit Memo"}
+# AR document types; any other applies_to.doc_type is a sales order type (an invoice posted
+# as a SalesOrder carries its OrderType, e.g. "SO", as its doc_type).
+INVOICE_TYPES = frozenset({"Invoice", "Debit Memo", "Credit Memo"})
+ORDER_TYPE = "SO"
+PAYMENT_TYPE = "Payment"
+PAYMENT_REF_LENGTH = 40  # ARPayment.ExtRefNbr
 PAGE_SIZE = 100
 RELEASE_TIMEOUT = 120.0  # seconds a release may run before the attempt is retried
 ITEM_FIELDS = ("InventoryID,DefaultPrice,LastCost,LastModifiedDateTime,"
@@ -176,6 +188,37 @@ def _mapping_error(exc: Rejected, doc: ErpDocument) -> Rejected:
     return exc
 
 
+def _receipt_mapping_error(exc: Rejected, receipt: ReceiptDocument,
+                           cash_account: str | None) -> Rejected:
+    """A refused payment whose cause is its payment method, cash account or the cash account's
+    currency becomes MappingMissing naming what to map."""
+    fields = exc.field_errors
+    where = {"system": SYSTEM, "status": exc.status, "field_errors": fields}
+    method = receipt.payment_method
+    if "PaymentMethod" in fields:
+        return MappingMissing(
+            f"Acumatica refused payment method {method}: {fields['PaymentMethod']}", **where,
+            resolution=f"create the payment method {method} in Acumatica (Payment Methods, "
+                       f"CA204000, usable in AR) or map the store's payment method to an "
+                       f"existing one (ml-connector connections map CONNECTION --payment "
+                       f"STORE_METHOD=METHOD)")
+    account = cash_account or f"(the default of payment method {method})"
+    if "CashAccount" in fields:
+        return MappingMissing(
+            f"Acumatica refused cash account {account}: {fields['CashAccount']}", **where,
+            resolution=f"set the connection's Acumatica cash_account (or cash_accounts for "
+                       f"{receipt.currency}) to a cash account allowed for payment method "
+                       f"{method}, or give the payment method a default cash account")
+    if "CurrencyID" in fields:
+        return MappingMissing(
+            f"Acumatica refused a {receipt.currency} payment on cash account {account}: "
+            f"{fields['CurrencyID']}", **where,
+            resolution=f"add a {receipt.currency} cash account to the connection's Acumatica "
+                       f"cash_accounts ({{\"{receipt.currency}\": \"CASHACCOUNT\"}}), allowed for "
+                       f"payment method {method}")
+    return exc
+
+
 def _unknown_item(line: DocumentLine | None, message: str, exc: Rejected) -> MappingMissing:
     item = line.item_id if line else "?"
     if line is not None and line.sku:
@@ -220,6 +263,15 @@ class AcumaticaSettings(BaseModel):
     release_documents: bool = True
     warehouse_id: str | None = None
     timeout: float = 30
+    # An order's invoice as an AR document (SalesInvoice) or as a SalesOrder (SO301000).
+    document_type: Literal["invoice", "sales_order"] = "invoice"
+    # Receipts: the cash account of a payment; per currency where the orders are in several
+    # (a cash account has one currency). Unset: Acumatica defaults it from the payment method.
+    cash_account: str | None = None
+    cash_accounts: dict[str, str] = {}
+
+    def cash_account_for(self, currency: str) -> str | None:
+        return self.cash_accounts.get(currency) or self.cash_account
 
     @field_validator("instance_url")
     @classmethod
@@ -286,6 +338,44 @@ def _changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str,
     return out
 
 
+@dataclass(frozen=True)
+class _Entity:
+    """Where a kind of document lives and what its key, total and currency fields are called."""
+
+    name: str
+    type_field: str
+    number_field: str
+    total_field: str
+    currency_field: str
+    release: str | None = None  # the action that releases a saved document
+
+    @property
+    def select(self) -> str:
+        return ",".join((self.type_field, self.number_field, self.total_field,
+                         self.currency_field, "Status", "ExternalRef"))
+
+    def keys(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return {self.type_field: record[self.type_field],
+                self.number_field: record[self.number_field]}
+
+    def ref(self, kind: DocumentKind, record: Mapping[str, Any], external_ref: str, *,
+            created: bool) -> ErpDocumentRef:
+        total = record.get(self.total_field)
+        return ErpDocumentRef(system=SYSTEM, kind=kind, doc_type=record.get(self.type_field) or "",
+                              number=record[self.number_field], id=record.get("id") or "",
+                              external_ref=external_ref,
+                              total=to_decimal(total) if total is not None else None,
+                              currency=record.get(self.currency_field), created=created)
+
+
+SALES_INVOICE = _Entity("SalesInvoice", "Type", "ReferenceNbr", "Amount", "Currency",
+                        "ReleaseSalesInvoice")
+SALES_ORDER = _Entity("SalesOrder", "OrderType", "OrderNbr", "OrderTotal", "CurrencyID")
+PAYMENT = _Entity("Payment", "Type", "ReferenceNbr", "PaymentAmount", "CurrencyID",
+                  "ReleasePayment")
+CLOSED_ORDER = frozenset({"Completed", "Cancelled"})
+
+
 class AcumaticaErp:
     system = SYSTEM
     release_poll_seconds = 0.5
@@ -325,6 +415,9 @@ class AcumaticaErp:
     async def _list(self, entity: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows = parse_json(await self._call("GET", with_query(entity, params)))
         return [unwrap(row) for row in rows]
+
+    async def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        return unwrap(parse_json(await self._call("GET", with_query(path, params))))
 
     async def _put(self, entity: str, record: Mapping[str, Any],
                    params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -391,85 +484,117 @@ class AcumaticaErp:
         return ErpDocumentRef(system=SYSTEM, kind="customer", number=record["CustomerID"],
                               id=record.get("id") or "", external_ref=external_id, created=created)
 
-    # --- sales invoices and credit memos -----------------------------------------------------
+    # --- documents: invoices, credit memos, sales orders, payments ----------------------------
+
+    def _where(self, kind: DocumentKind) -> tuple[_Entity, str]:
+        """The entity and type a document of ``kind`` is posted as on this connection."""
+        if kind == "receipt":
+            return PAYMENT, PAYMENT_TYPE
+        if kind == "invoice" and self.settings.document_type == "sales_order":
+            return SALES_ORDER, ORDER_TYPE
+        return SALES_INVOICE, _doc_type(kind)
 
     async def find_document(self, kind: DocumentKind, external_ref: str) -> ErpDocumentRef | None:
         """Also finishes the release of a document an interrupted attempt left unreleased."""
-        rows = await self._list("SalesInvoice", {
+        entity, doc_type = self._where(kind)
+        rows = await self._list(entity.name, {
             "$filter": f"ExternalRef eq {odata_literal(external_ref)} and "
-                       f"Type eq {odata_literal(_doc_type(kind))}",
-            "$select": "Type,ReferenceNbr,Amount,Currency,Status,ExternalRef", "$top": 1})
+                       f"{entity.type_field} eq {odata_literal(doc_type)}",
+            "$select": entity.select, "$top": 1})
         if not rows:
             return None
         row = rows[0]
-        if self.settings.release_documents and row.get("Status") == "Balanced":
-            await self._release(row)
-        return self._document_ref(kind, row, external_ref, created=False)
+        if self.settings.release_documents and entity.release and row.get("Status") == "Balanced":
+            await self._release(entity, row)
+        return entity.ref(kind, row, external_ref, created=False)
 
     async def create_document(self, doc: ErpDocument) -> ErpDocumentRef:
-        memo = doc.kind == "credit_memo" and doc.applies_to is not None
-        expand = "Details,TaxDetails" + (",ApplicationsCreditMemo" if memo else "")
+        if doc.kind == "invoice" and self.settings.document_type == "sales_order":
+            return await self._create(SALES_ORDER, doc, _order_record(doc), "Details,TaxDetails")
+        memo_of = doc.applies_to if doc.kind == "credit_memo" else None
+        application = await self._memo_application(memo_of, doc.total) if memo_of else None
+        expand = "Details,TaxDetails" + (",ApplicationsCreditMemo" if application else "")
+        return await self._create(SALES_INVOICE, doc, _invoice_record(doc, application), expand)
+
+    async def _create(self, entity: _Entity, doc: ErpDocument, record: dict[str, Any],
+                      expand: str) -> ErpDocumentRef:
         try:
-            saved = await self._put("SalesInvoice", self._document_record(doc), {"$expand": expand})
+            saved = await self._put(entity.name, record, {"$expand": expand})
         except Rejected as exc:
             mapped = _mapping_error(exc, doc)
             if mapped is exc:
                 raise
             raise mapped from exc
-        ref = self._document_ref(doc.kind, saved, doc.external_ref, created=True)
-        await self._check_total(doc, ref, saved)
-        if self.settings.release_documents:
-            await self._release(saved)
+        ref = entity.ref(doc.kind, saved, doc.external_ref, created=True)
+        await self._check_total(entity, doc.total, doc.currency, ref, saved)
+        if self.settings.release_documents and entity.release:
+            await self._release(entity, saved)
         return ref
 
-    @staticmethod
-    def _document_record(doc: ErpDocument) -> dict[str, Any]:
-        memo_of = doc.applies_to if doc.kind == "credit_memo" else None
-        record: dict[str, Any] = {
-            "Type": _doc_type(doc.kind), "CustomerID": doc.customer_key, "Date": doc.date,
-            "Description": doc.description, "CustomerOrder": doc.order_number,
-            "ExternalRef": doc.external_ref, "Currency": doc.currency, "Hold": False,
-            "Details": [_detail(line, memo_of) for line in doc.lines]}
-        if doc.taxes:
-            record["TaxDetails"] = [{"TaxID": t.tax_code, "TaxableAmount": t.taxable_amount,
-                                     "TaxAmount": t.amount} for t in doc.taxes]
-        if memo_of is not None:
-            record["ApplicationsCreditMemo"] = [{"DocType": memo_of.doc_type or "Invoice",
-                                                 "ReferenceNbr": memo_of.number,
-                                                 "AmountPaid": doc.total}]
-        return record
+    async def create_receipt(self, receipt: ReceiptDocument) -> ErpDocumentRef:
+        """A Payment applied to the invoice (or sales order) up to what is still open on it; the
+        rest stays on the payment as its available balance."""
+        applied = min(receipt.amount, await self._open_balance(receipt.applies_to))
+        cash_account = self.settings.cash_account_for(receipt.currency)
+        try:
+            saved = await self._put("Payment", _payment_record(receipt, cash_account, applied))
+        except Rejected as exc:
+            mapped = _receipt_mapping_error(exc, receipt, cash_account)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        ref = PAYMENT.ref("receipt", saved, receipt.external_ref, created=True)
+        await self._check_total(PAYMENT, receipt.amount, receipt.currency, ref, saved)
+        if self.settings.release_documents:
+            await self._release(PAYMENT, saved)
+        return ref
 
-    @staticmethod
-    def _document_ref(kind: DocumentKind, record: Mapping[str, Any], external_ref: str, *,
-                      created: bool) -> ErpDocumentRef:
-        amount = record.get("Amount")
-        return ErpDocumentRef(system=SYSTEM, kind=kind, doc_type=record.get("Type") or "",
-                              number=record["ReferenceNbr"], id=record.get("id") or "",
-                              external_ref=external_ref,
-                              total=to_decimal(amount) if amount is not None else None,
-                              currency=record.get("Currency"), created=created)
+    async def _open_balance(self, ref: ErpDocumentRef) -> Decimal:
+        """What is still open on the invoice or order a credit memo or payment applies to:
+        a paid invoice (closed) or an unreleased one takes no application."""
+        if _is_invoice(ref):
+            row = await self._get(f"SalesInvoice/{quote(ref.doc_type or 'Invoice')}/"
+                                  f"{quote(ref.number)}", {"$select": "Status,Balance"})
+            return to_decimal(row.get("Balance") or 0) if row.get("Status") == "Open" else ZERO
+        row = await self._get(f"SalesOrder/{quote(ref.doc_type)}/{quote(ref.number)}",
+                              {"$expand": "Totals", "$select": "Status,Totals/UnpaidBalance"})
+        if row.get("Status") in CLOSED_ORDER:
+            return ZERO
+        return to_decimal((row.get("Totals") or {}).get("UnpaidBalance") or 0)
 
-    async def _check_total(self, doc: ErpDocument, ref: ErpDocumentRef,
-                           saved: Mapping[str, Any]) -> None:
+    async def _memo_application(self, memo_of: ErpDocumentRef,
+                                total: Decimal) -> dict[str, Any] | None:
+        """A credit memo reduces what is still open on its invoice. One for a paid invoice, or
+        for an order posted as a sales order, stays open as the customer's credit."""
+        if not _is_invoice(memo_of):
+            return None
+        amount = min(total, await self._open_balance(memo_of))
+        if amount <= 0:
+            return None
+        return {"DocType": memo_of.doc_type or "Invoice", "ReferenceNbr": memo_of.number,
+                "AmountPaid": amount}
+
+    async def _check_total(self, entity: _Entity, expected: Decimal, currency: str,
+                           ref: ErpDocumentRef, saved: Mapping[str, Any]) -> None:
         """Store and ERP must agree to the cent; a disagreeing draft is removed, not released."""
-        erp_total = quantize(ref.total, doc.currency) if ref.total is not None else None
-        if erp_total == quantize(doc.total, doc.currency):
+        erp_total = quantize(ref.total, currency) if ref.total is not None else None
+        if erp_total == quantize(expected, currency):
             return
         try:
-            await self._call("DELETE", f"SalesInvoice/{saved['id']}")
+            await self._call("DELETE", f"{entity.name}/{saved['id']}")
             fate = "the unreleased document was deleted"
         except (ExternalError, KeyError):
             fate = f"delete the unreleased {ref.label} in Acumatica"
         raise Rejected(
-            f"Acumatica totals {ref.label} to {erp_total} {doc.currency} but the store's total "
-            f"is {quantize(doc.total, doc.currency)}; {fate}", system=SYSTEM,
+            f"Acumatica totals {ref.label} to {erp_total} {currency} but the store's total "
+            f"is {quantize(expected, currency)}; {fate}", system=SYSTEM,
             resolution="make Acumatica keep the store's prices, discounts and tax (customer tax "
                        "zone, tax calculation settings), then replay the order")
 
-    async def _release(self, record: Mapping[str, Any]) -> None:
-        """Run ReleaseSalesInvoice and wait for the long-running operation to finish."""
-        keys = {"Type": record["Type"], "ReferenceNbr": record["ReferenceNbr"]}
-        resp = await self._call("POST", "SalesInvoice/ReleaseSalesInvoice",
+    async def _release(self, entity: _Entity, record: Mapping[str, Any]) -> None:
+        """Run the entity's release action and wait for the long-running operation to finish."""
+        keys = entity.keys(record)
+        resp = await self._call("POST", f"{entity.name}/{entity.release}",
                                 body={"entity": wrap(keys)})
         location = resp.headers.get("Location")
         if resp.status_code != 202 or not location:
@@ -478,7 +603,7 @@ class AcumaticaErp:
         deadline = asyncio.get_running_loop().time() + RELEASE_TIMEOUT
         while resp.status_code == 202:
             if asyncio.get_running_loop().time() > deadline:
-                raise Unavailable(f"release of {keys['Type']} {keys['ReferenceNbr']} still "
+                raise Unavailable(f"release of {' '.join(map(str, keys.values()))} still "
                                   f"running after {RELEASE_TIMEOUT:.0f} s", system=SYSTEM)
             await asyncio.sleep(self.release_poll_seconds)
             resp = await self._call("GET", status_url)
@@ -547,6 +672,32 @@ def _doc_type(kind: str) -> str:
                        system=SYSTEM) from None
 
 
+def _is_invoice(ref: ErpDocumentRef) -> bool:
+    return not ref.doc_type or ref.doc_type in INVOICE_TYPES
+
+
+def _tax_details(doc: ErpDocument) -> list[dict[str, Any]]:
+    return [{"TaxID": t.tax_code, "TaxableAmount": t.taxable_amount, "TaxAmount": t.amount}
+            for t in doc.taxes]
+
+
+def _invoice_record(doc: ErpDocument, application: dict[str, Any] | None) -> dict[str, Any]:
+    """A SalesInvoice (Invoice or Credit Memo); a memo's lines point at the invoice's lines."""
+    memo_of = doc.applies_to if doc.kind == "credit_memo" else None
+    if memo_of is not None and not _is_invoice(memo_of):
+        memo_of = None  # a sales order has no invoice lines to point at
+    record: dict[str, Any] = {
+        "Type": _doc_type(doc.kind), "CustomerID": doc.customer_key, "Date": doc.date,
+        "Description": doc.description, "CustomerOrder": doc.order_number,
+        "ExternalRef": doc.external_ref, "Currency": doc.currency, "Hold": False,
+        "Details": [_detail(line, memo_of) for line in doc.lines]}
+    if doc.taxes:
+        record["TaxDetails"] = _tax_details(doc)
+    if application is not None:
+        record["ApplicationsCreditMemo"] = [application]
+    return record
+
+
 def _detail(line: DocumentLine, memo_of: ErpDocumentRef | None) -> dict[str, Any]:
     row: dict[str, Any] = {"InventoryID": line.item_id, "Qty": line.quantity,
                            "UnitPrice": line.unit_price, "DiscountAmount": line.discount,
@@ -557,3 +708,55 @@ def _detail(line: DocumentLine, memo_of: ErpDocumentRef | None) -> dict[str, Any
         row["OrigInvType"] = memo_of.doc_type or "Invoice"
         row["OrigInvNbr"] = memo_of.number
     return row
+
+
+def _order_record(doc: ErpDocument) -> dict[str, Any]:
+    """A SalesOrder carrying the store's prices, discounts and tax (no recalculation)."""
+    record: dict[str, Any] = {
+        "OrderType": ORDER_TYPE, "CustomerID": doc.customer_key, "Date": doc.date,
+        "Description": doc.description, "CustomerOrder": doc.order_number,
+        "ExternalRef": doc.external_ref, "CurrencyID": doc.currency, "Hold": False,
+        "DisableAutomaticDiscountUpdate": True, "DisableAutomaticTaxCalculation": True,
+        "Details": [_order_detail(line) for line in doc.lines]}
+    if doc.taxes:
+        record["TaxDetails"] = _tax_details(doc)
+    return record
+
+
+def _order_detail(line: DocumentLine) -> dict[str, Any]:
+    row: dict[str, Any] = {"InventoryID": line.item_id, "OrderQty": line.quantity,
+                           "UnitPrice": line.unit_price, "DiscountAmount": line.discount,
+                           "ManualPrice": True, "LineDescription": line.description}
+    if line.discount:
+        row["ManualDiscount"] = True
+    return row
+
+
+def _payment_record(receipt: ReceiptDocument, cash_account: str | None,
+                    applied: Decimal) -> dict[str, Any]:
+    """A Payment of the receipt's amount, ``applied`` of it to the invoice or sales order."""
+    target = receipt.applies_to
+    record: dict[str, Any] = {
+        "Type": PAYMENT_TYPE, "CustomerID": receipt.customer_key,
+        "PaymentMethod": receipt.payment_method, "PaymentAmount": receipt.amount,
+        "PaymentRef": receipt.reference[:PAYMENT_REF_LENGTH], "ExternalRef": receipt.external_ref,
+        "Description": receipt.description, "ApplicationDate": receipt.date,
+        "CurrencyID": receipt.currency, "Hold": False}
+    if cash_account:
+        record["CashAccount"] = cash_account
+    if applied > 0 and _is_invoice(target):
+        record["DocumentsToApply"] = [{"DocType": target.doc_type or "Invoice",
+                                       "ReferenceNbr": target.number, "AmountPaid": applied}]
+    elif applied > 0:
+        record["OrdersToApply"] = [{"OrderType": target.doc_type, "OrderNbr": target.number,
+                                    "AppliedToOrder": applied}]
+    return record
+
+
+def open_connector(settings: Mapping[str, Any], credentials: Mapping[str, Any], *,
+                   tokens: TokenStore, transport: httpx.AsyncBaseTransport | None = None,
+                   on_settings_change: Any = None) -> AcumaticaErp:
+    """The :class:`connectors.base.ConnectorFactory` of Acumatica."""
+    return AcumaticaErp(AcumaticaSettings.model_validate(settings),
+                        AcumaticaCredentials.model_validate(credentials), tokens,
+                        transport=transport)

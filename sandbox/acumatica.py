@@ -16,12 +16,17 @@ What it simulates
   ``false``/``null``, ``datetimeoffset'..'``/``datetime'..'``/``date'..'`` literals, linked
   paths such as ``MainContact/Email``), ``$select``, ``$expand``, ``$top``, ``$skip``.
 * Entities ``Customer``, ``SalesInvoice`` (Invoice / Credit Memo with Details, TaxDetails,
-  ApplicationsCreditMemo, read-only ApplicationsInvoice), ``StockItem`` (WarehouseDetails) and
-  ``NonStockItem``.  PUT upserts by keys, ``id`` or ``$filter``; ``If-Match: *`` /
-  ``If-None-Match: *`` give 412; PATCH updates an existing record only; DELETE answers 204.
-* ``ReleaseSalesInvoice``: 202 + server-relative ``Location``; the status URL answers 202
-  ``action_polls`` times (default 1) and then 204, at which point the document is released
-  (Balanced -> Open, or Closed at zero balance) and credit memo applications reduce balances.
+  ApplicationsCreditMemo, read-only ApplicationsInvoice), ``SalesOrder`` (type SO with Details,
+  TaxDetails, linked Totals, read-only Payments), ``Payment`` (Payment / Prepayment with
+  DocumentsToApply, OrdersToApply, read-only ApplicationHistory), ``StockItem``
+  (WarehouseDetails) and ``NonStockItem``.  PUT upserts by keys, ``id`` or ``$filter``;
+  ``If-Match: *`` / ``If-None-Match: *`` give 412; PATCH updates an existing record only; DELETE
+  answers 204.
+* ``ReleaseSalesInvoice`` and ``ReleasePayment``: 202 + server-relative ``Location``; the status
+  URL answers 202 ``action_polls`` times (default 1) and then 204, at which point the document
+  is released (Balanced -> Open, or Closed at zero balance): credit memo and payment
+  applications reduce the invoices' balances (an invoice paid in full is Closed), payment
+  applications to sales orders reduce the orders' ``Totals.UnpaidBalance``.
 * A per-minute request quota answering 429 and fault injection (``sandbox.faults``) on every
   ``/entity`` request.
 
@@ -30,8 +35,16 @@ Control surface (no auth): ``POST /_sandbox/reset``; ``POST /_sandbox/stock-item
 ``POST /_sandbox/non-stock-items`` (``{InventoryID, DefaultPrice, LastCost, Description?,
 ItemType?}``); ``POST /_sandbox/taxes`` (tax ids, or ``{TaxID, Rate}``); ``GET|POST
 /_sandbox/customers`` (``{CustomerID, CustomerName?, Email?, CurrencyID?, CustomerClass?}``);
+``GET|POST /_sandbox/cash-accounts`` (ids, or ``{CashAccountCD, CurrencyID?, Description?}``;
+the currency defaults to the tenant's base currency); ``GET|POST /_sandbox/payment-methods``
+(ids, or ``{PaymentMethodID, CashAccount?, CashAccounts?, Active?}``: ``CashAccount`` is the
+method's default cash account, ``CashAccounts`` further accounts it allows; accounts not seeded
+yet are added in the base currency; a method without accounts takes no payments);
 ``GET|POST /_sandbox/settings`` (``requests_per_minute``, ``send_retry_after``,
-``token_lifetime``, ``action_polls``); ``GET /_sandbox/documents[?type=]``;
+``token_lifetime``, ``action_polls``); ``GET /_sandbox/documents[?type=]`` (invoices and credit
+memos, then payments -- ``type`` "Payment", ``amount`` = PaymentAmount, ``balance`` = the
+unapplied balance -- then sales orders -- ``type`` "Sales Order", ``amount`` = OrderTotal,
+``balance`` = the unpaid balance --, each with ``external_ref`` = its ExternalRef);
 ``GET /_sandbox/stats``; ``GET /_sandbox/requests``; ``POST /_sandbox/expire-tokens``;
 ``GET|POST /_sandbox/faults``.
 
@@ -71,6 +84,28 @@ Choices where the reference says "unconfirmed" (or says nothing)
   Released documents ignore PUT changes (200, unchanged) and cannot be deleted (422).
 * Release of a missing, held or already released document -> 422 with the entity and an
   ``error``; a release that fails when it completes answers 500 on the status URL.
+* Numbering: Payment ``ReferenceNbr`` ``000001`` (one sequence for payments and prepayments) and
+  SalesOrder ``OrderNbr`` ``000001`` (per order type), as in the reference's key examples
+  (``Payment/Payment/000001``, ``SalesOrder/SO/000001``).
+* SalesOrder: only order type ``SO``; ``Hold`` defaults to false (status "Open"; "On Hold" when
+  true); lines are priced like invoice lines (``OrderQty``, ``LineDescription``,
+  ``ExtendedPrice = round(OrderQty*UnitPrice)``, ``Amount = ExtendedPrice - DiscountAmount``);
+  taxes are taken as sent (``DisableAutomaticTaxCalculation`` / ``DisableAutomaticDiscountUpdate``
+  are stored; nothing is recalculated); ``OrderTotal = line total + TaxTotal``; ``CurrencyID``
+  defaults to the customer's.  No order actions are simulated (404).
+* Payment: ``PaymentMethod`` must be a seeded, active method (422 "'Payment Method' cannot be
+  found in the system." otherwise); ``CashAccount`` defaults to the method's default and must be
+  one the method allows (422 on ``CashAccount``); ``CurrencyID`` defaults to the cash account's
+  currency, and a different one is refused with 422 on ``CurrencyID`` (a cash account has one
+  currency; **unconfirmed** whether Acumatica refuses or silently keeps the account's).
+  ``DocumentsToApply.DocType`` accepts "Invoice"/"Debit Memo" and the codes "INV"/"DRM" (stored as
+  the display value); the document must be an open (released) invoice of the same customer and
+  currency, ``AmountPaid`` (default: what both sides have left) within its balance; orders in
+  ``OrdersToApply`` must be open, of the same customer and currency, ``AppliedToOrder`` within the
+  unpaid balance; all applications together within ``PaymentAmount`` (entity error otherwise).
+  ``AppliedToDocuments`` / ``AppliedToOrders`` / ``AvailableBalance`` are computed.  ``Hold``
+  defaults to false (status "Balanced"); once released "Closed" when nothing is left unapplied
+  and nothing went to orders, else "Open".  Released payments ignore PUT changes.
 * OAuth: ``invalid_client`` / ``invalid_grant`` / ``unsupported_grant_type`` /
   ``invalid_scope`` / ``invalid_request`` with 400.  Without ``scope`` only ``api`` is granted
   (no refresh token).  Refresh-token rotation: every refresh returns a new refresh token and the
@@ -250,6 +285,68 @@ _SHAPES_24 = [
                             "CreditHold", "DetailTotal", "DiscountTotal", "IsTaxValid", "LastModifiedDate",
                             "LastModifiedDateTime", "PaymentTotal", "Status", "TaxTotal", "VATExemptTotal",
                             "VATTaxableTotal"})),
+    Shape("PaymentDetail", _fields(
+        s="CustomerOrder Description DocType ReferenceNbr WriteOffReasonCode",
+        d="AmountPaid BalanceWriteOff CashDiscountTaken", i="DocLineNbr"),
+        readonly=frozenset({"CustomerOrder", "Description"}), line_keys=("DocType", "ReferenceNbr")),
+    Shape("PaymentOrderDetail", _fields(s="OrderNbr OrderType", d="AppliedToOrder"),
+          line_keys=("OrderType", "OrderNbr")),
+    Shape("PaymentApplicationHistoryDetail", _fields(
+        s="AdjustedDocType AdjustedRefNbr AdjustingDocType AdjustingRefNbr ApplicationPeriod BatchNbr CurrencyID "
+          "Customer CustomerOrder Description DisplayDocType DisplayRefNbr PostPeriod VATCreditMemo",
+        i="AdjustmentNbr", b="AdjustsVAT",
+        d="AmountPaid Balance BalanceWriteOff CashDiscountBalance CashDiscountTaken",
+        t="CashDiscountDate Date DueDate")),
+    Shape("Payment", _fields(
+        s="Branch BranchID CashAccount CurrencyID CustomerID CustomerLocationID Description ExternalRef "
+          "OrigTransaction PaymentMethod PaymentRef ProcessingCenterID ReferenceNbr Status Type",
+        d="AppliedToDocuments AppliedToOrders AvailableBalance PaymentAmount", i="CardAccountNbr",
+        b="Hold IsCCPayment IsNewCard SaveCard", t="ApplicationDate LastModifiedDateTime", g="NoteID"),
+        details={"ApplicationHistory": "PaymentApplicationHistoryDetail", "DocumentsToApply": "PaymentDetail",
+                 "OrdersToApply": "PaymentOrderDetail"},
+        readonly=frozenset({"ApplicationHistory", "AppliedToDocuments", "AppliedToOrders", "AvailableBalance",
+                            "LastModifiedDateTime", "NoteID", "Status"})),
+    Shape("SalesOrderDetail", _fields(
+        s="Account AlternateID Branch CustomerOrderNbr DiscountCode ExternalRef InventoryID LineDescription "
+          "LineType Location LotSerialNbr Operation ReasonCode SalespersonID Subitem TaxCategory TaxZone UOM "
+          "WarehouseID",
+        d="Amount DiscountAmount DiscountPercent DiscountedUnitPrice ExtendedPrice OpenQty OrderQty "
+          "UnbilledAmount UnitCost UnitPrice",
+        i="LineNbr", b="Commissionable Completed FreeItem ManualDiscount ManualPrice", t="RequestedOn ShipOn",
+        g="NoteID"),
+        readonly=frozenset({"Amount", "DiscountedUnitPrice", "ExtendedPrice", "LineNbr", "NoteID", "OpenQty",
+                            "UnbilledAmount"}), line_keys=("LineNbr",)),
+    Shape("TaxDetail", _fields(
+        s="CustomerTaxZone OrderNbr OrderType TaxID TaxType", i="LineNbr RecordID",
+        b="IncludeInVATExemptTotal PendingVAT ReverseVAT StatisticalVAT", d="TaxableAmount TaxAmount TaxRate"),
+        readonly=frozenset({"OrderNbr", "OrderType", "RecordID", "TaxRate"}), line_keys=("TaxID",)),
+    Shape("Totals", _fields(
+        s="FreightTaxCategory", b="FreightCostIsuptodate OverrideFreightAmount",
+        d="DiscountTotal Freight FreightCost LineTotalAmount MiscTotalAmount OrderVolume OrderWeight "
+          "PackageWeight PremiumFreight TaxTotal UnbilledAmount UnbilledQty UnpaidBalance"),
+        readonly=frozenset({"DiscountTotal", "LineTotalAmount", "MiscTotalAmount", "TaxTotal", "UnbilledAmount",
+                            "UnbilledQty", "UnpaidBalance"})),
+    Shape("SalesOrderPayment", _fields(
+        s="CardAccountNbr CashAccount Currency Description DocType ExternalRef OrigTransactionNbr PaymentMethod "
+          "PaymentRef ProcessingCenterID ReferenceNbr Status",
+        d="AppliedToOrder Balance PaymentAmount TransferredtoInvoice",
+        b="Authorize Capture Hold Refund SaveCard ValidateCCRefundOrigTransaction",
+        t="ApplicationDate LastModifiedDateTime", g="NoteID")),
+    Shape("SalesOrder", _fields(
+        s="BaseCurrencyID Branch CashAccount ContactID CurrencyID CurrencyRateTypeID CustomerID CustomerOrder "
+          "Description DestinationWarehouseID ExternalOrderOrigin ExternalOrderSource ExternalRef "
+          "ExternalRefundRef LocationID OrderNbr OrderType PaymentMethod PaymentRef PreferredWarehouseID "
+          "Project ShipVia Status TaxCalcMode",
+        d="ControlTotal CurrencyRate OrderedQty OrderTotal ReciprocalRate TaxTotal VATExemptTotal "
+          "VATTaxableTotal",
+        b="Approved CreditHold DisableAutomaticDiscountUpdate DisableAutomaticTaxCalculation "
+          "ExternalOrderOriginal Hold IsTaxValid WillCall",
+        t="CreatedDate Date EffectiveDate LastModified RequestedOn", g="NoteID"),
+        linked={"Totals": "Totals"},
+        details={"Details": "SalesOrderDetail", "Payments": "SalesOrderPayment", "TaxDetails": "TaxDetail"},
+        readonly=frozenset({"Approved", "BaseCurrencyID", "CreatedDate", "CreditHold", "LastModified", "NoteID",
+                            "OrderedQty", "OrderTotal", "Payments", "Status", "TaxTotal", "VATExemptTotal",
+                            "VATTaxableTotal"})),
     Shape("StockItemWarehouseDetail", _fields(
         s="DefaultIssueLocationID DefaultReceiptLocationID Status WarehouseID", d="QtyOnHand", b="IsDefault"),
         readonly=frozenset({"QtyOnHand"}), line_keys=("WarehouseID",)),
@@ -305,13 +402,18 @@ ENTITIES = {e.name: e for e in [
     EntityDef("Customer", ("CustomerID",), "Customer", "PX.Objects.AR.CustomerMaint/BAccount"),
     EntityDef("SalesInvoice", ("Type", "ReferenceNbr"), "SO Invoice", "PX.Objects.SO.SOInvoiceEntry/Document",
               ("ReleaseSalesInvoice",)),
+    EntityDef("Payment", ("Type", "ReferenceNbr"), "Payment", "PX.Objects.AR.ARPaymentEntry/Document",
+              ("ReleasePayment",)),
+    EntityDef("SalesOrder", ("OrderType", "OrderNbr"), "Sales Order", "PX.Objects.SO.SOOrderEntry/Document"),
     EntityDef("StockItem", ("InventoryID",), "Stock Item", "PX.Objects.IN.InventoryItemMaint/Item"),
     EntityDef("NonStockItem", ("InventoryID",), "Non-Stock Item", "PX.Objects.IN.NonStockItemMaint/Item"),
 ]}
 
 LABELS = {"CustomerID": "Customer", "InventoryID": "Inventory ID", "TaxID": "Tax ID", "Qty": "Quantity",
           "ReferenceNbr": "Reference Nbr.", "OrigInvNbr": "Orig. Inv. Nbr.", "OrigInvLineNbr": "Orig. Inv. Line Nbr.",
-          "CustomerName": "Customer Name", "AmountPaid": "Amount Paid", "DocType": "Doc. Type", "Type": "Type"}
+          "CustomerName": "Customer Name", "AmountPaid": "Amount Paid", "DocType": "Doc. Type", "Type": "Type",
+          "OrderQty": "Quantity", "OrderNbr": "Order Nbr.", "OrderType": "Order Type", "CurrencyID": "Currency",
+          "AppliedToOrder": "Applied to Order", "PaymentAmount": "Payment Amount"}
 
 
 def label(name: str) -> str:
@@ -788,6 +890,7 @@ class Operation:
     id: str
     doc_id: str
     polls_left: int
+    entity: str = "SalesInvoice"
     done: bool = False
     error: str | None = None
 
@@ -816,6 +919,8 @@ class AcumaticaState:
         self.records: dict[str, dict[str, dict]] = {name: {} for name in ENTITIES}
         self.key_index: dict[str, dict[tuple, str]] = {name: {} for name in ENTITIES}
         self.taxes: dict[str, Decimal | None] = {}
+        self.cash_accounts: dict[str, dict] = {}
+        self.payment_methods: dict[str, dict] = {}
         self.counters: dict[str, int] = {}
         self.operations: dict[str, Operation] = {}
         self.request_log: list[dict] = []
@@ -833,9 +938,11 @@ class AcumaticaState:
     def today(self) -> datetime:
         return datetime.combine(self.now().date(), dtime(), timezone.utc)
 
-    def next_number(self, prefix: str) -> str:
-        self.counters[prefix] = self.counters.get(prefix, 0) + 1
-        return f"{prefix}{self.counters[prefix]:06d}"
+    def next_number(self, prefix: str, sequence: str | None = None) -> str:
+        """The next number of a numbering sequence (named after its prefix unless given)."""
+        key = sequence or prefix
+        self.counters[key] = self.counters.get(key, 0) + 1
+        return f"{prefix}{self.counters[key]:06d}"
 
     # ---- records
 
@@ -909,9 +1016,32 @@ class AcumaticaState:
     def add_tax(self, tax_id: str, rate: Any = None) -> None:
         self.taxes[tax_id] = None if rate is None else Decimal(str(rate))
 
+    def add_cash_account(self, cash_account: str, *, currency: str | None = None,
+                         description: str | None = None) -> dict:
+        account = {"CashAccountCD": cash_account, "CurrencyID": currency or self.base_currency,
+                   "Description": description or cash_account}
+        self.cash_accounts[cash_account.casefold()] = account
+        return account
+
+    def add_payment_method(self, method: str, *, cash_account: str | None = None,
+                           cash_accounts: tuple[str, ...] = (), active: bool = True) -> dict:
+        """A payment method usable in AR; ``cash_account`` is its default, ``cash_accounts`` the
+        others allowed. Accounts not seeded yet are added in the base currency."""
+        allowed = [a for a in (cash_account, *cash_accounts) if a]
+        for account in allowed:
+            if account.casefold() not in self.cash_accounts:
+                self.add_cash_account(account)
+        record = {"PaymentMethodID": method, "Active": active, "UseInAR": True,
+                  "DefaultCashAccount": cash_account, "CashAccounts": allowed}
+        self.payment_methods[method.casefold()] = record
+        return record
+
     def documents(self, type: str | None = None) -> list[dict]:
-        docs = self.records["SalesInvoice"].values()
-        return [plain_document(d) for d in docs if type is None or d.get("Type") == type]
+        """Invoices and credit memos, then payments, then sales orders, as plain JSON."""
+        docs = [plain_document(d) for d in self.records["SalesInvoice"].values()]
+        docs += [plain_payment(p) for p in self.records["Payment"].values()]
+        docs += [plain_order(o) for o in self.records["SalesOrder"].values()]
+        return [d for d in docs if type is None or d["type"] == type]
 
     def customers(self) -> list[dict]:
         return [plain_customer(c) for c in self.records["Customer"].values()]
@@ -1016,19 +1146,69 @@ def plain_document(doc: dict) -> dict:
         "status": doc.get("Status"), "detail_total": plain(doc.get("DetailTotal")),
         "tax_total": plain(doc.get("TaxTotal")), "amount": plain(doc.get("Amount")),
         "balance": plain(doc.get("Balance")),
-        "lines": [{"line_nbr": line.get("LineNbr"), "inventory_id": line.get("InventoryID"),
-                   "description": line.get("TransactionDescr"), "qty": plain(line.get("Qty")),
-                   "unit_price": plain(line.get("UnitPrice")), "discount_amount": plain(line.get("DiscountAmount")),
-                   "amount": plain(line.get("Amount")), "manual_price": line.get("ManualPrice"),
-                   "orig_inv_type": line.get("OrigInvType"), "orig_inv_nbr": line.get("OrigInvNbr"),
-                   "orig_inv_line_nbr": line.get("OrigInvLineNbr")} for line in doc.get("Details") or []],
-        "taxes": [{"tax_id": t.get("TaxID"), "taxable_amount": plain(t.get("TaxableAmount")),
-                   "tax_amount": plain(t.get("TaxAmount"))} for t in doc.get("TaxDetails") or []],
-        "applications": [{"doc_type": a.get("DocType"), "reference_nbr": a.get("ReferenceNbr"),
-                          "amount_paid": plain(a.get("AmountPaid"))} for a in applications]
-                        + [{"doc_type": a.get("DocType"), "reference_nbr": a.get("AdjustingDocReferenceNbr"),
-                            "amount_paid": plain(a.get("AmountPaid"))} for a in applied_here],
+        "lines": [_plain_line(line, "Qty", "TransactionDescr") for line in doc.get("Details") or []],
+        "taxes": _plain_taxes(doc),
+        "applications": [_plain_application(a.get("DocType"), a.get("ReferenceNbr"), a.get("AmountPaid"))
+                         for a in applications]
+                        + [_plain_application(a.get("DocType"), a.get("AdjustingDocReferenceNbr"), a.get("AmountPaid"))
+                           for a in applied_here],
     }
+
+
+def plain_payment(payment: dict) -> dict:
+    """A payment in the read-out's shape: ``amount`` is PaymentAmount, ``balance`` the unapplied rest."""
+    return {
+        "id": payment["id"], "type": payment.get("Type"), "number": payment.get("ReferenceNbr"),
+        "customer": payment.get("CustomerID"),
+        "date": payment["ApplicationDate"].date().isoformat() if payment.get("ApplicationDate") else None,
+        "description": payment.get("Description"), "external_ref": payment.get("ExternalRef"),
+        "customer_order": None, "currency": payment.get("CurrencyID"), "hold": payment.get("Hold"),
+        "status": payment.get("Status"), "detail_total": None, "tax_total": None,
+        "amount": plain(payment.get("PaymentAmount")), "balance": plain(payment.get("AvailableBalance")),
+        "payment_method": payment.get("PaymentMethod"), "cash_account": payment.get("CashAccount"),
+        "payment_ref": payment.get("PaymentRef"), "lines": [], "taxes": [],
+        "applications": [_plain_application(a.get("DocType"), a.get("ReferenceNbr"), a.get("AmountPaid"))
+                         for a in payment.get("DocumentsToApply") or []]
+                        + [_plain_application(a.get("OrderType"), a.get("OrderNbr"), a.get("AppliedToOrder"))
+                           for a in payment.get("OrdersToApply") or []],
+    }
+
+
+def plain_order(order: dict) -> dict:
+    """A sales order in the read-out's shape (type "Sales Order"; ``balance`` is the unpaid balance)."""
+    totals = order.get("Totals") or {}
+    return {
+        "id": order["id"], "type": "Sales Order", "order_type": order.get("OrderType"),
+        "number": order.get("OrderNbr"), "customer": order.get("CustomerID"),
+        "date": order["Date"].date().isoformat() if order.get("Date") else None,
+        "description": order.get("Description"), "external_ref": order.get("ExternalRef"),
+        "customer_order": order.get("CustomerOrder"), "currency": order.get("CurrencyID"), "hold": order.get("Hold"),
+        "status": order.get("Status"), "detail_total": plain(totals.get("LineTotalAmount")),
+        "tax_total": plain(order.get("TaxTotal")), "amount": plain(order.get("OrderTotal")),
+        "balance": plain(totals.get("UnpaidBalance")),
+        "lines": [_plain_line(line, "OrderQty", "LineDescription") for line in order.get("Details") or []],
+        "taxes": _plain_taxes(order),
+        "applications": [_plain_application(p.get("DocType"), p.get("ReferenceNbr"), p.get("AppliedToOrder"))
+                         for p in order.get("Payments") or []],
+    }
+
+
+def _plain_line(line: dict, qty_field: str, description_field: str) -> dict:
+    return {"line_nbr": line.get("LineNbr"), "inventory_id": line.get("InventoryID"),
+            "description": line.get(description_field), "qty": plain(line.get(qty_field)),
+            "unit_price": plain(line.get("UnitPrice")), "discount_amount": plain(line.get("DiscountAmount")),
+            "amount": plain(line.get("Amount")), "manual_price": line.get("ManualPrice"),
+            "orig_inv_type": line.get("OrigInvType"), "orig_inv_nbr": line.get("OrigInvNbr"),
+            "orig_inv_line_nbr": line.get("OrigInvLineNbr")}
+
+
+def _plain_taxes(doc: dict) -> list[dict]:
+    return [{"tax_id": t.get("TaxID"), "taxable_amount": plain(t.get("TaxableAmount")),
+             "tax_amount": plain(t.get("TaxAmount"))} for t in doc.get("TaxDetails") or []]
+
+
+def _plain_application(doc_type: Any, number: Any, amount: Any) -> dict:
+    return {"doc_type": doc_type, "reference_nbr": number, "amount_paid": plain(amount)}
 
 
 def plain_customer(customer: dict) -> dict:
@@ -1090,6 +1270,13 @@ class Rules:
 
     def is_locked(self, record: dict) -> bool:
         return False
+
+    def release_problem(self, state: AcumaticaState, doc: dict) -> str | None:
+        """Why the entity's release action cannot run on ``doc`` (None: it can)."""
+        return "The action cannot be performed on this record."
+
+    def release(self, state: AcumaticaState, doc: dict) -> None:
+        """What the release action does once the long-running operation completes."""
 
     def apply(self, state: AcumaticaState, draft: dict, changes: dict, is_new: bool) -> Errors:
         errors = Errors()
@@ -1182,6 +1369,12 @@ class SalesInvoiceRules(Rules):
     def is_locked(self, record: dict) -> bool:
         return record.get("Status") in RELEASED
 
+    def release_problem(self, state: AcumaticaState, doc: dict) -> str | None:
+        return release_problem(state, doc)
+
+    def release(self, state: AcumaticaState, doc: dict) -> None:
+        release(state, doc)
+
     def assign_number(self, state: AcumaticaState, record: dict) -> None:
         if record.get("ReferenceNbr") in (None, "<NEW>"):
             record["ReferenceNbr"] = state.next_number(self.prefixes[record["Type"]])
@@ -1194,32 +1387,22 @@ class SalesInvoiceRules(Rules):
             return
         if is_new:
             draft["ReferenceNbr"] = "<NEW>"
-        customer = self._customer(state, draft, errors)
+        customer = customer_of(state, draft, errors)
         if not draft.get("Currency"):
             draft["Currency"] = (customer or {}).get("CurrencyID") or state.base_currency
         for index, line in enumerate(draft.setdefault("Details", [])):
-            price_line(state, draft, line, index, errors)
+            price_line(state, draft, line, index, errors, currency=draft["Currency"])
         number_lines(draft["Details"])
         detail_total = sum((line.get("Amount") or Decimal(0) for line in draft["Details"]), Decimal(0))
         draft["DetailTotal"] = money(detail_total, draft["Currency"])
         for index, tax in enumerate(draft.setdefault("TaxDetails", [])):
-            settle_tax(state, draft, tax, index, errors)
+            settle_tax(state, draft["Currency"], draft["DetailTotal"], tax, index, errors)
         self._totals(draft)
         draft.setdefault("ApplicationsInvoice", [])
         if draft["Type"] == "Credit Memo":
             validate_applications(state, draft, errors)
         else:
             draft["ApplicationsCreditMemo"] = []
-
-    def _customer(self, state: AcumaticaState, draft: dict, errors: Errors) -> dict | None:
-        customer_id = draft.get("CustomerID")
-        if not customer_id:
-            errors.add(("CustomerID",), "'Customer' cannot be empty.")
-            return None
-        customer = state.find("Customer", CustomerID=customer_id)
-        if customer is None:
-            errors.add(("CustomerID",), "'Customer' cannot be found in the system.")
-        return customer
 
     def _totals(self, draft: dict) -> None:
         currency = draft["Currency"]
@@ -1244,6 +1427,17 @@ class SalesInvoiceRules(Rules):
         super().complete(state, record)
 
 
+def customer_of(state: AcumaticaState, draft: dict, errors: Errors) -> dict | None:
+    customer_id = draft.get("CustomerID")
+    if not customer_id:
+        errors.add(("CustomerID",), "'Customer' cannot be empty.")
+        return None
+    customer = state.find("Customer", CustomerID=customer_id)
+    if customer is None:
+        errors.add(("CustomerID",), "'Customer' cannot be found in the system.")
+    return customer
+
+
 def _midnight(value: datetime) -> datetime:
     return datetime.combine(value.date(), dtime(), value.tzinfo or timezone.utc)
 
@@ -1256,7 +1450,10 @@ def number_lines(lines: list[dict]) -> None:
             line["LineNbr"] = highest
 
 
-def price_line(state: AcumaticaState, doc: dict, line: dict, index: int, errors: Errors) -> None:
+def price_line(state: AcumaticaState, doc: dict, line: dict, index: int, errors: Errors, *, currency: str | None,
+               qty_field: str = "Qty", description_field: str = "TransactionDescr") -> None:
+    """Validate a document line's item and quantity and compute its amount (invoice and order lines
+    differ only in the names of the quantity and description fields)."""
     path = ("Details", index)
     copy_original_line(state, doc, line, path, errors)
     inventory_id = line.get("InventoryID")
@@ -1268,26 +1465,27 @@ def price_line(state: AcumaticaState, doc: dict, line: dict, index: int, errors:
     elif found[1].get("ItemStatus") in INACTIVE_ITEM:
         errors.add(path + ("InventoryID",), f"The status of the '{inventory_id}' item is "
                                             f"{found[1]['ItemStatus']}; it cannot be sold.")
-    line["Qty"] = qty = line.get("Qty") or Decimal(0)
+    line[qty_field] = qty = line.get(qty_field) or Decimal(0)
     if qty < 0:
-        errors.add(path + ("Qty",), "'Quantity' must be greater than or equal to 0.")
+        errors.add(path + (qty_field,), "'Quantity' must be greater than or equal to 0.")
     if found is not None:
-        _line_defaults(line, *found)
+        _line_defaults(line, *found, description_field)
     line.setdefault("ManualPrice", line.get("UnitPrice") is not None)
     if line.get("UnitPrice") is None:
         line["UnitPrice"] = found[1].get("DefaultPrice") if found else Decimal(0)
-    _line_amount(line, doc.get("Currency"))
+    _line_amount(line, currency, qty)
 
 
-def _line_defaults(line: dict, entity: str, item: dict) -> None:
-    line.setdefault("TransactionDescr", item.get("Description"))
+def _line_defaults(line: dict, entity: str, item: dict, description_field: str) -> None:
+    line.setdefault(description_field, item.get("Description"))
     line.setdefault("UOM", item.get("SalesUOM") or item.get("SalesUnit") or "EA")
     if entity == "StockItem":
         line.setdefault("WarehouseID", item.get("DefaultWarehouseID"))
 
 
-def _line_amount(line: dict, currency: str | None) -> None:
-    extended = money((line.get("Qty") or Decimal(0)) * (line.get("UnitPrice") or Decimal(0)), currency)
+def _line_amount(line: dict, currency: str | None, qty: Decimal) -> None:
+    extended = money(qty * (line.get("UnitPrice") or Decimal(0)), currency)
+    line["ExtendedPrice"] = extended
     if line.get("DiscountAmount") is None:
         percent = line.get("DiscountPercent") or Decimal(0)
         line["DiscountAmount"] = money(extended * percent / 100, currency)
@@ -1321,15 +1519,15 @@ def copy_original_line(state: AcumaticaState, doc: dict, line: dict, path: tuple
         line["DiscountAmount"] = (source.get("DiscountAmount") or Decimal(0)) * line["Qty"] / source["Qty"]
 
 
-def settle_tax(state: AcumaticaState, doc: dict, tax: dict, index: int, errors: Errors) -> None:
+def settle_tax(state: AcumaticaState, currency: str, detail_total: Decimal, tax: dict, index: int,
+               errors: Errors) -> None:
     tax_id = tax.get("TaxID")
     if not tax_id:
         errors.add(("TaxDetails", index, "TaxID"), "'Tax ID' cannot be empty.")
     elif not any(_same_key(known, tax_id) for known in state.taxes):
         errors.add(("TaxDetails", index, "TaxID"), "'Tax ID' cannot be found in the system.")
-    currency = doc["Currency"]
     if tax.get("TaxableAmount") is None:
-        tax["TaxableAmount"] = doc["DetailTotal"]
+        tax["TaxableAmount"] = detail_total
     tax["TaxableAmount"] = money(tax["TaxableAmount"], currency)
     if tax.get("TaxAmount") is None:
         rate = next((r for known, r in state.taxes.items() if _same_key(known, tax_id)), None)
@@ -1389,24 +1587,285 @@ def release(state: AcumaticaState, doc: dict) -> None:
     doc["Balance"] = doc["Amount"]
     for application in doc.get("ApplicationsCreditMemo") or []:
         invoice = state.find("SalesInvoice", Type="Invoice", ReferenceNbr=application["ReferenceNbr"])
-        invoice["Balance"] -= application["AmountPaid"]
         doc["Balance"] -= application["AmountPaid"]
-        invoice.setdefault("ApplicationsInvoice", []).append({
-            "id": new_id(), "DocType": "Credit Memo", "AdjustingDocReferenceNbr": doc["ReferenceNbr"],
-            "AdjustedDocReferenceNbr": invoice["ReferenceNbr"], "AmountPaid": application["AmountPaid"],
-            "Balance": invoice["Balance"], "Currency": doc.get("Currency"), "Customer": doc.get("CustomerID"),
-            "Description": doc.get("Description"), "PaymentDate": doc.get("Date"), "Status": "Closed",
-            "AdjustmentNbr": len(invoice["ApplicationsInvoice"]) + 1, "CashDiscountTaken": Decimal(0)})
-        invoice["Status"] = "Closed" if invoice["Balance"] <= 0 else "Open"
+        apply_to_invoice(state, invoice, application["AmountPaid"], doc_type="Credit Memo",
+                         number=doc["ReferenceNbr"], currency=doc.get("Currency"), customer=doc.get("CustomerID"),
+                         description=doc.get("Description"), date=doc.get("Date"))
         application.update(Balance=invoice["Balance"], Status=invoice["Status"])
-        invoice["LastModifiedDateTime"] = state.now()
     doc["Status"] = "Closed" if doc["Balance"] <= 0 else "Open"
     doc["LastModifiedDateTime"] = state.now()
 
 
+def apply_to_invoice(state: AcumaticaState, invoice: dict, amount: Decimal, *, doc_type: str, number: str,
+                     currency: str | None, customer: str | None, description: str | None, date: datetime | None,
+                     payment_ref: str | None = None) -> None:
+    """A released credit memo or payment reduces an open invoice's balance (Closed at zero) and shows
+    on the invoice's ApplicationsInvoice."""
+    invoice["Balance"] -= amount
+    if doc_type != "Credit Memo":
+        invoice["PaymentTotal"] = (invoice.get("PaymentTotal") or Decimal(0)) + amount
+    invoice.setdefault("ApplicationsInvoice", []).append({
+        "id": new_id(), "DocType": doc_type, "AdjustingDocReferenceNbr": number,
+        "AdjustedDocReferenceNbr": invoice["ReferenceNbr"], "AmountPaid": amount, "Balance": invoice["Balance"],
+        "Currency": currency, "Customer": customer, "Description": description, "PaymentDate": date,
+        "PaymentRef": payment_ref, "Status": "Closed", "AdjustmentNbr": len(invoice["ApplicationsInvoice"]) + 1,
+        "CashDiscountTaken": Decimal(0)})
+    invoice["Status"] = "Closed" if invoice["Balance"] <= 0 else "Open"
+    invoice["LastModifiedDateTime"] = state.now()
+
+
+# ---- sales orders
+
+ORDER_TYPES = ("SO",)
+CLOSED_ORDER = {"Completed", "Cancelled"}
+
+
+class SalesOrderRules(Rules):
+    """SO301000: lines priced like invoice lines (``OrderQty``, ``LineDescription``), taxes taken as
+    sent, ``OrderTotal = lines + tax``; ``Totals.UnpaidBalance`` falls as applied payments are released."""
+    entity = "SalesOrder"
+
+    def key_values(self, data: dict) -> dict | None:
+        if data.get("OrderNbr") is None:
+            return None
+        return {"OrderType": data.get("OrderType") or ORDER_TYPES[0], "OrderNbr": data["OrderNbr"]}
+
+    def is_locked(self, record: dict) -> bool:
+        return record.get("Status") in CLOSED_ORDER
+
+    def assign_number(self, state: AcumaticaState, record: dict) -> None:
+        if record.get("OrderNbr") in (None, "<NEW>"):
+            record["OrderNbr"] = state.next_number("", f"SOORDER-{record['OrderType']}")
+        for tax in record.get("TaxDetails") or []:
+            tax["OrderNbr"] = record["OrderNbr"]
+
+    def validate(self, state: AcumaticaState, draft: dict, changes: dict, is_new: bool, errors: Errors) -> None:
+        draft.setdefault("OrderType", ORDER_TYPES[0])
+        if draft["OrderType"] not in ORDER_TYPES:
+            errors.add(("OrderType",), f"'{draft['OrderType']}' cannot be found in the system.")
+            return
+        if is_new:
+            draft["OrderNbr"] = "<NEW>"
+        customer = customer_of(state, draft, errors)
+        if not draft.get("CurrencyID"):
+            draft["CurrencyID"] = (customer or {}).get("CurrencyID") or state.base_currency
+        currency = draft["CurrencyID"]
+        lines = draft.setdefault("Details", [])
+        for index, line in enumerate(lines):
+            price_line(state, draft, line, index, errors, currency=currency, qty_field="OrderQty",
+                       description_field="LineDescription")
+        number_lines(lines)
+        line_total = money(sum((line.get("Amount") or Decimal(0) for line in lines), Decimal(0)), currency)
+        for index, tax in enumerate(draft.setdefault("TaxDetails", [])):
+            settle_tax(state, currency, line_total, tax, index, errors)
+            tax.update(OrderType=draft["OrderType"], OrderNbr=draft["OrderNbr"])
+        tax_total = money(sum((t.get("TaxAmount") or Decimal(0) for t in draft["TaxDetails"]), Decimal(0)), currency)
+        draft["TaxTotal"] = tax_total
+        draft["OrderTotal"] = line_total + tax_total
+        draft["OrderedQty"] = sum((line.get("OrderQty") or Decimal(0) for line in lines), Decimal(0))
+        paid = sum((p.get("AppliedToOrder") or Decimal(0) for p in draft.setdefault("Payments", [])), Decimal(0))
+        zero = money(Decimal(0), currency)
+        draft.setdefault("Totals", {"id": new_id()}).update(
+            LineTotalAmount=line_total, TaxTotal=tax_total, DiscountTotal=zero, MiscTotalAmount=zero,
+            UnbilledAmount=draft["OrderTotal"], UnbilledQty=draft["OrderedQty"],
+            UnpaidBalance=draft["OrderTotal"] - paid)
+
+    def complete(self, state: AcumaticaState, record: dict) -> None:
+        record.setdefault("Hold", False)
+        if record.get("Status") not in CLOSED_ORDER:
+            record["Status"] = "On Hold" if record["Hold"] else "Open"
+        record["Date"] = _midnight(record.get("Date") or state.today())
+        record.setdefault("CreatedDate", state.now())
+        record.setdefault("Approved", True)
+        record.setdefault("CreditHold", False)
+        record["BaseCurrencyID"] = state.base_currency
+        record["LastModified"] = state.now()
+        record["NoteID"] = record["id"]
+        super().complete(state, record)
+
+
+# ---- payments
+
+PAYMENT_TYPES = ("Payment", "Prepayment")
+# Adjusted-document types: the internal codes of the guide's example and the display values.
+ADJUSTED_DOC_TYPES = {"INV": "Invoice", "DRM": "Debit Memo", "Invoice": "Invoice", "Debit Memo": "Debit Memo"}
+
+
+class PaymentRules(Rules):
+    """AR302000: payment method and cash account from seeded reference data (the cash account defaults
+    from the method and fixes the currency), applications to open invoices and to sales orders."""
+    entity = "Payment"
+
+    def key_values(self, data: dict) -> dict | None:
+        if data.get("ReferenceNbr") is None:
+            return None
+        return {"Type": data.get("Type") or PAYMENT_TYPES[0], "ReferenceNbr": data["ReferenceNbr"]}
+
+    def is_locked(self, record: dict) -> bool:
+        return record.get("Status") in RELEASED
+
+    def assign_number(self, state: AcumaticaState, record: dict) -> None:
+        if record.get("ReferenceNbr") in (None, "<NEW>"):
+            record["ReferenceNbr"] = state.next_number("", "ARPAYMENT")
+
+    def validate(self, state: AcumaticaState, draft: dict, changes: dict, is_new: bool, errors: Errors) -> None:
+        draft.setdefault("Type", PAYMENT_TYPES[0])
+        if draft["Type"] not in PAYMENT_TYPES:
+            errors.add(("Type",), f"'{draft['Type']}' is not a valid value for 'Type'. "
+                                  f"Allowed: {', '.join(PAYMENT_TYPES)}.")
+            return
+        if is_new:
+            draft["ReferenceNbr"] = "<NEW>"
+        customer = customer_of(state, draft, errors)
+        account = cash_account_of(state, draft, errors)
+        if not draft.get("CurrencyID"):
+            draft["CurrencyID"] = (account or customer or {}).get("CurrencyID") or state.base_currency
+        elif account is not None and not _same_key(account["CurrencyID"], draft["CurrencyID"]):
+            errors.add(("CurrencyID",), f"The currency {draft['CurrencyID']} differs from the currency "
+                                        f"{account['CurrencyID']} of the cash account '{account['CashAccountCD']}'.")
+        draft["PaymentAmount"] = money(draft.get("PaymentAmount") or Decimal(0), draft["CurrencyID"])
+        if draft["PaymentAmount"] < 0:
+            errors.add(("PaymentAmount",), "'Payment Amount' must be greater than or equal to 0.")
+        validate_payment_applications(state, draft, errors)
+
+    def complete(self, state: AcumaticaState, record: dict) -> None:
+        record.setdefault("Hold", False)
+        record["Status"] = "On Hold" if record["Hold"] else "Balanced"
+        record["ApplicationDate"] = _midnight(record.get("ApplicationDate") or state.today())
+        record.setdefault("ApplicationHistory", [])
+        record.setdefault("IsCCPayment", False)
+        record["NoteID"] = record["id"]
+        super().complete(state, record)
+
+    def release_problem(self, state: AcumaticaState, doc: dict) -> str | None:
+        if doc.get("Status") in RELEASED:
+            return "The document has already been released."
+        if doc.get("Status") != "Balanced":
+            return "The document is on hold and cannot be released."
+        if not doc.get("PaymentAmount"):
+            return "The document amount must be greater than zero."
+        errors = Errors()
+        validate_payment_applications(state, doc, errors)
+        return "; ".join(errors.values()) or None
+
+    def release(self, state: AcumaticaState, doc: dict) -> None:
+        doc["Status"] = "Closed" if doc["AvailableBalance"] <= 0 and not doc.get("OrdersToApply") else "Open"
+        for application in doc.get("DocumentsToApply") or []:
+            invoice = state.find("SalesInvoice", Type=application["DocType"], ReferenceNbr=application["ReferenceNbr"])
+            apply_to_invoice(state, invoice, application["AmountPaid"], doc_type=doc["Type"],
+                             number=doc["ReferenceNbr"], currency=doc.get("CurrencyID"),
+                             customer=doc.get("CustomerID"), description=doc.get("Description"),
+                             date=doc.get("ApplicationDate"), payment_ref=doc.get("PaymentRef"))
+            doc["ApplicationHistory"].append({
+                "id": new_id(), "AdjustedDocType": invoice["Type"], "AdjustedRefNbr": invoice["ReferenceNbr"],
+                "DisplayDocType": invoice["Type"], "DisplayRefNbr": invoice["ReferenceNbr"],
+                "AdjustingDocType": doc["Type"], "AdjustingRefNbr": doc["ReferenceNbr"],
+                "AmountPaid": application["AmountPaid"], "Balance": invoice["Balance"],
+                "CurrencyID": doc.get("CurrencyID"), "Customer": doc.get("CustomerID"),
+                "CustomerOrder": invoice.get("CustomerOrder"), "Description": invoice.get("Description"),
+                "Date": doc.get("ApplicationDate"), "AdjustmentNbr": len(doc["ApplicationHistory"]) + 1,
+                "PostPeriod": doc["ApplicationDate"].strftime("%m%Y")})
+        for application in doc.get("OrdersToApply") or []:
+            order = state.find("SalesOrder", OrderType=application["OrderType"], OrderNbr=application["OrderNbr"])
+            order["Totals"]["UnpaidBalance"] -= application["AppliedToOrder"]
+            order.setdefault("Payments", []).append({
+                "id": new_id(), "DocType": doc["Type"], "ReferenceNbr": doc["ReferenceNbr"],
+                "AppliedToOrder": application["AppliedToOrder"], "PaymentAmount": doc["PaymentAmount"],
+                "Balance": doc["AvailableBalance"], "Status": doc["Status"], "PaymentMethod": doc.get("PaymentMethod"),
+                "PaymentRef": doc.get("PaymentRef"), "CashAccount": doc.get("CashAccount"),
+                "Currency": doc.get("CurrencyID"), "Description": doc.get("Description"),
+                "ApplicationDate": doc.get("ApplicationDate"), "Hold": False, "ExternalRef": doc.get("ExternalRef")})
+            order["LastModified"] = state.now()
+        doc["LastModifiedDateTime"] = state.now()
+
+
+def cash_account_of(state: AcumaticaState, payment: dict, errors: Errors) -> dict | None:
+    """The payment method must be seeded and active; the cash account defaults to the method's and
+    must be one of the accounts the method allows."""
+    method_id = payment.get("PaymentMethod")
+    method = state.payment_methods.get(method_id.casefold()) if method_id else None
+    if not method_id:
+        errors.add(("PaymentMethod",), "'Payment Method' cannot be empty.")
+    elif method is None or not method["Active"]:
+        errors.add(("PaymentMethod",), "'Payment Method' cannot be found in the system.")
+    if method is None or not method["Active"]:
+        return None
+    payment["PaymentMethod"] = method["PaymentMethodID"]
+    if not payment.get("CashAccount"):
+        if not method["DefaultCashAccount"]:
+            errors.add(("CashAccount",), "'Cash Account' cannot be empty.")
+            return None
+        payment["CashAccount"] = method["DefaultCashAccount"]
+    account = state.cash_accounts.get(payment["CashAccount"].casefold())
+    if account is None or not any(_same_key(a, payment["CashAccount"]) for a in method["CashAccounts"]):
+        errors.add(("CashAccount",), "'Cash Account' cannot be found in the system.")
+        return None
+    payment["CashAccount"] = account["CashAccountCD"]
+    return account
+
+
+def validate_payment_applications(state: AcumaticaState, payment: dict, errors: Errors) -> None:
+    """Applications go to open invoices / open orders of the payment's customer and currency, each
+    within the document's balance, together within the payment amount."""
+    remaining = payment["PaymentAmount"]
+    currency = payment.get("CurrencyID")
+    for index, application in enumerate(payment.setdefault("DocumentsToApply", [])):
+        path = ("DocumentsToApply", index)
+        doc_type = ADJUSTED_DOC_TYPES.get(application.get("DocType") or "Invoice")
+        if doc_type is None:
+            errors.add(path + ("DocType",), f"'{application['DocType']}' is not a valid value for 'Doc. Type'.")
+            continue
+        application["DocType"] = doc_type
+        invoice = state.find("SalesInvoice", Type=doc_type, ReferenceNbr=application.get("ReferenceNbr") or "")
+        if (invoice is None or invoice.get("Status") != "Open"
+                or not _same_key(invoice.get("CustomerID"), payment.get("CustomerID"))):
+            errors.add(path + ("ReferenceNbr",), "'Reference Nbr.' cannot be found in the system.")
+            continue
+        if not _same_key(invoice.get("Currency"), currency):
+            errors.add(path + ("ReferenceNbr",), f"The currency {invoice.get('Currency')} of the document differs "
+                                                 f"from the currency {currency} of the payment.")
+            continue
+        application.update(Description=invoice.get("Description"), CustomerOrder=invoice.get("CustomerOrder"))
+        remaining -= _applied(application, "AmountPaid", invoice["Balance"], remaining, currency, path, errors)
+    for index, application in enumerate(payment.setdefault("OrdersToApply", [])):
+        path = ("OrdersToApply", index)
+        application.setdefault("OrderType", ORDER_TYPES[0])
+        order = state.find("SalesOrder", OrderType=application["OrderType"], OrderNbr=application.get("OrderNbr") or "")
+        if (order is None or order.get("Status") in CLOSED_ORDER
+                or not _same_key(order.get("CustomerID"), payment.get("CustomerID"))):
+            errors.add(path + ("OrderNbr",), "'Order Nbr.' cannot be found in the system.")
+            continue
+        if not _same_key(order.get("CurrencyID"), currency):
+            errors.add(path + ("OrderNbr",), f"The currency {order.get('CurrencyID')} of the order differs from "
+                                             f"the currency {currency} of the payment.")
+            continue
+        unpaid = order["Totals"]["UnpaidBalance"]
+        remaining -= _applied(application, "AppliedToOrder", unpaid, remaining, currency, path, errors)
+    applied = sum((a.get("AmountPaid") or Decimal(0) for a in payment["DocumentsToApply"]), Decimal(0))
+    to_orders = sum((a.get("AppliedToOrder") or Decimal(0) for a in payment["OrdersToApply"]), Decimal(0))
+    payment.update(AppliedToDocuments=applied, AppliedToOrders=to_orders,
+                   AvailableBalance=payment["PaymentAmount"] - applied - to_orders)
+    if remaining < 0:
+        errors.add(("",), "The total amount applied exceeds the payment amount.")
+
+
+def _applied(application: dict, name: str, balance: Decimal, remaining: Decimal, currency: str | None,
+             path: tuple, errors: Errors) -> Decimal:
+    """The amount of one application (defaulting to what both sides have left), checked against the
+    document's balance."""
+    if application.get(name) is None:
+        application[name] = max(Decimal(0), min(balance, remaining))
+    amount = application[name] = money(application[name], currency)
+    if amount <= 0 or amount > balance:
+        errors.add(path + (name,), "The amount paid cannot be zero, negative or exceed the balance of the document.")
+    return amount
+
+
 CUSTOMER, SALES_INVOICE = CustomerRules(), SalesInvoiceRules()
 STOCK_ITEM, NON_STOCK_ITEM = StockItemRules(), NonStockItemRules()
-RULES: dict[str, Rules] = {r.entity: r for r in (CUSTOMER, SALES_INVOICE, STOCK_ITEM, NON_STOCK_ITEM)}
+SALES_ORDER, PAYMENT = SalesOrderRules(), PaymentRules()
+RULES: dict[str, Rules] = {r.entity: r for r in (CUSTOMER, SALES_INVOICE, STOCK_ITEM, NON_STOCK_ITEM, SALES_ORDER,
+                                                 PAYMENT)}
 
 
 # --------------------------------------------------------------------------- HTTP: entity API
@@ -1656,12 +2115,13 @@ class EntityApi:
             raise BadRequest("The action body must be a JSON object with 'entity'.", "invocation")
         changes = unwrap(call.contract, call.shape, body.get("entity") or {}, "invocation.entity")
         doc = self._action_target(call, changes)
-        problem = "'Reference Nbr.' cannot be found in the system." if doc is None else release_problem(self.state, doc)
+        problem = ("'Reference Nbr.' cannot be found in the system." if doc is None
+                   else call.rules.release_problem(self.state, doc))
         if problem:
             record = doc or {"id": None, **changes}
             path = ("ReferenceNbr",) if doc is None else ("",)
             return JSON(self._render(call, record, View(errors={path: problem})), status_code=422)
-        operation = Operation(new_id(), doc["id"], self.state.settings.action_polls)
+        operation = Operation(new_id(), doc["id"], self.state.settings.action_polls, call.entity.name)
         self.state.operations[operation.id] = operation
         if self.faults.take_lost_commit():
             self._finish(operation)
@@ -1695,10 +2155,11 @@ class EntityApi:
         if operation.done:
             return
         operation.done = True
-        doc = self.state.records["SalesInvoice"].get(operation.doc_id)
-        operation.error = "The document no longer exists." if doc is None else release_problem(self.state, doc)
+        rules = RULES[operation.entity]
+        doc = self.state.records[operation.entity].get(operation.doc_id)
+        operation.error = "The document no longer exists." if doc is None else rules.release_problem(self.state, doc)
         if operation.error is None:
-            release(self.state, doc)
+            rules.release(self.state, doc)
 
 
 def _is_guid(text: str) -> bool:
@@ -1818,6 +2279,26 @@ class Control:
                 self.state.add_tax(str(tax))
         return JSON({k: plain(v) for k, v in self.state.taxes.items()})
 
+    async def cash_accounts(self, request: Request) -> Response:
+        if request.method == "POST":
+            for account in await _list_body(request):
+                if isinstance(account, dict):
+                    self.state.add_cash_account(account["CashAccountCD"], currency=account.get("CurrencyID"),
+                                                description=account.get("Description"))
+                else:
+                    self.state.add_cash_account(str(account))
+        return JSON(list(self.state.cash_accounts.values()))
+
+    async def payment_methods(self, request: Request) -> Response:
+        if request.method == "POST":
+            for method in await _list_body(request):
+                if not isinstance(method, dict):
+                    method = {"PaymentMethodID": str(method)}
+                self.state.add_payment_method(
+                    method["PaymentMethodID"], cash_account=method.get("CashAccount"),
+                    cash_accounts=tuple(method.get("CashAccounts") or ()), active=method.get("Active", True))
+        return JSON(list(self.state.payment_methods.values()))
+
     async def customers(self, request: Request) -> Response:
         if request.method == "POST":
             for c in await _list_body(request):
@@ -1853,6 +2334,8 @@ class Control:
             Route("/_sandbox/non-stock-items", self.non_stock_items, methods=["POST"]),
             Route("/_sandbox/taxes", self.taxes, methods=["POST"]),
             Route("/_sandbox/customers", self.customers, methods=["GET", "POST"]),
+            Route("/_sandbox/cash-accounts", self.cash_accounts, methods=["GET", "POST"]),
+            Route("/_sandbox/payment-methods", self.payment_methods, methods=["GET", "POST"]),
             Route("/_sandbox/settings", self.settings, methods=["GET", "POST"]),
             Route("/_sandbox/documents", self.documents, methods=["GET"]),
             Route("/_sandbox/stats", self.stats, methods=["GET"]),

@@ -26,6 +26,7 @@ class AcumaticaSandbox:
     tls = True
     tax_ids = {"CA": "CATAX", "CA-REDUCED": "CAREDUCED", "VAT": "VAT"}
     payment_methods = ("CARD", "EFT")
+    cash_accounts = {"USD": "10200", "EUR": "10250", "GBP": "10260", "CAD": "10270"}
 
     def create_app(self, **options: Any) -> Any:
         return app.create_app(client_id=CLIENT_ID, **options)
@@ -33,7 +34,7 @@ class AcumaticaSandbox:
     def connection(self, url: str, ca_file: str, *, endpoint_version: str = "24.200.001",
                    **options: Any) -> tuple[dict, dict]:
         return ({"instance_url": url, "endpoint_version": endpoint_version, "ca_bundle": ca_file,
-                 **options},
+                 "cash_accounts": dict(self.cash_accounts), **options},
                 {"client_id": CLIENT_ID, "client_secret": "secret", "username": "admin",
                  "password": "admin"})
 
@@ -47,11 +48,11 @@ class AcumaticaSandbox:
         _ok(await control.post(url + "/_sandbox/non-stock-items",
                                json=[{"InventoryID": s} for s in SERVICE_ITEMS]))
         _ok(await control.post(url + "/_sandbox/taxes", json=sorted(set(self.tax_ids.values()))))
-        for path, body in (("/_sandbox/payment-methods", list(self.payment_methods)),
-                           ("/_sandbox/cash-accounts", ["10200"])):
-            resp = await control.post(url + path, json=body)
-            if resp.status_code != 404:  # sandboxes that predate receipts take no such seed
-                _ok(resp)
+        _ok(await control.post(url + "/_sandbox/cash-accounts", json=[
+            {"CashAccountCD": a, "CurrencyID": c} for c, a in self.cash_accounts.items()]))
+        _ok(await control.post(url + "/_sandbox/payment-methods", json=[
+            {"PaymentMethodID": m, "CashAccount": self.cash_accounts["USD"],
+             "CashAccounts": list(self.cash_accounts.values())} for m in self.payment_methods]))
 
     async def documents(self, control: httpx.AsyncClient, url: str) -> list[ErpDoc]:
         return [ErpDoc(external_ref=d["external_ref"], kind=KINDS.get(d["type"], d["type"]),

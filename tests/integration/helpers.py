@@ -89,3 +89,27 @@ async def wait_documents(stack: Stack, external_ref: str, count: int = 1, timeou
 
 def sign(body: bytes, secret: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+async def settled(stack: Stack, conn, timeout: float = 90):
+    """The books of ``conn`` once they reconcile (the assertion names the rows that don't)."""
+    from starter.demo import books
+
+    async def check():
+        rec = await books(stack, conn)
+        return rec if rec.ok else None
+
+    try:
+        return await eventually(check, timeout=timeout)
+    except AssertionError:
+        raise AssertionError((await books(stack, conn)).rows()) from None
+
+
+async def wait_order_state(stack: Stack, connection_id: str, order_id, state: str = "posted",
+                           timeout: float = 60):
+    """The order's ledger row once its workflow recorded ``state`` (after its last post)."""
+    async def check():
+        row = stack.store.ledger_get(connection_id, "order", str(order_id))
+        return row if row and row.state == state else None
+
+    return await eventually(check, timeout=timeout)

@@ -10,9 +10,9 @@ import pytest
 from connectors.acumatica import AcumaticaCredentials, AcumaticaErp, AcumaticaSettings
 from connectors.auth import MemoryTokenStore
 from connectors.base import post_document
-from connectors.documents import DocumentLine, DocumentTax, ErpDocument
-from connectors.errors import ConfigurationError, MappingMissing
-from connectors.model import Address, Customer
+from connectors.documents import DocumentLine, DocumentTax, ErpDocument, ReceiptDocument
+from connectors.errors import ConfigurationError, MappingMissing, Unavailable
+from connectors.model import Address, Customer, ErpDocumentRef
 from sandbox import acumatica as acumatica_sandbox
 from sandbox.server import LocalCA, serving
 
@@ -32,15 +32,22 @@ async def erp_server(ca):
     for item in ("SHIPPING", "ADJUSTMENT", "ROUNDING"):
         state.add_non_stock_item(item)
     state.add_tax("CATAX")
+    state.add_cash_account("10200", currency="USD")
+    state.add_cash_account("10250", currency="EUR")
+    state.add_payment_method("CARD", cash_account="10200", cash_accounts=("10250",))
     async with serving(app, tls=ca) as served:
         yield served, app
 
 
-def connector(url: str, ca: LocalCA, version: str = "24.200.001", store=None) -> AcumaticaErp:
-    return AcumaticaErp(
-        AcumaticaSettings(instance_url=url, endpoint_version=version, ca_bundle=str(ca.ca_file)),
+def connector(url: str, ca: LocalCA, version: str = "24.200.001", store=None,
+              **settings) -> AcumaticaErp:
+    erp = AcumaticaErp(
+        AcumaticaSettings(instance_url=url, endpoint_version=version, ca_bundle=str(ca.ca_file),
+                          **settings),
         AcumaticaCredentials(client_id=CLIENT, client_secret="secret", username="admin", password="admin"),
         store or MemoryTokenStore())
+    erp.release_poll_seconds = 0.01  # the sandbox finishes a release on its second poll
+    return erp
 
 
 def invoice(customer: str, ref: str = "WC-1") -> ErpDocument:
@@ -115,5 +122,115 @@ async def test_item_changes_since(erp_server, ca):
         since = datetime.now(timezone.utc) - timedelta(hours=1)
         changes = [c async for c in erp.iter_item_changes(since)]
         assert [c.sku for c in changes] == ["HOODIE-M"] and changes[0].price == D("30")
+    finally:
+        await erp.aclose()
+
+
+def receipt(invoice: ErpDocumentRef, customer: str, **overrides) -> ReceiptDocument:
+    fields = dict(external_ref="WC-1-P7", order_number="1001", store_order_id="1", payment_id="7",
+                  currency="EUR", date=date(2026, 3, 1), customer_key=customer,
+                  amount=D("102.84"), payment_method="CARD", reference="ch_3PqXyZ",
+                  description="Payment 7 of order 1001", applies_to=invoice)
+    fields.update(overrides)
+    return ReceiptDocument(**fields)
+
+
+def memo(invoice: ErpDocumentRef, customer: str) -> ErpDocument:
+    return ErpDocument(kind="credit_memo", external_ref="WC-1-R9", order_number="1001",
+                       store_order_id="1", currency="EUR", date=date(2026, 3, 2),
+                       customer_key=customer, applies_to=invoice,
+                       lines=[DocumentLine(item_id="ADJUSTMENT", quantity=D(1),
+                                           unit_price=D("12.34"), amount=D("12.34"))])
+
+
+def by_type(app, type_: str) -> list[dict]:
+    return app.state.acumatica.documents(type_)
+
+
+async def test_invoice_paid_by_a_receipt_then_refunded(erp_server, ca):
+    served, app = erp_server
+    erp = connector(served.url, ca, cash_accounts={"EUR": "10250"})
+    try:
+        cust = await erp.upsert_customer(ANN, "WC-C5")
+        inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+        pmt = await post_document(erp, receipt(inv, cust.number))
+        assert (pmt.kind, pmt.doc_type, pmt.total, pmt.currency) == ("receipt", "Payment",
+                                                                      D("102.84"), "EUR")
+        [doc] = by_type(app, "Invoice")
+        assert (doc["status"], D(doc["balance"])) == ("Closed", 0)
+        [paid] = by_type(app, "Payment")
+        assert {k: paid[k] for k in ("external_ref", "amount", "currency", "status",
+                                     "payment_ref", "cash_account")} == {
+            "external_ref": "WC-1-P7", "amount": "102.84", "currency": "EUR", "status": "Closed",
+            "payment_ref": "ch_3PqXyZ", "cash_account": "10250"}
+        again = await post_document(erp, receipt(inv, cust.number))
+        assert (again.number, again.created) == (pmt.number, False)
+        assert len(by_type(app, "Payment")) == 1
+        refund = await post_document(erp, memo(inv, cust.number))  # a paid invoice takes no memo
+        assert refund.total == D("12.34")
+        [credit] = by_type(app, "Credit Memo")
+        assert (credit["status"], credit["balance"], credit["applications"]) == ("Open", "12.34", [])
+    finally:
+        await erp.aclose()
+
+
+async def test_sales_order_paid_by_a_receipt(erp_server, ca):
+    served, app = erp_server
+    erp = connector(served.url, ca, document_type="sales_order", cash_accounts={"EUR": "10250"})
+    try:
+        cust = await erp.upsert_customer(ANN, "WC-C5")
+        order = await post_document(erp, invoice(cust.number), look_up_first=False)
+        assert (order.kind, order.doc_type, order.total, order.currency) == (
+            "invoice", "SO", D("102.84"), "EUR")
+        same = await post_document(erp, invoice(cust.number))
+        assert (same.number, same.created) == (order.number, False)
+        await post_document(erp, receipt(order, cust.number))
+        [doc] = by_type(app, "Sales Order")
+        assert {k: doc[k] for k in ("external_ref", "customer_order", "amount", "balance",
+                                    "status")} == {
+            "external_ref": "WC-1", "customer_order": "1001", "amount": "102.84",
+            "balance": "0.00", "status": "Open"}
+        assert D(doc["tax_total"]) == D("7.84") and by_type(app, "Invoice") == []
+        found = await erp.find_document("receipt", "WC-1-P7")
+        assert found is not None and found.total == D("102.84")
+        await post_document(erp, memo(order, cust.number))
+        assert [d["type"] for d in app.state.acumatica.documents()] == [
+            "Credit Memo", "Payment", "Sales Order"]
+    finally:
+        await erp.aclose()
+
+
+async def test_receipt_mapping_problems_name_the_fix(erp_server, ca):
+    served, app = erp_server
+    erp = connector(served.url, ca)
+    try:
+        cust = await erp.upsert_customer(ANN, "WC-C5")
+        inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+        with pytest.raises(MappingMissing) as unknown:
+            await erp.create_receipt(receipt(inv, cust.number, payment_method="BITCOIN"))
+        assert "BITCOIN" in str(unknown.value) and "Resolution" in str(unknown.value)
+        with pytest.raises(MappingMissing) as currency:  # CARD's default cash account is USD
+            await erp.create_receipt(receipt(inv, cust.number))
+        assert "EUR" in currency.value.resolution and "cash_accounts" in currency.value.resolution
+        assert by_type(app, "Payment") == []
+    finally:
+        await erp.aclose()
+
+
+async def test_receipt_whose_response_was_lost_is_found_and_released(erp_server, ca):
+    served, app = erp_server
+    erp = connector(served.url, ca, cash_accounts={"EUR": "10250"})
+    try:
+        cust = await erp.upsert_customer(ANN, "WC-C5")
+        inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+        app.state.faults.configure(lose_next_commits=1)
+        with pytest.raises(Unavailable):
+            await post_document(erp, receipt(inv, cust.number), look_up_first=False)
+        [draft] = by_type(app, "Payment")
+        assert draft["status"] == "Balanced"  # saved, never released
+        found = await post_document(erp, receipt(inv, cust.number))
+        assert (found.number, found.created) == (draft["number"], False)
+        assert [d["status"] for d in by_type(app, "Payment")] == ["Closed"]
+        assert by_type(app, "Invoice")[0]["status"] == "Closed"
     finally:
         await erp.aclose()

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from activities.messages import OrderEvent
-from starter.reconcile import reconcile
 from starter.sandboxes import ERPS, STORES
 from tests.integration.conftest import eventually
+from tests.integration.helpers import settled
 from workflows.dispatch import signal_order
 
 PAIRS = [(s, e) for s in STORES for e in ERPS]
@@ -46,24 +46,6 @@ async def wait_docs(stack, external_ref: str, count: int = 1, timeout: float = 6
         return docs if len(docs) >= count else None
 
     return await eventually(check, timeout=timeout)
-
-
-async def books(stack, conn):
-    async with stack.store_client() as admin:
-        orders = await stack.shop_sandbox.orders(admin)
-    return reconcile(orders, await stack.erp_documents(), conn.mappings.document_prefix,
-                     pair=stack.pair)
-
-
-async def settled(stack, conn, timeout: float = 90):
-    async def check():
-        rec = await books(stack, conn)
-        return rec if rec.ok else None
-
-    try:
-        return await eventually(check, timeout=timeout)
-    except AssertionError:
-        raise AssertionError((await books(stack, conn)).rows()) from None
 
 
 async def test_order_lifecycle_books_once_to_the_cent(pair):

@@ -17,7 +17,7 @@ from connectors.acumatica import (AcumaticaCredentials, AcumaticaErp, AcumaticaS
                                   wrap)
 from connectors.auth import MemoryTokenStore
 from connectors.base import Erp, post_document
-from connectors.documents import DocumentLine, DocumentTax, ErpDocument
+from connectors.documents import DocumentLine, DocumentTax, ErpDocument, ReceiptDocument
 from connectors.errors import (ConfigurationError, MappingMissing, RateLimited, Rejected,
                                Unavailable)
 from connectors.model import Address, Customer, ErpDocumentRef
@@ -32,7 +32,8 @@ def v(record: dict) -> dict:
 
 class FakeAcumatica:
     """Just enough of Acumatica: bearer tokens, discovery, Customer, SalesInvoice (422 on an
-    unknown item or tax, release as a long-running action), StockItem paging, 429 on demand."""
+    unknown item or tax, release as a long-running action), SalesOrder, Payment (422 on an
+    unknown payment method), StockItem paging, 429 on demand."""
 
     def __init__(self, served: tuple[str, ...] = ("23.200.001", "24.200.001")) -> None:
         self.served = served
@@ -40,6 +41,9 @@ class FakeAcumatica:
         self.taxes = {"VAT20"}
         self.customers: dict[str, dict] = {}
         self.invoices: dict[tuple[str, str], dict] = {}
+        self.orders: dict[tuple[str, str], dict] = {}
+        self.payments: dict[tuple[str, str], dict] = {}
+        self.methods = {"CARD"}
         self.stock: list[dict] = []
         self.requests: list[httpx.Request] = []
         self.puts: list[dict] = []
@@ -80,13 +84,25 @@ class FakeAcumatica:
             return self.customer_get(query) if method == "GET" else self.customer_put(body)
         if route == "SalesInvoice":
             return self.invoice_get(query) if method == "GET" else self.invoice_put(body)
-        if route == "SalesInvoice/ReleaseSalesInvoice":
-            keys = v(body["entity"])
-            self.invoices[(keys["Type"], keys["ReferenceNbr"])]["Status"] = "Open"
-            return httpx.Response(202, headers={
-                "Location": f"{BASE}SalesInvoice/ReleaseSalesInvoice/status/{uuid.uuid4()}"})
-        if route.startswith("SalesInvoice/ReleaseSalesInvoice/status/"):
-            return httpx.Response(204)
+        if route == "SalesOrder":
+            return self.find(self.orders, query) if method == "GET" else self.order_put(body)
+        if route == "Payment":
+            return self.find(self.payments, query) if method == "GET" else self.payment_put(body)
+        for entity, action, docs, status in (("SalesInvoice", "ReleaseSalesInvoice", self.invoices, "Open"),
+                                             ("Payment", "ReleasePayment", self.payments, "Closed")):
+            if route == f"{entity}/{action}":
+                keys = v(body["entity"])
+                docs[(keys["Type"], keys["ReferenceNbr"])]["Status"] = status
+                return httpx.Response(202, headers={
+                    "Location": f"{BASE}{entity}/{action}/status/{uuid.uuid4()}"})
+            if route.startswith(f"{entity}/{action}/status/"):
+                return httpx.Response(204)
+        by_keys = re.fullmatch(r"(SalesInvoice|SalesOrder)/([^/]+)/([^/]+)", route)
+        if method == "GET" and by_keys:
+            docs = self.invoices if by_keys.group(1) == "SalesInvoice" else self.orders
+            found = docs.get((by_keys.group(2), by_keys.group(3)))
+            return (httpx.Response(200, content=to_json(wrap(found))) if found
+                    else httpx.Response(404, json={"message": "No entity satisfies the condition."}))
         if method == "DELETE" and route.startswith("SalesInvoice/"):
             guid = route.split("/")[1]
             self.invoices = {k: r for k, r in self.invoices.items() if r["id"] != guid}
@@ -127,6 +143,34 @@ class FakeAcumatica:
                 if r["ExternalRef"] == cond["ExternalRef"] and r["Type"] == cond["Type"]]
         return httpx.Response(200, content=to_json([wrap(r) for r in rows[:1]]))
 
+    def find(self, docs: dict, query: dict) -> httpx.Response:
+        cond = self.conditions(query)
+        rows = [r for r in docs.values() if all(r.get(f) == val for f, val in cond)]
+        return httpx.Response(200, content=to_json([wrap(r) for r in rows[:1]]))
+
+    def order_put(self, body: dict) -> httpx.Response:
+        self.puts.append(body)
+        rec = v(body)
+        net = sum((ln["OrderQty"] * ln["UnitPrice"] - ln["DiscountAmount"] for ln in rec["Details"]),
+                  Decimal(0))
+        total = net + sum((t["TaxAmount"] for t in rec.get("TaxDetails", [])), Decimal(0))
+        nbr = f"{len(self.orders) + 1:06d}"
+        rec.update(id=str(uuid.uuid4()), OrderNbr=nbr, Status="Open", OrderTotal=total,
+                   Totals={"UnpaidBalance": total})
+        self.orders[(rec["OrderType"], nbr)] = rec
+        return httpx.Response(200, content=to_json(wrap(rec)))
+
+    def payment_put(self, body: dict) -> httpx.Response:
+        self.puts.append(body)
+        if body["PaymentMethod"]["value"] not in self.methods:
+            body["PaymentMethod"]["error"] = "'Payment Method' cannot be found in the system."
+            return httpx.Response(422, content=to_json(body))
+        rec = v(body)
+        nbr = f"{len(self.payments) + 1:06d}"
+        rec.update(id=str(uuid.uuid4()), ReferenceNbr=nbr, Status="Balanced")
+        self.payments[(rec["Type"], nbr)] = rec
+        return httpx.Response(200, content=to_json(wrap(rec)))
+
     def invoice_put(self, body: dict) -> httpx.Response:
         self.puts.append(body)
         errors = False
@@ -147,6 +191,7 @@ class FakeAcumatica:
         nbr = f"{'INV' if rec['Type'] == 'Invoice' else 'CRM'}{len(self.invoices) + 1:06d}"
         rec.update(id=str(uuid.uuid4()), ReferenceNbr=nbr, Status="Balanced",
                    Amount=amount.quantize(Decimal("0.01")) + self.amount_offset)
+        rec["Balance"] = rec["Amount"]
         self.invoices[(rec["Type"], nbr)] = rec
         return httpx.Response(200, content=to_json(wrap(rec)))
 
@@ -272,15 +317,14 @@ async def test_find_then_create_posts_once_and_releases() -> None:
 async def test_credit_memo_applies_to_its_invoice() -> None:
     fake = FakeAcumatica()
     erp = erp_for(fake)
-    invoice = ErpDocumentRef(system="acumatica", kind="invoice", doc_type="Invoice",
-                             number="INV000001")
+    invoice = await erp.create_document(invoice_doc())
     memo = invoice_doc(kind="credit_memo", external_ref="WC-1001-R5", applies_to=invoice,
                        lines=invoice_doc().lines[:1],
                        taxes=[DocumentTax(tax_code="VAT20", taxable_amount=Decimal("54.00"),
                                           amount=Decimal("10.80"))])
     ref = await erp.create_document(memo)
-    assert (ref.doc_type, ref.number, ref.total) == ("Credit Memo", "CRM000001", Decimal("64.80"))
-    sent = v(fake.puts[0])
+    assert (ref.doc_type, ref.number, ref.total) == ("Credit Memo", "CRM000002", Decimal("64.80"))
+    sent = v(fake.puts[1])
     assert sent["Type"] == "Credit Memo"
     assert sent["ApplicationsCreditMemo"] == [{"DocType": "Invoice", "ReferenceNbr": "INV000001",
                                                "AmountPaid": Decimal("64.80")}]
@@ -337,6 +381,108 @@ async def test_find_releases_a_document_an_interrupted_attempt_left_balanced() -
     ref = await erp_for(fake).find_document("invoice", "WC-1001")
     assert ref is not None and not ref.created
     assert fake.invoices[("Invoice", "INV000001")]["Status"] == "Open"
+
+
+# --- receipts and the sales-order option -----------------------------------------------------
+
+def receipt_doc(applies_to: ErpDocumentRef, **overrides: Any) -> ReceiptDocument:
+    fields: dict[str, Any] = dict(
+        external_ref="WC-1001-P1", order_number="1001", store_order_id="1001", payment_id="1",
+        currency="USD", date=date(2024, 5, 5), customer_key="C0000000A", amount=Decimal("76.80"),
+        payment_method="CARD", reference="ch_3PqXyZ", description="Payment 1 of woocommerce order 1001",
+        applies_to=applies_to)
+    fields.update(overrides)
+    return ReceiptDocument(**fields)
+
+
+async def test_receipt_is_a_payment_applied_to_its_invoice_then_released() -> None:
+    fake = FakeAcumatica()
+    erp = erp_for(fake, cash_account="10200", cash_accounts={"EUR": "10250"})
+    invoice = await post_document(erp, invoice_doc())
+    first = await post_document(erp, receipt_doc(invoice))
+    again = await post_document(erp, receipt_doc(invoice))
+    assert (first.kind, first.doc_type, first.number, first.total, first.currency, first.created) == (
+        "receipt", "Payment", "000001", Decimal("76.80"), "USD", True)
+    assert (again.number, again.created) == (first.number, False)
+    assert len(fake.payments) == 1 and fake.payments[("Payment", "000001")]["Status"] == "Closed"
+    assert v(fake.puts[1]) == {
+        "Type": "Payment", "CustomerID": "C0000000A", "PaymentMethod": "CARD",
+        "PaymentAmount": Decimal("76.80"), "PaymentRef": "ch_3PqXyZ", "ExternalRef": "WC-1001-P1",
+        "Description": "Payment 1 of woocommerce order 1001", "ApplicationDate": "2024-05-05",
+        "CurrencyID": "USD", "Hold": False, "CashAccount": "10200",
+        "DocumentsToApply": [{"DocType": "Invoice", "ReferenceNbr": "INV000001",
+                              "AmountPaid": Decimal("76.80")}]}
+    balance = next(r for r in fake.requests if r.url.path.endswith("/SalesInvoice/Invoice/INV000001"))
+    assert unquote(balance.url.query.decode()) == "$select=Status,Balance"
+    find = [unquote(r.url.query.decode()) for r in fake.requests
+            if r.method == "GET" and r.url.path.endswith("/Payment")]
+    assert find == ["$filter=ExternalRef eq 'WC-1001-P1' and Type eq 'Payment'"
+                    "&$select=Type,ReferenceNbr,PaymentAmount,CurrencyID,Status,ExternalRef&$top=1"] * 2
+    assert any(r.url.path.endswith("/Payment/ReleasePayment") for r in fake.requests)
+    assert await erp.find_document("receipt", "WC-1001") is None
+
+
+async def test_receipt_applies_only_what_is_open_on_the_invoice() -> None:
+    fake = FakeAcumatica()
+    erp = erp_for(fake, cash_accounts={"EUR": "10250"})
+    invoice = await erp.create_document(invoice_doc(currency="EUR"))
+    fake.invoices[("Invoice", invoice.number)]["Balance"] = Decimal("50.00")
+    await erp.create_receipt(receipt_doc(invoice, currency="EUR", reference="x" * 60))
+    sent = v(fake.puts[-1])
+    assert (sent["CashAccount"], sent["PaymentRef"]) == ("10250", "x" * 40)
+    assert sent["DocumentsToApply"][0]["AmountPaid"] == Decimal("50.00")
+    fake.invoices[("Invoice", invoice.number)]["Status"] = "Closed"
+    await erp.create_receipt(receipt_doc(invoice, external_ref="WC-1001-P2"))
+    assert "DocumentsToApply" not in v(fake.puts[-1]) and "CashAccount" not in v(fake.puts[-1])
+
+
+async def test_unknown_payment_method_is_a_mapping_naming_the_method() -> None:
+    fake = FakeAcumatica()
+    erp = erp_for(fake)
+    invoice = await erp.create_document(invoice_doc())
+    with pytest.raises(MappingMissing) as caught:
+        await erp.create_receipt(receipt_doc(invoice, payment_method="BITCOIN"))
+    err = caught.value
+    assert "payment method BITCOIN" in err.message
+    assert err.field_errors == {"PaymentMethod": "'Payment Method' cannot be found in the system."}
+    assert err.resolution.startswith("create the payment method BITCOIN in Acumatica")
+    assert "--payment" in err.resolution and not fake.payments
+
+
+async def test_sales_order_option_posts_orders_and_keeps_memos_on_invoices() -> None:
+    fake = FakeAcumatica()
+    erp = erp_for(fake, document_type="sales_order")
+    order = await post_document(erp, invoice_doc())
+    assert (order.kind, order.doc_type, order.number, order.total) == (
+        "invoice", "SO", "000001", Decimal("76.80"))
+    assert (await post_document(erp, invoice_doc())).created is False
+    sent = v(fake.puts[0])
+    assert {k: val for k, val in sent.items() if k not in ("Details", "TaxDetails")} == {
+        "OrderType": "SO", "CustomerID": "C0000000A", "Date": "2024-05-05",
+        "Description": "woocommerce order 1001", "CustomerOrder": "1001", "ExternalRef": "WC-1001",
+        "CurrencyID": "USD", "Hold": False, "DisableAutomaticDiscountUpdate": True,
+        "DisableAutomaticTaxCalculation": True}
+    assert sent["Details"][0] == {"InventoryID": "WIDGET", "OrderQty": 3,
+                                  "UnitPrice": Decimal("19.99"), "DiscountAmount": Decimal("5.97"),
+                                  "ManualPrice": True, "LineDescription": "Widget",
+                                  "ManualDiscount": True}
+    assert sent["TaxDetails"] == [{"TaxID": "VAT20", "TaxableAmount": 64, "TaxAmount": Decimal("12.8")}]
+    find = next(r for r in fake.requests if r.method == "GET" and r.url.path.endswith("/SalesOrder"))
+    assert unquote(find.url.query.decode()) == (
+        "$filter=ExternalRef eq 'WC-1001' and OrderType eq 'SO'"
+        "&$select=OrderType,OrderNbr,OrderTotal,CurrencyID,Status,ExternalRef&$top=1")
+    assert not any("Release" in r.url.path for r in fake.requests)
+
+    await erp.create_receipt(receipt_doc(order))
+    assert v(fake.puts[-1])["OrdersToApply"] == [{"OrderType": "SO", "OrderNbr": "000001",
+                                                  "AppliedToOrder": Decimal("76.80")}]
+    memo = await erp.create_document(invoice_doc(kind="credit_memo", external_ref="WC-1001-R5",
+                                                 applies_to=order))
+    sent = v(fake.puts[-1])
+    assert (memo.doc_type, sent["Type"]) == ("Credit Memo", "Credit Memo")
+    assert "ApplicationsCreditMemo" not in sent and "OrigInvNbr" not in sent["Details"][0]
+    extra = await erp.create_document(invoice_doc(kind="adjustment_invoice", external_ref="WC-1001-A1"))
+    assert extra.doc_type == "Invoice" and v(fake.puts[-1])["Type"] == "Invoice"
 
 
 # --- errors of the endpoint ------------------------------------------------------------------

@@ -478,3 +478,160 @@ async def test_updates_keep_list_order_and_released_documents_ignore_changes(app
     assert (await api.delete(f"{BASE}/SalesInvoice/Invoice/{first}")).status_code == 422
     assert (await api.delete(f"{BASE}/SalesInvoice/Invoice/INV000002")).status_code == 204
     assert [d["number"] for d in app.state.acumatica.documents()] == [first]
+
+
+# ---------------------------------------------------------------- payments and sales orders
+
+async def seed_payment_methods(anon) -> None:
+    await anon.post("/_sandbox/cash-accounts", json=[{"CashAccountCD": "10200", "CurrencyID": "USD"},
+                                                     {"CashAccountCD": "10250", "CurrencyID": "EUR"}])
+    methods = await anon.post("/_sandbox/payment-methods",
+                              json=[{"PaymentMethodID": "CARD", "CashAccount": "10200", "CashAccounts": ["10250"]},
+                                    {"PaymentMethodID": "OLD", "CashAccount": "10200", "Active": False}])
+    assert [m["PaymentMethodID"] for m in methods.json()] == ["CARD", "OLD"]
+
+
+def payment_body(**header) -> dict:
+    body = {"Type": w("Payment"), "CustomerID": w("C1"), "PaymentMethod": w("CARD"),
+            "PaymentAmount": w(Decimal("48.00")), "PaymentRef": w("ch_3Pq"), "ExternalRef": w("shop-1001-P1"),
+            "ApplicationDate": w("2026-03-01"), "Description": w("Payment of #1001")}
+    body.update(header)
+    return body
+
+
+async def put_payment(api, body: dict, **params) -> httpx.Response:
+    return await api.put(f"{BASE}/Payment", content=dumps(body), headers={"Content-Type": "application/json"},
+                         params=params)
+
+
+async def open_invoice(api) -> str:
+    number = (await put_invoice(api)).json()["ReferenceNbr"]["value"]
+    await release(api, "Invoice", number)
+    return number
+
+
+async def test_payment_applied_to_an_invoice_closes_it_on_release(app, api, anon):
+    await seed_payment_methods(anon)
+    invoice = await open_invoice(api)
+    saved = await put_payment(api, payment_body(DocumentsToApply=[
+        {"DocType": w("INV"), "ReferenceNbr": w(invoice), "AmountPaid": w(Decimal("48.00"))}]),
+        **{"$expand": "DocumentsToApply"})
+    assert saved.status_code == 200, saved.text
+    body = saved.json()
+    assert (body["Type"]["value"], body["ReferenceNbr"]["value"], body["Status"]["value"]) == (
+        "Payment", "000001", "Balanced")
+    assert (body["CashAccount"]["value"], body["CurrencyID"]["value"]) == ("10200", "USD")
+    assert body["DocumentsToApply"][0]["DocType"]["value"] == "Invoice"
+    assert amounts(body, "PaymentAmount", "AppliedToDocuments", "AvailableBalance") == [
+        Decimal("48.00"), Decimal("48.00"), Decimal(0)]
+
+    started = await api.post(f"{BASE}/Payment/ReleasePayment",
+                             json={"entity": {"Type": w("Payment"), "ReferenceNbr": w("000001")}})
+    assert started.status_code == 202
+    assert started.headers["Location"].startswith(f"{BASE}/Payment/ReleasePayment/status/")
+    while (poll := await api.get(started.headers["Location"])).status_code == 202:
+        pass
+    assert poll.status_code == 204
+    state = app.state.acumatica
+    [inv] = state.documents("Invoice")
+    assert (inv["status"], inv["balance"]) == ("Closed", "0.00")
+    assert inv["applications"] == [{"doc_type": "Payment", "reference_nbr": "000001", "amount_paid": "48.00"}]
+    [pmt] = (await anon.get("/_sandbox/documents", params={"type": "Payment"})).json()
+    assert {k: pmt[k] for k in ("type", "number", "external_ref", "amount", "currency", "status", "payment_ref")} == {
+        "type": "Payment", "number": "000001", "external_ref": "shop-1001-P1", "amount": "48.00",
+        "currency": "USD", "status": "Closed", "payment_ref": "ch_3Pq"}
+
+    found = (await api.get(f"{BASE}/Payment", params={
+        "$filter": "ExternalRef eq 'shop-1001-P1' and Type eq 'Payment'", "$expand": "ApplicationHistory"})).json()
+    assert [p["ReferenceNbr"]["value"] for p in found] == ["000001"]
+    assert found[0]["ApplicationHistory"][0]["AdjustedRefNbr"]["value"] == invoice
+    assert "DocumentsToApply" not in found[0]
+    again = await api.post(f"{BASE}/Payment/ReleasePayment",
+                           json={"entity": {"Type": w("Payment"), "ReferenceNbr": w("000001")}})
+    assert again.status_code == 422
+
+
+async def test_payment_method_and_cash_account_come_from_reference_data(app, api, anon):
+    await seed_payment_methods(anon)
+    unknown = await put_payment(api, payment_body(PaymentMethod=w("BITCOIN")))
+    assert unknown.status_code == 422
+    assert unknown.json()["PaymentMethod"]["error"] == "'Payment Method' cannot be found in the system."
+    inactive = await put_payment(api, payment_body(PaymentMethod=w("OLD")))
+    assert inactive.status_code == 422 and "error" in inactive.json()["PaymentMethod"]
+    account = await put_payment(api, payment_body(CashAccount=w("99999")))
+    assert account.json()["CashAccount"]["error"] == "'Cash Account' cannot be found in the system."
+    currency = await put_payment(api, payment_body(CurrencyID=w("EUR")))
+    assert currency.status_code == 422 and "10200" in currency.json()["CurrencyID"]["error"]
+    euro = await put_payment(api, payment_body(CustomerID=w("C2"), CurrencyID=w("EUR"), CashAccount=w("10250")))
+    assert euro.status_code == 200 and euro.json()["CurrencyID"]["value"] == "EUR"
+    unwrapped = await put_payment(api, payment_body(PaymentMethod="CARD"))
+    assert unwrapped.status_code == 400 and "PaymentMethod" in unwrapped.json()["message"]
+    assert [d["currency"] for d in app.state.acumatica.documents("Payment")] == ["EUR"]
+
+
+async def test_payment_applications_respect_balances(app, api, anon):
+    await seed_payment_methods(anon)
+    draft = (await put_invoice(api)).json()["ReferenceNbr"]["value"]
+    unreleased = await put_payment(api, payment_body(DocumentsToApply=[
+        {"DocType": w("Invoice"), "ReferenceNbr": w(draft), "AmountPaid": w(10)}]))
+    assert unreleased.status_code == 422
+    await release(api, "Invoice", draft)
+    too_much = await put_payment(api, payment_body(PaymentAmount=w(60), DocumentsToApply=[
+        {"DocType": w("Invoice"), "ReferenceNbr": w(draft), "AmountPaid": w(60)}]))
+    assert too_much.status_code == 422 and "error" in too_much.json()["DocumentsToApply"][0]["AmountPaid"]
+    partial = await put_payment(api, payment_body(PaymentAmount=w(30), DocumentsToApply=[
+        {"DocType": w("Invoice"), "ReferenceNbr": w(draft)}]), **{"$expand": "DocumentsToApply"})
+    assert Decimal(str(partial.json()["DocumentsToApply"][0]["AmountPaid"]["value"])) == 30
+    started = await api.post(f"{BASE}/Payment/ReleasePayment", json={"entity": {"id": partial.json()["id"]}})
+    while (await api.get(started.headers["Location"])).status_code == 202:
+        pass
+    [inv] = app.state.acumatica.documents("Invoice")
+    assert (inv["status"], inv["balance"]) == ("Open", "18.00")
+
+
+def order_body(**header) -> dict:
+    body = {"OrderType": w("SO"), "CustomerID": w("C1"), "CustomerOrder": w("#1001"),
+            "ExternalRef": w("shop-1001"), "Date": w("2026-03-01"), "DisableAutomaticTaxCalculation": w(True),
+            "Details": [{"InventoryID": w("WIDGET"), "OrderQty": w(3), "UnitPrice": w(Decimal("12.50")),
+                         "DiscountAmount": w(Decimal("2.50")), "ManualPrice": w(True)},
+                        {"InventoryID": w("SHIPPING"), "OrderQty": w(1), "UnitPrice": w(Decimal("5.00"))}],
+            "TaxDetails": [{"TaxID": w("VAT20"), "TaxableAmount": w(Decimal("40.00")),
+                            "TaxAmount": w(Decimal("8.00"))}]}
+    body.update(header)
+    return body
+
+
+async def test_sales_order_totals_and_a_payment_applied_to_it(app, api, anon):
+    await seed_payment_methods(anon)
+    saved = await api.put(f"{BASE}/SalesOrder", content=dumps(order_body()),
+                          headers={"Content-Type": "application/json"},
+                          params={"$expand": "Details,TaxDetails,Totals"})
+    assert saved.status_code == 200, saved.text
+    order = saved.json()
+    assert (order["OrderNbr"]["value"], order["Status"]["value"], order["CurrencyID"]["value"]) == (
+        "000001", "Open", "USD")
+    assert amounts(order, "OrderTotal", "TaxTotal", "OrderedQty") == [Decimal("48.00"), Decimal("8.00"), 4]
+    assert amounts(order["Details"][0], "Amount", "ExtendedPrice") == [Decimal("35.00"), Decimal("37.50")]
+    assert order["Details"][0]["LineDescription"]["value"] == "WIDGET"
+    assert amounts(order["Totals"], "LineTotalAmount", "UnpaidBalance") == [Decimal("40.00"), Decimal("48.00")]
+    bad = await api.put(f"{BASE}/SalesOrder", content=dumps(order_body(Details=[{"InventoryID": w("NOPE"),
+                                                                              "OrderQty": w(1)}])))
+    assert bad.status_code == 422 and "error" in bad.json()["Details"][0]["InventoryID"]
+
+    paid = await put_payment(api, payment_body(OrdersToApply=[
+        {"OrderType": w("SO"), "OrderNbr": w("000001"), "AppliedToOrder": w(Decimal("48.00"))}]))
+    assert paid.status_code == 200, paid.text
+    assert amounts(paid.json(), "AppliedToOrders", "AvailableBalance") == [Decimal("48.00"), Decimal(0)]
+    started = await api.post(f"{BASE}/Payment/ReleasePayment",
+                             json={"entity": {"Type": w("Payment"), "ReferenceNbr": w("000001")}})
+    while (await api.get(started.headers["Location"])).status_code == 202:
+        pass
+    [doc] = (await anon.get("/_sandbox/documents", params={"type": "Sales Order"})).json()
+    assert {k: doc[k] for k in ("type", "number", "external_ref", "customer_order", "amount", "balance",
+                                "currency")} == {
+        "type": "Sales Order", "number": "000001", "external_ref": "shop-1001", "customer_order": "#1001",
+        "amount": "48.00", "balance": "0.00", "currency": "USD"}
+    assert doc["applications"] == [{"doc_type": "Payment", "reference_nbr": "000001", "amount_paid": "48.00"}]
+    found = (await api.get(f"{BASE}/SalesOrder", params={"$filter": "ExternalRef eq 'shop-1001'",
+                                                          "$select": "OrderType,OrderNbr,OrderTotal"})).json()
+    assert [(o["OrderType"]["value"], o["OrderNbr"]["value"]) for o in found] == [("SO", "000001")]
