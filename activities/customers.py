@@ -118,10 +118,12 @@ class CustomerActivities:
                 report.echoes += 1
                 continue
             store_id = external_id.removeprefix(ours)
-            current = await shop.get_customer(store_id)
-            saved = await shop.update_customer(store_id, merged(current, erp_customer))
-            self._record(conn.id, external_id, row.erp_ref if row else None, fingerprint(saved),
-                         erp_fp)
+            wanted = merged(await shop.get_customer(store_id), erp_customer)
+            erp_ref = row.erp_ref if row else None
+            # Recorded before the write: the store's webhook for it may arrive first.
+            self._record(conn.id, external_id, erp_ref, fingerprint(wanted), erp_fp)
+            saved = await shop.update_customer(store_id, wanted)
+            self._record(conn.id, external_id, erp_ref, fingerprint(saved), erp_fp)
             report.to_store += 1
         if report.watermark and (mark is None or report.watermark.isoformat() > mark):
             store.set_watermark(conn.id, WATERMARK, report.watermark.isoformat())

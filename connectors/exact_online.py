@@ -27,6 +27,13 @@ line rule, the VAT code and the store's VAT amount. Receipts are bank entries
 (``financialtransaction/BankEntries``) in the journal the payment method maps to, with one
 line for the customer whose ``OurRef`` is the invoice number, so Exact matches the payment to
 the invoice; the external reference is the line's ``Description``.
+
+Customers: an account is matched by its code (a digest of the external id), by the external id
+kept in its ``Remarks`` as ``[ml-connector WC-C5]`` (the code cannot be inverted, and an account
+matched by e-mail keeps its own code), then by e-mail. :meth:`ExactOnlineErp.get_customer` and
+:meth:`ExactOnlineErp.iter_customers_modified` (``Modified gt``) read accounts back in canonical
+form for two-way alignment. Shipments: goods deliveries name the sales orders they deliver; the
+order's ``YourRef`` is the external reference (:meth:`ExactOnlineErp.iter_shipments`).
 """
 from __future__ import annotations
 
@@ -53,8 +60,8 @@ from connectors.documents import DocumentLine, ErpDocument, ReceiptDocument, req
 from connectors.errors import (AuthExpired, ConsentRequired, ExternalError, MappingMissing,
                                RateLimited, Rejected, Unavailable)
 from connectors.http import build_client, send
-from connectors.model import (ZERO, Customer, DocumentKind, ErpDocumentRef, ItemChange,
-                              quantize, to_decimal)
+from connectors.model import (ZERO, Address, Customer, DocumentKind, ErpDocumentRef, ItemChange,
+                              Shipment, quantize, to_decimal)
 
 SYSTEM = "exact_online"
 SYSTEM_NAME = "Exact Online"
@@ -78,7 +85,13 @@ INVOICE_FIELDS = "InvoiceID,InvoiceNumber,Type,YourRef,Currency,AmountFC,Status"
 BANK_LINE_FIELDS = "ID,EntryID,EntryNumber,Description,AmountFC,OurRef,Account,Date"
 ITEM_FIELDS = "ID,Code,CostPriceStandard,StandardSalesPrice,Stock,Modified"
 ACCOUNT_FIELDS = ("ID,Code,Name,Email,AddressLine1,AddressLine2,City,Postcode,State,Country,"
-                  "Phone,Status")
+                  "Phone,Status,Remarks,Modified")
+DELIVERY_FIELDS = ("EntryID,DeliveryNumber,DeliveryDate,TrackingNumber,ShippingMethodCode,Modified,"
+                   "GoodsDeliveryLines/SalesOrderNumber,GoodsDeliveryLines/TrackingNumber")
+SALES_ORDER_FIELDS = "OrderID,OrderNumber,YourRef"
+# The external id(s) of an account live in its Remarks as "[ml-connector WC-C5]": the account
+# code is a one-way digest of the external id, and an account matched by e-mail keeps its own.
+EXTERNAL_ID_TAG = re.compile(r"\[ml-connector ([^\]\s]+)\]")
 FILTER_CHUNK = 20  # codes per "Code eq 'a' or Code eq 'b' ..." look-up (URLs ≤ 6000 chars)
 
 
@@ -511,26 +524,56 @@ class ExactOnlineErp:
     # --- customers ---------------------------------------------------------------------------
 
     async def upsert_customer(self, customer: Customer, external_id: str) -> ErpDocumentRef:
-        """Matched by the account code derived from the external id, then by e-mail; the
-        store's name and address are merged into the match, or a customer account is created."""
+        """Matched by the account code derived from the external id or the external id in its
+        Remarks (an account matched before, whose e-mail may have changed since), then by
+        e-mail; the store's name, e-mail, address and phone are merged into the match (an empty
+        store field never blanks Exact's), or a customer account is created."""
         code = customer_code_for(external_id)
+        tag = external_id_tag(external_id)
         found = await self._first("crm/Accounts", {
-            "$filter": f"Code eq {string_literal(account_code(code))}", "$select": ACCOUNT_FIELDS})
+            "$filter": f"Code eq {string_literal(account_code(code))} or "
+                       f"substringof({string_literal(tag)},Remarks)",
+            "$select": ACCOUNT_FIELDS})
         if found is None and customer.email:
             found = await self._first("crm/Accounts", {
                 "$filter": f"Email eq {string_literal(customer.email)}", "$select": ACCOUNT_FIELDS})
         wanted = _account_fields(customer)
         if found is None:
-            record = {"Code": code, "Status": "C", "Email": customer.email or None, **wanted}
+            record = {"Code": code, "Status": "C", **wanted, "Remarks": tag}
             saved = await self._post("crm/Accounts", {k: v for k, v in record.items() if v})
             return self._customer_ref(saved, external_id, created=True)
         changes = {k: v for k, v in wanted.items() if v and (found.get(k) or "") != v}
         if found.get("Status") != "C":
             changes["Status"] = "C"
+        remarks = found.get("Remarks") or ""
+        if tag not in remarks:
+            changes["Remarks"] = f"{remarks}\n{tag}".strip()
         if changes:
             await self._call("PUT", f"{await self._path('crm/Accounts')}"
                                     f"({guid_literal(found['ID'])})", body=changes)
         return self._customer_ref(found, external_id, created=False)
+
+    async def get_customer(self, external_id: str) -> Customer | None:
+        """The account ml-connector keeps for ``external_id``, in canonical form."""
+        row = await self._first("crm/Accounts", {
+            "$filter": f"Code eq {string_literal(account_code(customer_code_for(external_id)))} "
+                       f"or substringof({string_literal(external_id_tag(external_id))},Remarks)",
+            "$select": ACCOUNT_FIELDS})
+        return customer_from_account(row) if row is not None else None
+
+    async def iter_customers_modified(
+            self, since: datetime) -> AsyncIterator[tuple[str, Customer, datetime]]:
+        """Accounts modified after ``since`` that carry an ml-connector external id, once per
+        external id they carry (a guest and a registered customer may share one account)."""
+        async for row in self._list("crm/Accounts", {
+                "$filter": f"Modified gt {datetime_literal(since)}", "$select": ACCOUNT_FIELDS}):
+            ids = external_ids_of(row)
+            if not ids:
+                continue
+            customer = customer_from_account(row)
+            modified = parse_date(row.get("Modified")) or since
+            for external_id in ids:
+                yield external_id, customer, modified
 
     @staticmethod
     def _customer_ref(record: Mapping[str, Any], external_id: str, *,
@@ -677,6 +720,33 @@ class ExactOnlineErp:
                 quantity_available=_amount(row.get("Stock")),
                 modified_at=parse_date(row.get("Modified")) or datetime.now(timezone.utc))
 
+    # --- shipments ---------------------------------------------------------------------------
+
+    async def iter_shipments(self, since: datetime) -> AsyncIterator[Shipment]:
+        """Goods deliveries modified after ``since``, one shipment per sales order delivered.
+        A delivery's lines name their sales order by number; the order's ``YourRef`` is the
+        external reference (Exact delivers sales orders, not invoices: a delivery of an order
+        without our reference is reported by the caller as unknown)."""
+        deliveries = [row async for row in self._list("salesorder/GoodsDeliveries", {
+            "$filter": f"Modified gt {datetime_literal(since)}", "$select": DELIVERY_FIELDS,
+            "$expand": "GoodsDeliveryLines"})]
+        refs = await self._sales_order_refs({n for d in deliveries for n in _order_numbers(d)})
+        for delivery in deliveries:
+            numbers = _order_numbers(delivery)
+            for number in numbers:
+                yield _shipment(delivery, number, refs.get(number, ""), several=len(numbers) > 1)
+
+    async def _sales_order_refs(self, numbers: set[int]) -> dict[int, str]:
+        """``OrderNumber`` -> ``YourRef`` of sales orders, looked up in chunks."""
+        out: dict[int, str] = {}
+        ordered = sorted(numbers)
+        for i in range(0, len(ordered), FILTER_CHUNK):
+            where = " or ".join(f"OrderNumber eq {n}" for n in ordered[i:i + FILTER_CHUNK])
+            async for row in self._list("salesorder/SalesOrders", {
+                    "$filter": where, "$select": SALES_ORDER_FIELDS}):
+                out[int(row["OrderNumber"])] = str(row.get("YourRef") or "").strip()
+        return out
+
     # --- health ------------------------------------------------------------------------------
 
     async def ping(self) -> dict[str, Any]:
@@ -720,10 +790,61 @@ def _your_ref(external_ref: str) -> str:
 
 def _account_fields(customer: Customer) -> dict[str, Any]:
     a = customer.billing
-    return {"Name": customer.display_name[:100], "AddressLine1": a.line1,
-            "AddressLine2": a.line2, "City": a.city, "Postcode": a.postcode,
+    return {"Name": customer.display_name[:100], "Email": customer.email.strip(),
+            "AddressLine1": a.line1, "AddressLine2": a.line2, "City": a.city,
+            "Postcode": a.postcode, "State": a.state,
             "Country": a.country.upper() if a.country else "",
             "Phone": customer.phone or a.phone}
+
+
+def external_id_tag(external_id: str) -> str:
+    return f"[ml-connector {external_id}]"
+
+
+def external_ids_of(account: Mapping[str, Any]) -> list[str]:
+    return EXTERNAL_ID_TAG.findall(str(account.get("Remarks") or ""))
+
+
+def customer_from_account(account: Mapping[str, Any]) -> Customer:
+    """The inverse of :func:`_account_fields` where the data allows: an account has one
+    ``Name`` (the store's company, else the buyer's name), so it comes back as ``company``
+    and the person's first and last name stay unknown (empty)."""
+    def text(name: str) -> str:
+        return str(account.get(name) or "").strip()
+
+    phone = text("Phone")
+    return Customer(email=text("Email"), company=text("Name"), phone=phone, billing=Address(
+        line1=text("AddressLine1"), line2=text("AddressLine2"), city=text("City"),
+        state=text("State"), postcode=text("Postcode"), country=text("Country"), phone=phone))
+
+
+def _lines_of(record: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    lines = record.get(name)
+    if isinstance(lines, Mapping):
+        lines = lines.get("results")
+    return list(lines) if isinstance(lines, list) else []
+
+
+def _order_numbers(delivery: Mapping[str, Any]) -> list[int]:
+    return sorted({int(ln["SalesOrderNumber"]) for ln in _lines_of(delivery, "GoodsDeliveryLines")
+                   if ln.get("SalesOrderNumber") is not None})
+
+
+def _shipment(delivery: Mapping[str, Any], order_number: int, your_ref: str, *,
+              several: bool) -> Shipment:
+    """The header's tracking number first, then any other a line of this order carries."""
+    tracking = [str(delivery.get("TrackingNumber") or "").strip()]
+    tracking += [str(ln.get("TrackingNumber") or "").strip()
+                 for ln in _lines_of(delivery, "GoodsDeliveryLines")
+                 if ln.get("SalesOrderNumber") is not None
+                 and int(ln["SalesOrderNumber"]) == order_number]
+    number = str(delivery.get("DeliveryNumber") or delivery["EntryID"])
+    modified = parse_date(delivery.get("Modified")) or datetime.now(timezone.utc)
+    return Shipment(
+        shipment_id=f"{number}-{order_number}" if several else number, external_ref=your_ref,
+        tracking_numbers=list(dict.fromkeys(t for t in tracking if t)),
+        carrier=str(delivery.get("ShippingMethodCode") or "").strip(),
+        shipped_at=parse_date(delivery.get("DeliveryDate")) or modified, modified_at=modified)
 
 
 def _line_vat(doc: ErpDocument) -> list[Decimal]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -15,6 +16,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_RETRY_AFTER = 30.0
 
 ErrorReader = Callable[[httpx.Response], tuple[str, dict[str, str]]]
+# Set by the worker's activity interceptor around each attempt: called with the system name
+# once per request, to count external calls per activity (activities/interceptors.py).
+REQUEST_OBSERVER: ContextVar[Callable[[str], None] | None] = ContextVar("ml_request_observer",
+                                                                         default=None)
 
 
 def build_client(base_url: str, *, auth: httpx.Auth | None = None, verify: str | bool = True,
@@ -87,6 +92,9 @@ def raise_for_response(resp: httpx.Response, system: str,
 async def send(client: httpx.AsyncClient, method: str, url: str, *, system: str,
                read_error: ErrorReader = _generic_error, **kwargs: Any) -> httpx.Response:
     """One request: transport failures become ``Unavailable``, HTTP errors their typed error."""
+    observer = REQUEST_OBSERVER.get()
+    if observer is not None:
+        observer(system)
     try:
         resp = await client.request(method, url, **kwargs)
     except httpx.TimeoutException as exc:

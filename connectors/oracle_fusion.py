@@ -44,8 +44,8 @@ from connectors.documents import DocumentLine, ErpDocument, ReceiptDocument
 from connectors.errors import (AuthExpired, AuthFailed, ExternalError, MappingMissing, NotFound,
                                Rejected, Unavailable)
 from connectors.http import build_client, raise_for_response, send
-from connectors.model import (ZERO, Customer, DocumentKind, ErpDocumentRef, ItemChange, quantize,
-                              to_decimal)
+from connectors.model import (ZERO, Address, Customer, DocumentKind, ErpDocumentRef, ItemChange,
+                              quantize, to_decimal)
 
 SYSTEM = "oracle_fusion"
 LABEL = "Oracle Fusion"
@@ -263,6 +263,31 @@ class _TtlCache:
         self._values[key] = (time.monotonic() + self.ttl, value)
 
 
+def _primary_address(party: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The first ``PrimaryAddress`` row of a party read with ``expand`` (a plain list, or a
+    collection object from framework v3 on); None when it has none or it was not expanded."""
+    addresses = party.get("PrimaryAddress")
+    if isinstance(addresses, Mapping):
+        addresses = addresses.get("items")
+    return dict(addresses[0]) if isinstance(addresses, list) and addresses else None
+
+
+def _party_fields(customer: Customer) -> dict[str, str]:
+    return {"OrganizationName": customer.display_name[:360], "EmailAddress": customer.email.strip(),
+            "PhoneNumber": customer.phone or customer.billing.phone}
+
+
+def _address_fields(a: Address, default_country: str) -> dict[str, str]:
+    return {k: v for k, v in {
+        "Address1": a.line1, "Address2": a.line2, "City": a.city, "State": a.state,
+        "PostalCode": a.postcode, "Country": a.country.upper() or default_country}.items() if v}
+
+
+def _differences(current: Mapping[str, Any], wanted: Mapping[str, str]) -> dict[str, str]:
+    """Wanted values Oracle does not hold yet; an empty wanted value never blanks one."""
+    return {k: v for k, v in wanted.items() if v and str(current.get(k) or "") != v}
+
+
 def _line_kind_word(line: DocumentLine) -> str:
     return f"SKU {line.sku}" if line.sku else f"{line.kind} line '{line.description}'"
 
@@ -379,11 +404,15 @@ class OracleFusionErp:
 
     async def upsert_customer(self, customer: Customer, external_id: str) -> ErpDocumentRef:
         """Party matched by external id, then e-mail, then exact name (only a party without a
-        different e-mail); created otherwise. Then its customer account (created with a primary
-        bill-to site when the party has none): the account number is what invoices bill to."""
+        different e-mail); created otherwise. A matched party takes the store's name, e-mail,
+        phone and primary address (an empty store field never blanks Oracle's) and, when it has
+        none yet, the external id. Then its customer account (created with a primary bill-to
+        site when the party has none): the account number is what invoices bill to."""
         party, created = await self._find_party(customer, external_id), False
         if party is None:
             party, created = await self._create_party(customer, external_id), True
+        else:
+            await self._update_party(party, customer, external_id)
         account = await self._account_of(party)
         if account is None:
             account = await self._create_account(party, customer)
@@ -392,37 +421,85 @@ class OracleFusionErp:
                               id=_id(account.get("AccountId")), external_ref=external_id,
                               created=created)
 
-    async def _find_party(self, customer: Customer, external_id: str) -> dict[str, Any] | None:
+    async def get_customer(self, external_id: str) -> Customer | None:
+        """The party ml-connector keeps for ``external_id``, in canonical form (the inverse of
+        what :meth:`upsert_customer` writes: the organization name comes back as ``company``)."""
+        party = await self._party_by_reference(external_id)
+        if party is None:
+            return None
+        address = _primary_address(party)
+        a = address or {}
+
+        def text(row: Mapping[str, Any], name: str) -> str:
+            return str(row.get(name) or "").strip()
+
+        phone = text(party, "PhoneNumber")
+        return Customer(email=text(party, "EmailAddress"), company=text(party, "OrganizationName"),
+                        phone=phone, billing=Address(
+                            line1=text(a, "Address1"), line2=text(a, "Address2"),
+                            city=text(a, "City"), state=text(a, "State"),
+                            postcode=text(a, "PostalCode"), country=text(a, "Country"),
+                            phone=phone))
+
+    async def _party_by_reference(self, external_id: str) -> dict[str, Any] | None:
         rows = await self._items("accounts", q_equals(
             SourceSystem=self.settings.customer_source_system,
-            SourceSystemReferenceValue=external_id), family="crmRestApi", limit=1)
-        if rows:
-            return rows[0]
+            SourceSystemReferenceValue=external_id), family="crmRestApi", limit=1,
+            expand="PrimaryAddress")
+        return rows[0] if rows else None
+
+    async def _find_party(self, customer: Customer, external_id: str) -> dict[str, Any] | None:
+        party = await self._party_by_reference(external_id)
+        if party is not None:
+            return party
         email = customer.email.strip()
         if email:
             rows = await self._items("accounts", q_equals(EmailAddress=email),
-                                     family="crmRestApi", limit=1)
+                                     family="crmRestApi", limit=1, expand="PrimaryAddress")
             if rows:
                 return rows[0]
         name = customer.display_name.strip()
         if name:
             rows = await self._items("accounts", q_equals(OrganizationName=name),
-                                     family="crmRestApi", limit=10)
+                                     family="crmRestApi", limit=10, expand="PrimaryAddress")
             for row in rows:
                 theirs = (row.get("EmailAddress") or "").strip().lower()
                 if not theirs or theirs == email.lower():
                     return row
         return None
 
+    async def _update_party(self, party: dict[str, Any], customer: Customer,
+                            external_id: str) -> None:
+        """PATCH what differs: the party's own fields, then its primary address (added when the
+        party has none and the store has a street address)."""
+        url = f"{self.settings.root('crmRestApi')}/accounts/{party['PartyNumber']}"
+        changes = _differences(party, _party_fields(customer))
+        if not party.get("SourceSystemReferenceValue"):
+            changes.update(SourceSystem=self.settings.customer_source_system,
+                           SourceSystemReferenceValue=external_id)
+        if changes:
+            await self._call("PATCH", url, body=changes)
+            party.update(changes)
+        wanted = _address_fields(customer.billing, "")
+        current = _primary_address(party)
+        if current is None and "PrimaryAddress" not in party:
+            rows = await self._all(f"{url}/child/PrimaryAddress")
+            current = rows[0] if rows else None
+        if current is not None:
+            changes = _differences(current, wanted)
+            if changes:
+                await self._call("PATCH", f"{url}/child/PrimaryAddress/"
+                                          f"{current['AddressNumber']}", body=changes)
+        elif customer.billing.line1:
+            created = parse_json(await self._call("POST", f"{url}/child/PrimaryAddress", body={
+                **wanted, "Country": wanted.get("Country") or self.settings.default_country}))
+            party["PrimaryAddress"] = [created]
+
     async def _create_party(self, customer: Customer, external_id: str) -> dict[str, Any]:
-        a = customer.billing
-        address = {k: v for k, v in {
-            "Address1": a.line1, "Address2": a.line2, "City": a.city, "State": a.state,
-            "PostalCode": a.postcode, "Country": a.country or self.settings.default_country,
-        }.items() if v}
+        address = _address_fields(customer.billing, self.settings.default_country)
         body = {k: v for k, v in {
+            **_party_fields(customer),
             "OrganizationName": (customer.display_name or external_id)[:360],
-            "EmailAddress": customer.email, "PhoneNumber": customer.phone or a.phone,
             "SourceSystem": self.settings.customer_source_system,
             "SourceSystemReferenceValue": external_id,
             "PrimaryAddress": [address]}.items() if v}
@@ -434,9 +511,8 @@ class OracleFusionErp:
         return rows[0] if rows else None
 
     async def _party_site(self, party: Mapping[str, Any]) -> str:
-        addresses = party.get("PrimaryAddress")
-        if isinstance(addresses, Mapping):  # framework v3+: a collection object
-            addresses = addresses.get("items")
+        address = _primary_address(party)
+        addresses = [address] if address is not None else []
         if not addresses:
             addresses = await self._all(f"{self.settings.root('crmRestApi')}/accounts/"
                                         f"{party['PartyNumber']}/child/PrimaryAddress")

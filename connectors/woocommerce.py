@@ -527,6 +527,34 @@ class WooCommerceStore:
     async def delete_webhook(self, webhook_id: str) -> None:
         await self._request("DELETE", f"webhooks/{_id(webhook_id)}", params={"force": "true"})
 
+    # -- diagnosis --
+
+    async def ping(self) -> dict[str, Any]:
+        """One authenticated read (a single order) proving the key pair and the auth mode.
+        On failure the report keeps the store's ``Date`` header, so ``connections test`` can
+        tell clock skew (OAuth 1.0a timestamps) from a bad key."""
+        report: dict[str, Any] = {"store": self.settings.base_url, "auth_mode": self._mode}
+        dates: list[str] = []
+
+        async def keep_date(resp: httpx.Response) -> None:
+            if resp.headers.get("Date"):
+                dates.append(resp.headers["Date"])
+
+        hooks = self._client.event_hooks["response"]
+        hooks.append(keep_date)
+        try:
+            await self._request("GET", "orders", params={"per_page": 1})
+            report.update(ok=True, auth_mode=self._mode)
+        except ExternalError as exc:
+            report.update(ok=False, error=str(exc), error_kind=exc.kind, status=exc.status)
+        except ValueError as exc:  # a 2xx that is not the REST API (a login page, a CDN)
+            report.update(ok=False, error=str(exc), error_kind="NotTheApi")
+        finally:
+            hooks.remove(keep_date)
+        if dates:
+            report["server_date"] = dates[-1]
+        return report
+
 
 # --- helpers ---------------------------------------------------------------------------
 

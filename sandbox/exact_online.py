@@ -25,9 +25,14 @@ What it simulates
 * Entities: crm/Accounts, logistics/Items, financial/GLAccounts, hrm/Costcenters,
   vat/VATCodes, financial/Journals, salesinvoice/SalesInvoices (+ SalesInvoiceLines; Type
   8020 invoice / 8021 credit note), financialtransaction/BankEntries (+ BankEntryLines),
-  system/Divisions, webhooks/WebhookSubscriptions (empty validation POST to the callback on
-  subscribe; notifications for Accounts, Items and SalesInvoices signed with ``HashCode`` =
-  uppercase hex HMAC-SHA256 of the raw ``Content`` JSON under the app's webhook secret).
+  salesorder/SalesOrders (+ SalesOrderLines) and salesorder/GoodsDeliveries (+
+  GoodsDeliveryLines, each naming its ``SalesOrderNumber``; ``TrackingNumber`` on the header and
+  lines), system/Divisions, webhooks/WebhookSubscriptions (empty validation POST to the callback
+  on subscribe; notifications for Accounts, Items, SalesInvoices, SalesOrders and
+  GoodsDeliveries signed with ``HashCode`` = uppercase hex HMAC-SHA256 of the raw ``Content``
+  JSON under the app's webhook secret).
+* ``Modified`` moves on every write (API PUT, seed update, a user's edit); ``$filter`` compares
+  dates to the millisecond, as they are shown.
 * ``sandbox.faults`` on every ``/api/v1`` request (fail_next, storm_429, lose_next_commits on
   POST/PUT/DELETE, slow_ms, expire_tokens).
 
@@ -35,10 +40,16 @@ Control surface (no auth): ``POST /_sandbox/reset``; ``POST /_sandbox/seed`` wit
 ``divisions``, ``items``, ``vat_codes``, ``gl_accounts``, ``cost_centers``, ``journals``,
 ``accounts`` (lists of records in the API's field names, optional ``division``);
 ``GET /_sandbox/documents`` (invoices, credit notes and receipts: ``your_ref``, ``type``,
-``amount``, ``currency``, ...); ``GET /_sandbox/accounts``; ``GET|POST /_sandbox/settings``;
+``amount``, ``currency``, ...); ``GET /_sandbox/accounts``; ``POST /_sandbox/accounts/{ID}``
+(an Exact user edits an account: fields in the API's names, ``Modified`` moves on, the Accounts
+webhook fires); ``POST /_sandbox/deliveries`` (``{"your_ref", "tracking_number",
+"shipping_method"?}``: a warehouse user ships the order of the sales invoice with that
+``YourRef`` — its sales order, made from the invoice's lines with the same ``YourRef`` when there
+is none, and a goods delivery of every open quantity); ``GET|POST /_sandbox/settings``;
 ``GET|POST /_sandbox/faults``; ``POST /_sandbox/expire-tokens``; ``POST /_sandbox/authorize``
 (``{"redirect_uri", "state"?}`` → ``{"code", "location"}``, no browser); ``POST
-/_sandbox/clock`` (``{"advance": seconds}``); ``GET /_sandbox/stats``;
+/_sandbox/clock`` (``{"advance": seconds}``); ``GET /_sandbox/stats`` (``by_route`` counts API
+calls as ``"METHOD service/Entity"``);
 ``GET /_sandbox/webhook-deliveries``.
 
 Choices where the reference says "unconfirmed" (or nothing) — the conservative reading
@@ -65,6 +76,8 @@ Choices where the reference says "unconfirmed" (or nothing) — the conservative
   from the customer); an ``OurRef`` must be the number of an invoice of that account. Creation
   answers 201 with the entry and its lines.
 * Created entities answer 201 ``{"d": {...}}``; PUT answers 204 without a body; DELETE 204.
+* Sales orders and goods deliveries are GET-only here (405 otherwise): the integration only
+  reads them; they come from a user's work (the control surface).
 * Quotas count every authenticated ``/api/v1`` request, in a fixed window of
   ``minute_seconds`` (60) opened by its first request; the day is a fixed 24-h window.
   Refused (429) requests are not counted. Unauthenticated requests are not metered.
@@ -225,9 +238,33 @@ WEBHOOK = EntityDef("webhooks/WebhookSubscriptions", "Exact.Web.Api.Models.Webho
     guid="ID ClientID", string="CallbackURL Topic Description", int="Division", datetime="Created"),
     frozenset("CallbackURL Topic".split()), methods=frozenset({"GET", "POST", "DELETE"}))
 
+# Sales orders and goods deliveries are read-only here: a sales order and its delivery are what an
+# Exact user records (``POST /_sandbox/deliveries``), never something the integration posts.
+READ = frozenset({"GET"})
+ORDER_LINE = EntityDef("salesorder/SalesOrderLines", "Exact.Web.Api.Models.SalesOrderLine", "ID", _f(
+    guid="ID OrderID Item", string="Description ItemCode UnitCode", int="LineNumber OrderNumber",
+    decimal="Quantity QuantityDelivered NetPrice AmountFC", datetime="DeliveryDate Modified"),
+    frozenset(), methods=READ)
+SALES_ORDER = EntityDef("salesorder/SalesOrders", "Exact.Web.Api.Models.SalesOrder", "OrderID", _f(
+    guid="OrderID OrderedBy InvoiceTo DeliverTo", string="YourRef Description Currency Remarks OrderedByName "
+    "StatusDescription DeliveryStatusDescription", int="OrderNumber Status DeliveryStatus",
+    decimal="AmountFC", datetime="OrderDate DeliveryDate Created Modified"),
+    frozenset(), lines="SalesOrderLines", line_entity="salesorder/SalesOrderLines", methods=READ)
+DELIVERY_LINE = EntityDef("salesorder/GoodsDeliveryLines", "Exact.Web.Api.Models.GoodsDeliveryLine", "ID", _f(
+    guid="ID EntryID Item SalesOrderLineID", string="Description ItemCode TrackingNumber Notes",
+    int="LineNumber SalesOrderLineNumber SalesOrderNumber", decimal="QuantityDelivered QuantityOrdered",
+    datetime="DeliveryDate Created Modified"), frozenset(), methods=READ)
+DELIVERY = EntityDef("salesorder/GoodsDeliveries", "Exact.Web.Api.Models.GoodsDelivery", "EntryID", _f(
+    guid="EntryID DeliveryAccount ShippingMethod", string="DeliveryAccountCode DeliveryAccountName Description "
+    "Remarks TrackingNumber ShippingMethodCode ShippingMethodDescription", int="DeliveryNumber EntryNumber Division",
+    datetime="DeliveryDate Created Modified"),
+    frozenset(), lines="GoodsDeliveryLines", line_entity="salesorder/GoodsDeliveryLines", methods=READ)
+
 ENTITIES = {e.path.lower(): e for e in (ACCOUNT, ITEM, GL_ACCOUNT, COST_CENTER, VAT_CODE, JOURNAL, INVOICE,
-                                        INVOICE_LINE, BANK_ENTRY, BANK_LINE, DIVISION, WEBHOOK)}
-WEBHOOK_TOPICS = {"Accounts": ACCOUNT, "Items": ITEM, "SalesInvoices": INVOICE}
+                                        INVOICE_LINE, BANK_ENTRY, BANK_LINE, DIVISION, WEBHOOK, SALES_ORDER,
+                                        ORDER_LINE, DELIVERY, DELIVERY_LINE)}
+WEBHOOK_TOPICS = {"Accounts": ACCOUNT, "Items": ITEM, "SalesInvoices": INVOICE, "SalesOrders": SALES_ORDER,
+                  "GoodsDeliveries": DELIVERY}
 TOPIC_OF = {e.path: t for t, e in WEBHOOK_TOPICS.items()}
 
 
@@ -387,6 +424,8 @@ def _filter_value(value: Any, kind: str) -> Any:
         return Decimal(str(value))
     if kind == G:
         return str(value).lower()
+    if kind == T:
+        return int(value * 1000) / 1000  # compared as stored and shown: to the millisecond
     return value
 
 
@@ -439,6 +478,8 @@ class Division:
     next_invoice: int = 26000001
     next_entry: int = 1
     next_account: int = 1
+    next_order: int = 1
+    next_delivery: int = 1
 
     def table(self, entity: EntityDef) -> dict[str, dict]:
         return self.records[entity.path.lower()]
@@ -476,7 +517,7 @@ class ExactState:
         self.stats: dict[str, Any] = {"api_requests": 0, "by_status": {}, "token_requests": 0,
                                       "by_grant": {}, "refreshes": 0, "refresh_reused": 0,
                                       "refresh_too_early": 0, "refresh_expired": 0, "rate_limited": 0,
-                                      "unauthorized": 0, "authorizations": 0}
+                                      "unauthorized": 0, "authorizations": 0, "by_route": {}}
 
     def add_division(self, code: int, description: str, currency: str = "EUR", country: str = "NL") -> Division:
         div = self.divisions.get(code) or Division(code, description, currency, country)
@@ -565,6 +606,65 @@ class ExactState:
                  "X-RateLimit-Minutely-Limit": str(s.minutely_limit),
                  "X-RateLimit-Minutely-Remaining": str(int(s.minutely_limit - q["min_count"])),
                  "X-RateLimit-Minutely-Reset": minute_reset}, True)
+
+    # ---- what an Exact user does
+
+    def account_by_id(self, account_id: str) -> tuple[Division, dict] | None:
+        for div in self.divisions.values():
+            record = div.table(ACCOUNT).get(str(account_id).lower())
+            if record is not None:
+                return div, record
+        return None
+
+    def sales_order_for(self, div: Division, invoice: dict) -> dict:
+        """The sales order of an invoice's ``YourRef`` (made from its lines when there is none)."""
+        ref = invoice.get("YourRef") or ""
+        found = next((o for o in div.table(SALES_ORDER).values() if ref and o.get("YourRef") == ref), None)
+        if found is not None:
+            return found
+        order_id, number = str(uuid.uuid4()), div.next_order
+        div.next_order += 1
+        lines = [{"ID": str(uuid.uuid4()), "OrderID": order_id, "OrderNumber": number, "LineNumber": n,
+                  "Item": ln["Item"], "ItemCode": ln.get("ItemCode"), "Description": ln.get("Description"),
+                  "Quantity": ln["Quantity"], "QuantityDelivered": Decimal(0), "NetPrice": ln["NetPrice"],
+                  "AmountFC": ln["AmountFC"], "Modified": self.now()}
+                 for n, ln in enumerate(invoice["SalesInvoiceLines"], 1)]
+        for ln in lines:
+            div.table(ORDER_LINE)[ln["ID"]] = ln
+        customer = div.table(ACCOUNT).get(str(invoice["OrderedBy"]).lower()) or {}
+        return self.add(div, SALES_ORDER, {
+            "OrderID": order_id, "OrderNumber": number, "YourRef": ref, "OrderedBy": invoice["OrderedBy"],
+            "InvoiceTo": invoice["OrderedBy"], "DeliverTo": invoice["OrderedBy"],
+            "OrderedByName": customer.get("Name"), "Currency": invoice["Currency"],
+            "Description": invoice.get("Description"), "AmountFC": invoice["AmountFC"],
+            "OrderDate": invoice.get("OrderDate") or self.now(), "Status": 12, "StatusDescription": "Open",
+            "DeliveryStatus": 12, "SalesOrderLines": lines})
+
+    def deliver(self, div: Division, order: dict, tracking_number: str, shipping_method: str = "") -> dict:
+        """A goods delivery of every open quantity of ``order`` (the order becomes complete)."""
+        entry_id, number, now = str(uuid.uuid4()), div.next_delivery, self.now()
+        div.next_delivery += 1
+        customer = div.table(ACCOUNT).get(str(order["OrderedBy"]).lower()) or {}
+        lines = []
+        for n, ol in enumerate(order["SalesOrderLines"], 1):
+            open_qty = ol["Quantity"] - ol["QuantityDelivered"]
+            ol["QuantityDelivered"] = ol["Quantity"]
+            ol["Modified"] = now
+            lines.append({"ID": str(uuid.uuid4()), "EntryID": entry_id, "LineNumber": n, "Item": ol["Item"],
+                          "ItemCode": ol.get("ItemCode"), "Description": ol.get("Description"),
+                          "QuantityOrdered": ol["Quantity"], "QuantityDelivered": open_qty,
+                          "SalesOrderLineID": ol["ID"], "SalesOrderLineNumber": ol["LineNumber"],
+                          "SalesOrderNumber": order["OrderNumber"], "TrackingNumber": None,
+                          "DeliveryDate": now, "Created": now, "Modified": now})
+        for ln in lines:
+            div.table(DELIVERY_LINE)[ln["ID"]] = ln
+        order.update(Status=21, StatusDescription="Complete", DeliveryStatus=21, Modified=now)
+        return self.add(div, DELIVERY, {
+            "EntryID": entry_id, "DeliveryNumber": number, "EntryNumber": number, "Division": div.code,
+            "DeliveryAccount": order["OrderedBy"], "DeliveryAccountCode": customer.get("Code"),
+            "DeliveryAccountName": customer.get("Name"), "Description": order.get("Description"),
+            "TrackingNumber": tracking_number or None, "ShippingMethodCode": shipping_method or None,
+            "DeliveryDate": now, "GoodsDeliveryLines": lines})
 
     # ---- read-outs
 
@@ -930,6 +1030,8 @@ class Api:
             if request.method not in entity.methods:
                 raise BadRequest(f"The HTTP method '{request.method}' is not allowed here.", 405)
             div = self.state.divisions[division]
+            route = f"{request.method} {entity.path}"
+            self.state.stats["by_route"][route] = self.state.stats["by_route"].get(route, 0) + 1
             key = _key(m.group("key"), entity) if m.group("key") is not None else None
             base = f"{request.url.scheme}://{request.url.netloc}/api/v1/{division}"
             if request.method == "GET":
@@ -1204,6 +1306,38 @@ class Control:
         return JSON([{"division": div.code, **{k: v for k, v in a.items() if k not in ("Created", "Modified")}}
                      for div in self.state.divisions.values() for a in div.table(ACCOUNT).values()])
 
+    async def update_account(self, request: Request) -> Response:
+        """An Exact user edits an account: fields in the API's names; ``Modified`` moves on."""
+        found = self.state.account_by_id(request.path_params["account_id"])
+        if found is None:
+            return odata_error(404, "The requested record does not exist.")
+        div, record = found
+        try:
+            Rules(self.state).update(div, ACCOUNT, record, _body(await request.body()) or {})
+        except BadRequest as exc:
+            return odata_error(exc.status, str(exc))
+        self.api_notify(div, ACCOUNT, record, "Update")
+        return JSON({k: v for k, v in record.items() if k not in ("Created", "Modified")})
+
+    async def record_delivery(self, request: Request) -> Response:
+        """A warehouse user ships an order: ``{"your_ref", "tracking_number", "shipping_method"?}``
+        → the sales order of the invoice with that ``YourRef`` (made from its lines when there is
+        none) and a goods delivery of it carrying the tracking number."""
+        body = _body(await request.body()) or {}
+        ref = str(body.get("your_ref") or "")
+        for div in self.state.divisions.values():
+            invoice = next((i for i in div.table(INVOICE).values()
+                            if i["Type"] == 8020 and ref and i.get("YourRef") == ref), None)
+            if invoice is None:
+                continue
+            order = self.state.sales_order_for(div, invoice)
+            delivery = self.state.deliver(div, order, str(body.get("tracking_number") or ""),
+                                          str(body.get("shipping_method") or ""))
+            self.api_notify(div, DELIVERY, delivery, "Create")
+            return JSON({"EntryID": delivery["EntryID"], "DeliveryNumber": delivery["DeliveryNumber"],
+                         "SalesOrderNumber": order["OrderNumber"], "division": div.code})
+        return odata_error(404, f"No sales invoice has YourRef {ref!r}.")
+
     async def settings(self, request: Request) -> Response:
         if request.method == "POST":
             try:
@@ -1244,6 +1378,8 @@ class Control:
             Route("/_sandbox/seed", self.seed, methods=["POST"]),
             Route("/_sandbox/documents", self.documents, methods=["GET"]),
             Route("/_sandbox/accounts", self.accounts, methods=["GET"]),
+            Route("/_sandbox/accounts/{account_id}", self.update_account, methods=["POST"]),
+            Route("/_sandbox/deliveries", self.record_delivery, methods=["POST"]),
             Route("/_sandbox/settings", self.settings, methods=["GET", "POST"]),
             Route("/_sandbox/expire-tokens", self.expire_tokens, methods=["POST"]),
             Route("/_sandbox/authorize", self.authorize, methods=["POST"]),

@@ -35,7 +35,8 @@ Control surface (no auth): ``POST /_sandbox/reset``; seeding ``POST /_sandbox/it
 ``/_sandbox/cost-centers`` (cost centre segment values), ``/_sandbox/combinations``
 (``{"combination", "enabled"}``), ``/_sandbox/tax-codes`` (``{code, rate?, regime?}``),
 ``/_sandbox/receipt-methods`` (``{name, bank_account?}``), ``/_sandbox/customers`` (existing
-parties with accounts: ``{name, email?, source_reference?}``); ``GET /_sandbox/documents``;
+parties with accounts: ``{name, email?, source_reference?}``); ``GET /_sandbox/parties`` (the CRM
+parties with their primary addresses); ``GET /_sandbox/documents``;
 ``POST /_sandbox/automatch`` (the *Apply Receipts Using AutoMatch* process);
 ``GET|POST /_sandbox/settings``; ``GET|POST /_sandbox/faults``; ``POST /_sandbox/expire-tokens``;
 ``GET /_sandbox/stats``; ``GET /_sandbox/requests``.
@@ -77,7 +78,12 @@ Unconfirmed in the reference → the conservative choice made here
 * ``receiptMethods`` items: ``ReceiptMethodId``, ``Name``, ``ReceiptClass``, ``BankAccountNumber``.
 * Quota: ``requests_per_minute`` counts authenticated API requests in a fixed 60-s window; the
   429 body is plain text.  The token endpoint has its own ``token_requests_per_minute``.
-* Not modelled: batch, ``Upsert-Mode``, ``If-Match``/412, PATCH, ``describe``.
+* ``PATCH`` exists for CRM ``accounts`` items (the party's own attributes, ``SourceSystem``
+  reference included, unique as on create) and their ``PrimaryAddress`` child items, and ``POST``
+  adds a primary address (``Country`` required); only the attributes sent change, and the
+  party's ``LastUpdateDate`` moves on.  The answer is the changed item (200, 201 for a POST).
+* Not modelled: batch, ``Upsert-Mode``, ``If-Match``/412, PATCH of Receivables resources,
+  ``describe``.
 * ``/_sandbox/reset`` clears business data, counters, the quota window, settings and faults;
   lookups are reseeded with the defaults; issued tokens survive.
 """
@@ -468,13 +474,17 @@ class OracleState:
                  "SourceSystemReferenceValue": body.get("SourceSystemReferenceValue"),
                  "CreationDate": now_iso(), "LastUpdateDate": now_iso(), "PrimaryAddress": []}
         for address in body.get("PrimaryAddress") or []:
-            address_id = self.next_id()
-            party["PrimaryAddress"].append({
-                "AddressId": address_id, "AddressNumber": f"CDRM_{address_id}",
-                **{k: address.get(k) for k in ("Address1", "Address2", "City", "State",
-                                               "PostalCode", "Country")}})
+            self.add_address(party, address)
         self.parties[party["PartyNumber"]] = party
         return party
+
+    def add_address(self, party: dict, address: dict) -> dict:
+        address_id = self.next_id()
+        row = {"AddressId": address_id, "AddressNumber": f"CDRM_{address_id}",
+               **{k: address.get(k) for k in ("Address1", "Address2", "City", "State",
+                                              "PostalCode", "Country")}}
+        party["PrimaryAddress"].append(row)
+        return row
 
     def create_account(self, party_id: int, name: str, party_site_id: int) -> dict:
         account_id = self.next_id()
@@ -1195,6 +1205,8 @@ class Api:
         if record is None:
             raise ApiError(404, f"The {resource} item {rest[0]} doesn't exist.")
         href = f"{href}/{rest[0]}"
+        if resource == "accounts" and method in ("PATCH", "POST"):
+            return self._committed(await self.change_party(request, record, rest, view, href))
         if len(rest) == 1:
             if method == "GET":
                 return JSON(render(record, href, view, children))
@@ -1279,6 +1291,55 @@ class Api:
         full = View(view.version, view.base, False, None, set(children))
         return JSON(render(record, href, full, children), status_code=201,
                     headers={"Location": href})
+
+    async def change_party(self, request: Request, party: dict, rest: list[str], view: View,
+                           href: str) -> Response:
+        """``PATCH accounts/{PartyNumber}``, ``POST …/child/PrimaryAddress`` and ``PATCH
+        …/child/PrimaryAddress/{AddressNumber}``: only the attributes sent change."""
+        ctype = request.headers.get("content-type", "")
+        if not (ctype.startswith("application/json")
+                or ctype.startswith("application/vnd.oracle.adf.resourceitem+json")):
+            raise ApiError(415, f"The media type {ctype or '(none)'} isn't supported.")
+        body = await _json(request)
+        method = request.method
+        if len(rest) == 1 and method == "PATCH":
+            where = f"accounts/{rest[0]}"
+            body = _check_fields(body, PARTY_FIELDS - {"PrimaryAddress", "PartyNumber"}, where)
+            if "OrganizationName" in body:
+                _text(body, "OrganizationName", where, required=True, max_len=360)
+            source = body.get("SourceSystem", party.get("SourceSystem"))
+            ref = body.get("SourceSystemReferenceValue", party.get("SourceSystemReferenceValue"))
+            if ref is not None and ("SourceSystem" in body or "SourceSystemReferenceValue" in body):
+                if source not in self.state.lookups["source_systems"]:
+                    raise bad(f"The source system {source} isn't defined.", f"{where}/SourceSystem")
+                if any(p is not party and p["SourceSystem"] == source
+                       and p["SourceSystemReferenceValue"] == ref for p in self.state.parties.values()):
+                    raise bad(f"The source system reference {source} {ref} already exists.",
+                              f"{where}/SourceSystemReferenceValue")
+            party.update(body)
+            party["LastUpdateDate"] = now_iso()
+            return JSON(render(party, href, view, ("PrimaryAddress",)))
+        if len(rest) in (3, 4) and rest[1] == "child" and rest[2] == "PrimaryAddress":
+            where = f"accounts/{rest[0]}/child/PrimaryAddress"
+            body = _check_fields(body, ADDRESS_FIELDS, where)
+            if len(rest) == 3 and method == "POST":
+                _text(body, "Country", where, required=True)
+                address = self.state.add_address(party, body)
+                status = 201
+            elif len(rest) == 4 and method == "PATCH":
+                address = next((a for a in party["PrimaryAddress"] if a["AddressNumber"] == rest[3]), None)
+                if address is None:
+                    raise ApiError(404, f"The child item {rest[3]} doesn't exist.")
+                if "Country" in body:
+                    _text(body, "Country", where, required=True)
+                address.update(body)
+                status = 200
+            else:
+                raise ApiError(405, f"The method {method} isn't allowed on {where}.")
+            party["LastUpdateDate"] = now_iso()
+            return JSON(render(address, f"{href}/child/PrimaryAddress/{address['AddressNumber']}", view),
+                        status_code=status)
+        raise ApiError(405, f"The method {method} isn't allowed on {'/'.join(['accounts', *rest])}.")
 
     def create_party(self, body: Any) -> dict:
         where = "accounts"
@@ -1544,6 +1605,9 @@ class Control:
                 self.state.add_customer(row["name"], row.get("email", ""), row.get("source_reference", ""))
         return JSON([{k: v for k, v in a.items() if k != "sites"} for a in self.state.accounts.values()])
 
+    async def parties(self, request: Request) -> Response:
+        return JSON(list(self.state.parties.values()))
+
     async def documents(self, request: Request) -> Response:
         kind = request.query_params.get("kind")
         return JSON([d for d in self.state.documents() if kind is None or d["kind"] == kind])
@@ -1579,6 +1643,7 @@ class Control:
             Route("/_sandbox/tax-codes", self.tax_codes, methods=["POST"]),
             Route("/_sandbox/receipt-methods", self.receipt_methods, methods=["POST"]),
             Route("/_sandbox/customers", self.customers, methods=["GET", "POST"]),
+            Route("/_sandbox/parties", self.parties, methods=["GET"]),
             Route("/_sandbox/documents", self.documents, methods=["GET"]),
             Route("/_sandbox/automatch", self.automatch, methods=["POST"]),
             Route("/_sandbox/settings", self.settings, methods=["GET", "POST"]),

@@ -181,6 +181,36 @@ def cmd_status(args, env: Environment) -> int:
     return 0
 
 
+def cmd_audit(args, env: Environment) -> int:
+    from starter.audit import OrderNotFound, as_json, audit, render
+    from starter.temporal import connect
+
+    store = open_store(env)
+    if args.connection:
+        store.get_connection(args.connection)  # an unknown name: one line, exit 2
+
+    async def run() -> list:
+        client = await connect(env, store.vault.keyring)
+        return await audit(client, store, args.connection, args.order_number)
+
+    try:
+        timeline = asyncio.run(run())
+    except OrderNotFound as exc:
+        raise UsageError(str(exc)) from None
+    print(as_json(timeline) if args.json else render(args.order_number, timeline))
+    return 0
+
+
+def cmd_connections_test(args, env: Environment) -> int:
+    from starter.diagnose import as_json, passed, render, test_connection
+
+    store = open_store(env)
+    conn = store.get_connection(args.name)
+    findings = asyncio.run(test_connection(store, conn))
+    print(json.dumps(as_json(findings), indent=2) if args.json else render(conn, findings))
+    return 0 if passed(findings) else 1
+
+
 def cmd_schedules_apply(args, env: Environment) -> int:
     from starter.temporal import connect
     from workflows.schedules import apply_schedules
@@ -300,6 +330,10 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="health, poll watermark, order counts, parked orders")
     st.add_argument("connection", nargs="?")
     st.add_argument("--json", action="store_true")
+    au = sub.add_parser("audit", help="an order's timeline from its workflow history and the ledger")
+    au.add_argument("order_number", help="the store's order number")
+    au.add_argument("--connection", help="only this connection (default: every connection)")
+    au.add_argument("--json", action="store_true")
     rp = sub.add_parser("replay", help="replay orders after the cause was fixed")
     rp.add_argument("connection")
     rp.add_argument("--order", action="append", help="store order id (default: every parked/failed)")
@@ -349,6 +383,10 @@ def parser() -> argparse.ArgumentParser:
     auth.add_argument("--code", help="the code (or the whole redirect URL) from the browser")
     auth.add_argument("--port", type=int, help="serve the redirect on 127.0.0.1:PORT instead")
     conns.add_parser("list")
+    ct = conns.add_parser("test", help="reach the store and the ERP with the stored credentials "
+                                       "and say what is wrong (exit 1 unless both pass)")
+    ct.add_argument("name")
+    ct.add_argument("--json", action="store_true")
     conns.add_parser("show").add_argument("name")
     mp = conns.add_parser("map", help="add SKU/tax/payment/GL mappings and replay parked orders")
     mp.add_argument("name")
@@ -364,6 +402,7 @@ COMMANDS = {
     ("connections", "add"): cmd_connections_add, ("connections", "list"): cmd_connections_list,
     ("connections", "show"): cmd_connections_show, ("connections", "map"): cmd_connections_map,
     ("connections", "authorize"): cmd_connections_authorize,
+    ("audit", None): cmd_audit, ("connections", "test"): cmd_connections_test,
     ("replay", None): cmd_replay, ("status", None): cmd_status, ("backfill", None): cmd_backfill,
     ("schedules", "apply"): cmd_schedules_apply, ("schedules", "list"): cmd_schedules_list, ("worker", None): cmd_worker, ("receiver", None): cmd_receiver,
     ("demo", None): cmd_demo, ("dev", None): cmd_dev,

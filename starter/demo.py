@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from activities.messages import PollInput, PollResult
 from connections.config import Connection, Environment, open_store
@@ -31,6 +32,13 @@ DEMO_PAIRS = (("woocommerce", "acumatica"), ("bigcommerce", "acumatica"),
 SHORT = {"woocommerce": "woo", "bigcommerce": "bc", "acumatica": "acumatica",
          "oracle_fusion": "oracle", "exact_online": "exact"}
 console = Console()
+
+
+def quiet_runtime() -> Runtime:
+    """The SDK core warns on stderr when a busy laptop stretches a workflow task; the demo's
+    console is for the books, so only errors come through."""
+    quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet)))
 
 
 def connection_id(store_system: str, erp_system: str) -> str:
@@ -120,7 +128,7 @@ async def run_demo(*, orders: int = 200, home: Path = Path(".ml-connector/demo")
     try:
         env = Environment(home=home, temporal_address=f"127.0.0.1:{temporal_port}")
         store = open_store(env)
-        client = await connect(env, store.vault.keyring)
+        client = await connect(env, store.vault.keyring, runtime=quiet_runtime())
         for i, (store_system, erp_system) in enumerate(pairs):
             stack = Stack(client, store, home / f"pair{i}", TASK_QUEUE, store_system=store_system,
                           erp_system=erp_system, run_worker=(i == 0))  # one worker serves all
@@ -140,7 +148,7 @@ async def run_demo(*, orders: int = 200, home: Path = Path(".ml-connector/demo")
         console.print("[green]every pair reconciles[/green]" if ok else "[red]NOT reconciled[/red]")
         return 0 if ok else 1
     finally:
-        for stack, _ in reversed(stacks):
+        for stack, _ in stacks:  # the worker's stack first: its clients hold the others' sockets
             await stack.__aexit__(None, None, None)
         server.terminate()
         server.wait(10)

@@ -37,7 +37,7 @@ class _Oversize(Exception):
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _Oversize
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -92,10 +92,12 @@ def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *
             event = reader.parse_webhook(request.headers, body)
         except ValueError as exc:
             return _answer(400, f"malformed webhook: {exc}")
-        if event is not None and event.resource == "order" and not event.resource_id.isdigit():
+        if event is not None and event.resource == "order" and not (
+                event.resource_id.isascii() and event.resource_id.isdigit()):
             return _answer(400, "malformed webhook: the order id is missing")
         wanted = event is not None and (event.resource == "order" or (
-            event.resource == "customer" and conn.customer_sync and event.resource_id.isdigit()))
+            event.resource == "customer" and conn.customer_sync and event.resource_id.isascii()
+            and event.resource_id.isdigit()))
         if not wanted:
             return _answer(200, "ignored: topic not handled", topic=getattr(event, "topic", None))
         try:
@@ -123,6 +125,8 @@ def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *
         log.error("receiver.error", error=type(exc).__name__)
         return _answer(500, "internal error")
 
-    return Starlette(routes=[Route("/webhooks/{connection_id}/{source}", webhook, methods=["POST"]),
-                             Route("/healthz", health)],
-                     exception_handlers={Exception: server_error})
+    app = Starlette(routes=[Route("/webhooks/{connection_id}/{source}", webhook, methods=["POST"]),
+                            Route("/healthz", health)],
+                    exception_handlers={Exception: server_error})
+    app.router.redirect_slashes = False  # a store must not be sent elsewhere: 404 it is
+    return app

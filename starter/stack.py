@@ -111,13 +111,17 @@ class Stack:
         return served
 
     def start_worker(self) -> None:
-        from worker import build_worker
+        from worker import build_worker, run_erp_workers
 
         self.worker = build_worker(self.client, self.runtime, self.task_queue)
         self.worker_task = asyncio.create_task(self.worker.run(), name="worker")
+        self.quota_task = asyncio.create_task(
+            run_erp_workers(self.client, self.runtime, self.task_queue, every=1.0), name="quotas")
 
     async def stop_worker(self) -> None:
         if self.worker_task is not None:
+            self.quota_task.cancel()
+            await asyncio.gather(self.quota_task, return_exceptions=True)
             await self.worker.shutdown()
             self.worker_task = None
 

@@ -7,6 +7,7 @@ import dataclasses
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.runtime import Runtime
 
 from connections.config import Environment
 from connections.vault import Keyring
@@ -24,11 +25,13 @@ class TemporalUnavailable(Exception):
     """The Temporal frontend did not answer (the CLI prints this as one line)."""
 
 
-async def connect(env: Environment, keyring: Keyring | None = None) -> Client:
+async def connect(env: Environment, keyring: Keyring | None = None, *,
+                  runtime: Runtime | None = None) -> Client:
+    """``runtime``: the worker's telemetry runtime (Prometheus), when metrics are on."""
     keyring = keyring or Keyring.load(env.key_file)
     try:
         return await Client.connect(env.temporal_address, namespace=env.namespace,
-                                    data_converter=data_converter(keyring))
+                                    data_converter=data_converter(keyring), runtime=runtime)
     except RuntimeError as exc:
         raise TemporalUnavailable(
             f"Temporal at {env.temporal_address} (namespace {env.namespace}) is unreachable: "

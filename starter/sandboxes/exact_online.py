@@ -99,5 +99,22 @@ class ExactOnlineSandbox:
     async def expire_tokens(self, control: httpx.AsyncClient, url: str) -> None:
         _ok(await control.post(url + "/_sandbox/expire-tokens"))
 
+    # what an Exact user does, for the customer-sync and shipment scenarios -------------------
+    async def update_account(self, control: httpx.AsyncClient, url: str, account_id: str,
+                             fields: dict[str, Any]) -> dict[str, Any]:
+        """Edit an account as a user would (API field names); its ``Modified`` moves on."""
+        return _ok(await control.post(f"{url}/_sandbox/accounts/{account_id}", json=fields))
+
+    async def record_delivery(self, control: httpx.AsyncClient, url: str, your_ref: str,
+                              tracking_number: str, shipping_method: str = "") -> dict[str, Any]:
+        """Ship the order whose invoice has ``your_ref``: a sales order and its goods delivery."""
+        return _ok(await control.post(url + "/_sandbox/deliveries", json={
+            "your_ref": your_ref, "tracking_number": tracking_number,
+            "shipping_method": shipping_method}))
+
+    async def requests_by_route(self, control: httpx.AsyncClient, url: str) -> dict[str, int]:
+        """API calls so far by ``"METHOD service/Entity"`` (e.g. ``"PUT crm/Accounts"``)."""
+        return _ok(await control.get(url + "/_sandbox/stats"))["by_route"]
+
 
 ADAPTER = ExactOnlineSandbox()

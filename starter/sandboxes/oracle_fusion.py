@@ -79,5 +79,13 @@ class OracleFusionSandbox:
     async def expire_tokens(self, control: httpx.AsyncClient, url: str) -> None:
         _ok(await control.post(url + "/_sandbox/expire-tokens"))
 
+    async def parties(self, control: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
+        """The CRM parties (name, e-mail, source reference) with their primary addresses."""
+        return _ok(await control.get(url + "/_sandbox/parties"))
+
+    async def requests_by_route(self, control: httpx.AsyncClient, url: str) -> dict[str, int]:
+        """API calls so far by ``"METHOD resource"`` (e.g. ``"PATCH accounts"``)."""
+        return _ok(await control.get(url + "/_sandbox/stats"))["by_route"]
+
 
 ADAPTER = OracleFusionSandbox()

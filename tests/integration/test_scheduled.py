@@ -142,3 +142,22 @@ async def test_schedules_apply_is_idempotent_and_survives_a_worker_restart(stack
     assert stack.store.get_watermark(conn.id, "orders_modified") is not None
     for sid in first:
         await stack.client.get_schedule_handle(sid).delete()
+
+
+async def test_erp_calls_ride_the_connections_quota_queue(stack):
+    """With an ERP quota, the connection's ERP activities run on their own task queue, which
+    the server rate limits for every worker at once; the other activities stay on the main."""
+    conn = await stack.add_connection(uid("quota"), register_webhooks=False)
+    conn.erp_requests_per_minute = 900
+    stack.store.save_connection(conn)
+    await asyncio.sleep(1.5)  # the worker picks the new quota up
+    order = await place_order(stack)
+    await catch_up(stack, conn.id, since=datetime.now(timezone.utc) - timedelta(minutes=5))
+    await wait_order_state(stack, conn.id, order["id"])
+    history = await stack.client.get_workflow_handle(f"order/{conn.id}/{order['id']}").fetch_history()
+    queues = {e.activity_task_scheduled_event_attributes.activity_type.name:
+              e.activity_task_scheduled_event_attributes.task_queue.name
+              for e in history.events if e.HasField("activity_task_scheduled_event_attributes")}
+    quota_queue = f"{stack.task_queue}/erp/{conn.id}"
+    assert {queues[a] for a in ("upsert_customer", "post_invoice", "post_receipt")} == {quota_queue}
+    assert queues["fetch_order"] == stack.task_queue

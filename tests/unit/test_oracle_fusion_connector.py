@@ -1,5 +1,6 @@
-"""The Oracle Fusion connector against recorded-shape responses (no sandbox): wire format,
-error mapping, customer matching order, GL rules and reference-data validation."""
+"""The Oracle Fusion connector against recorded-shape responses: wire format, error mapping,
+customer matching order, GL rules and reference-data validation; and customer updates against
+the simulator through the ASGI transport."""
 from __future__ import annotations
 
 import json
@@ -49,7 +50,11 @@ class Recorder:
 
     def queries(self, resource: str) -> list[str]:
         return [parse_qs(urlsplit(str(r.url)).query)["q"][0] for r in self.requests
-                if resource in r.url.path and r.method == "GET"]
+                if resource in r.url.path and r.method == "GET" and "q=" in str(r.url)]
+
+    def patches(self) -> list[tuple[str, dict]]:
+        return [(r.url.path.split("/resources/11.13.18.05/")[-1], json.loads(r.content))
+                for r in self.requests if r.method == "PATCH"]
 
     def posts(self) -> list[httpx.Request]:
         return [r for r in self.requests if r.method == "POST"]
@@ -201,7 +206,8 @@ async def test_customer_matched_by_external_id_then_email_then_name():
     rec = Recorder({("GET", "accounts"): [
         httpx.Response(200, content=fixture("empty_collection.json")),  # external id
         httpx.Response(200, content=fixture("empty_collection.json")),  # e-mail
-        httpx.Response(200, content=fixture("accounts_by_name.json"))],  # name
+        httpx.Response(200, content=fixture("accounts_by_name.json")),  # name
+        httpx.Response(200, content=fixture("empty_collection.json"))],  # its addresses
         ("GET", "receivablesCustomerAccountActivities"): account})
     ann = Customer(store_id="5", email="ann@example.com", first_name="Ann", last_name="Buyer",
                    billing=Address(country="US"))
@@ -213,6 +219,10 @@ async def test_customer_matched_by_external_id_then_email_then_name():
     assert rec.queries("receivablesCustomerAccountActivities") == ["CustomerId='300100012'"]
     assert (ref.kind, ref.number, ref.created) == ("customer", "10007", False)
     assert rec.posts() == []
+    # the match takes the store's e-mail and, having none, the external id
+    assert rec.patches() == [("accounts/CDRM_300100012", {
+        "EmailAddress": "ann@example.com", "SourceSystem": "WEBSTORE",
+        "SourceSystemReferenceValue": "WC-C5"})]
 
 
 async def test_line_without_gl_rule_parks_before_any_request():
@@ -269,3 +279,40 @@ def test_oauth_needs_a_token_url():
     with pytest.raises(ValueError, match="token_url"):
         open_connector({**SETTINGS, "auth": "oauth2"}, {"client_id": "c", "client_secret": "s"},
                        tokens=MemoryTokenStore())
+
+
+async def test_changed_store_customer_updates_the_matched_party_against_the_sandbox():
+    """Through the simulator (ASGI): a second upsert with a new e-mail, name and address PATCHes
+    the party and its primary address, the account stays, and get_customer reads it back."""
+    from sandbox import oracle_fusion as sandbox
+
+    app = sandbox.create_app()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as control:
+        connector = open_connector({**SETTINGS}, CREDENTIALS, tokens=MemoryTokenStore(),
+                                   transport=transport)
+        ann = Customer(store_id="5", email="ann@example.com", first_name="Ann", last_name="Buyer",
+                       billing=Address(line1="1 Main St", city="Oakland", state="CA",
+                                       postcode="94607", country="US"))
+        first = await connector.upsert_customer(ann, "WC-C5")
+        moved = ann.model_copy(update={
+            "email": "ann.smith@example.com", "last_name": "Smith", "phone": "555-0101",
+            "billing": ann.billing.model_copy(update={"line1": "9 New Rd", "city": "Berkeley"})})
+        again = await connector.upsert_customer(moved, "WC-C5")
+        assert (again.number, again.created, first.created) == (first.number, False, True)
+        [party] = (await control.get("/_sandbox/parties")).json()
+        assert (party["OrganizationName"], party["EmailAddress"], party["PhoneNumber"]) == (
+            "Ann Smith", "ann.smith@example.com", "555-0101")
+        assert (party["PrimaryAddress"][0]["Address1"], party["PrimaryAddress"][0]["City"]) == (
+            "9 New Rd", "Berkeley")
+        back = await connector.get_customer("WC-C5")
+        assert (back.company, back.email, back.billing.city, back.billing.postcode) == (
+            "Ann Smith", "ann.smith@example.com", "Berkeley", "94607")
+        assert await connector.get_customer("WC-C6") is None
+        routes = app.state.oracle.stats["by_route"]
+        patches = routes.get("PATCH accounts", 0)
+        assert patches == 2  # the party, then its address
+        await connector.upsert_customer(moved, "WC-C5")
+        assert app.state.oracle.stats["by_route"].get("PATCH accounts", 0) == patches
+        assert len((await control.get("/_sandbox/customers")).json()) == 1
+        await connector.aclose()

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import re
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import httpx
@@ -193,3 +194,38 @@ async def test_an_unused_refresh_token_expires_after_30_days(client):
     await client.post("/_sandbox/clock", json={"advance": 31 * 86400})
     expired = await refresh(client, t["refresh_token"])
     assert expired.status_code == 400 and "expired" in expired.json()["error_description"]
+
+
+async def test_account_modified_moves_on_every_write_and_filters_by_modified(client):
+    h = bearer(await tokens(client))
+    created = await client.post(f"{DIV}/crm/Accounts", headers=h, json={"Name": "Ann", "Code": "5"})
+    account = created.json()["d"]
+    stamp = lambda a: int(re.match(r"/Date\((\d+)\)/", a["Modified"]).group(1))  # noqa: E731
+    created_at = datetime.fromtimestamp(stamp(account) / 1000, timezone.utc).replace(tzinfo=None)
+    since = f"datetime'{created_at.isoformat(timespec='milliseconds')}'"
+    url = f"{DIV}/crm/Accounts?$select=ID,City,Modified&$filter=Modified gt {since}"
+    assert (await client.get(url, headers=h)).json()["d"]["results"] == []
+    await client.post("/_sandbox/clock", json={"advance": 2})
+    put = await client.put(f"{DIV}/crm/Accounts(guid'{account['ID']}')", headers=h,
+                           json={"City": "Haarlem"})
+    assert put.status_code == 204
+    [row] = (await client.get(url, headers=h)).json()["d"]["results"]
+    assert row["City"] == "Haarlem" and stamp(row) > stamp(account)
+    await client.post("/_sandbox/clock", json={"advance": 2})
+    user = await client.post(f"/_sandbox/accounts/{account['ID']}", json={"City": "Utrecht"})
+    assert user.status_code == 200 and user.json()["City"] == "Utrecht"
+    [row2] = (await client.get(url, headers=h)).json()["d"]["results"]
+    assert stamp(row2) > stamp(row)
+    assert (await client.post("/_sandbox/accounts/00000000-0000-4000-8000-000000000000",
+                              json={})).status_code == 404
+    stats = (await client.get("/_sandbox/stats")).json()["by_route"]
+    assert stats["PUT crm/Accounts"] == 1 and stats["GET crm/Accounts"] == 3
+
+
+async def test_sales_orders_and_deliveries_are_read_only(client):
+    h = bearer(await tokens(client))
+    refused = await client.post(f"{DIV}/salesorder/GoodsDeliveries", headers=h, json={})
+    assert refused.status_code == 405
+    listed = await client.get(f"{DIV}/salesorder/GoodsDeliveries?$select=EntryID,TrackingNumber",
+                              headers=h)
+    assert listed.status_code == 200 and listed.json()["d"]["results"] == []

@@ -244,3 +244,35 @@ async def test_quota_and_faults(api):
     assert (await api.get(url)).status_code == 503
     stats = (await api.get("/_sandbox/stats")).json()
     assert stats["throttled"] == 2 and stats["by_status"]["502"] == 1
+
+
+async def test_party_and_primary_address_patch_only_what_is_sent(api):
+    crm = "/crmRestApi/resources/11.13.18.05/accounts"
+    created = loads(await api.post(crm, content=sandbox.dumps({
+        "OrganizationName": "Ann Buyer", "EmailAddress": "ann@example.com",
+        "SourceSystem": "WEBSTORE", "SourceSystemReferenceValue": "WC-C5",
+        "PrimaryAddress": [{"Address1": "1 Main St", "City": "Oakland", "Country": "US"}]}),
+        headers={**v(4), "Content-Type": "application/json"}))
+    number = created["PartyNumber"]
+    address = created["PrimaryAddress"]["items"][0]["AddressNumber"]  # v3+: a collection
+    headers = {**v(4), "Content-Type": "application/vnd.oracle.adf.resourceitem+json"}
+    patched = await api.patch(f"{crm}/{number}", content=sandbox.dumps(
+        {"EmailAddress": "ann@new.example"}), headers=headers)
+    assert patched.status_code == 200 and loads(patched)["OrganizationName"] == "Ann Buyer"
+    moved = await api.patch(f"{crm}/{number}/child/PrimaryAddress/{address}",
+                            content=sandbox.dumps({"City": "Berkeley"}), headers=headers)
+    assert moved.status_code == 200 and loads(moved)["Address1"] == "1 Main St"
+    [party] = loads(await api.get("/_sandbox/parties"))
+    assert (party["EmailAddress"], party["PrimaryAddress"][0]["City"]) == ("ann@new.example",
+                                                                          "Berkeley")
+    unknown = await api.patch(f"{crm}/{number}", content=sandbox.dumps({"Colour": "red"}),
+                              headers=headers)
+    assert unknown.status_code == 400
+    other = await api.post(crm, content=sandbox.dumps({"OrganizationName": "Bo"}), headers=headers)
+    clash = await api.patch(f"{crm}/{loads(other)['PartyNumber']}", headers=headers,
+                            content=sandbox.dumps({"SourceSystem": "WEBSTORE",
+                                                   "SourceSystemReferenceValue": "WC-C5"}))
+    assert clash.status_code == 400 and "already exists" in clash.text
+    added = await api.post(f"{crm}/{loads(other)['PartyNumber']}/child/PrimaryAddress",
+                           content=sandbox.dumps({"City": "Reno", "Country": "US"}), headers=headers)
+    assert added.status_code == 201 and loads(added)["AddressNumber"].startswith("CDRM_")

@@ -1,0 +1,217 @@
+"""The worker's activity interceptor: correlation ids on every log line and the business
+metrics, around each activity attempt (local activities included).
+
+Log lines written while an activity runs carry ``workflow_id``, ``run_id``,
+``activity_type`` and ``attempt`` (structlog contextvars; starter/logs.py still redacts
+secrets and personal data). What the interceptor reads to count is what the activity was
+given and what it returned; it never changes either.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Mapping
+from contextvars import ContextVar
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+from temporalio import activity
+from temporalio.common import MetricMeter
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
+
+from connectors import http
+
+log = structlog.get_logger("ml_connector.activity")
+
+# Activities whose attempts call the ERP (their attempts are the ERP calls we can always see).
+ERP_ACTIVITIES = frozenset({"upsert_customer", "post_invoice", "post_credit_memo",
+                            "post_receipt", "post_adjustment"})
+DOCUMENT_KINDS = {"post_invoice": "invoice", "post_credit_memo": "credit_memo",
+                  "post_receipt": "receipt", "post_adjustment": "adjustment"}
+
+ORDERS_POSTED = "ml_orders_posted"
+DOCUMENTS_POSTED = "ml_documents_posted"
+DUPLICATES_AVOIDED = "ml_duplicates_avoided"
+ORDERS_PARKED = "ml_orders_parked"
+ORDERS_FAILED = "ml_orders_failed"
+CUSTOMERS = "ml_customers"
+RATE_LIMITED = "ml_rate_limited"
+ERP_ACTIVITY_ATTEMPTS = "ml_erp_activity_attempts"
+EXTERNAL_REQUESTS = "ml_external_requests"
+REQUESTS_PER_ACTIVITY = "ml_external_requests_per_activity"
+POSTING_LATENCY = "ml_posting_latency_seconds"
+SYNC_FRESHNESS = "ml_sync_freshness_seconds"
+
+
+class BusinessMetrics:
+    """The business figures, each labelled with its connection. ``meter`` is an activity's
+    meter (it adds namespace, task queue and activity type) or the runtime's."""
+
+    def __init__(self, meter: MetricMeter, connection_id: str = "") -> None:
+        self.meter = meter.with_additional_attributes({"connection": connection_id}) \
+            if connection_id else meter
+
+    def _count(self, name: str, description: str, value: int = 1, **labels: str) -> None:
+        if value:
+            self.meter.create_counter(name, description).add(value, labels or None)
+
+    def document_posted(self, kind: str, created: bool, attempt: int = 1) -> None:
+        """A post returned its document. ``created`` False means it was already there (a
+        ledger hit or a look-up by external reference): a duplicate avoided. On a retry
+        that is this order's own earlier attempt, committed before its answer was lost, so
+        the document still counts as posted now; on a first attempt it was booked before."""
+        if created or attempt > 1:
+            self._count(DOCUMENTS_POSTED, "ERP documents booked", kind=kind)
+            if kind == "invoice":
+                self._count(ORDERS_POSTED, "orders whose invoice was booked in the ERP")
+        if not created:
+            self._count(DUPLICATES_AVOIDED,
+                        "posts that found their document already in the ledger or the ERP",
+                        kind=kind)
+
+    def customer(self, created: bool) -> None:
+        self._count(CUSTOMERS, "customers upserted in the ERP",
+                    outcome="created" if created else "matched")
+
+    def order_state(self, state: str) -> None:
+        if state == "parked":
+            self._count(ORDERS_PARKED, "orders parked until an operator fixes a mapping")
+        elif state == "failed":
+            self._count(ORDERS_FAILED, "orders whose workflow failed")
+
+    def rate_limited(self, system: str) -> None:
+        self._count(RATE_LIMITED, "activity attempts ended by a 429", system=system or "unknown")
+
+    def erp_attempt(self, outcome: str) -> None:
+        self._count(ERP_ACTIVITY_ATTEMPTS, "attempts of activities that call the ERP",
+                    outcome=outcome)
+
+    def external_requests(self, by_system: Mapping[str, int]) -> None:
+        """HTTP requests one activity attempt made, per external system."""
+        for system, count in by_system.items():
+            self._count(EXTERNAL_REQUESTS, "HTTP requests to external systems", count,
+                        system=system)
+        total = sum(by_system.values())
+        if total:
+            self.meter.create_histogram(
+                REQUESTS_PER_ACTIVITY, "HTTP requests per activity attempt").record(total)
+
+    def posting_latency(self, seconds: float) -> None:
+        self.meter.create_histogram_float(
+            POSTING_LATENCY, "order created/paid in the store until its invoice was posted",
+            "s").record(max(0.0, seconds))
+
+    def freshness(self, seconds: float) -> None:
+        self.meter.create_gauge_float(
+            SYNC_FRESHNESS, "age of the last successful order poll's watermark", "s").set(
+            max(0.0, seconds))
+
+
+def posting_latency_seconds(order: object, now: datetime | None = None) -> float | None:
+    """Seconds from the order being paid (else created) in the store until now."""
+    start = getattr(order, "paid_at", None) or getattr(order, "created_at", None)
+    if start is None:
+        return None
+    return ((now or datetime.now(timezone.utc)) - start).total_seconds()
+
+
+class ObservabilityInterceptor(Interceptor):
+    """Registered on the worker (worker.build_worker)."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ActivityObserver(next)
+
+
+class _ActivityObserver(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        arg = input.args[0] if input.args else None
+        connection_id = str(getattr(arg, "connection_id", "") or "")
+        requests: Counter[str] = Counter()
+        with structlog.contextvars.bound_contextvars(
+                workflow_id=info.workflow_id, run_id=info.workflow_run_id,
+                activity_type=info.activity_type, attempt=info.attempt,
+                **({"connection": connection_id} if connection_id else {})):
+            token = _observe_requests(requests)
+            started = time.monotonic()
+            try:
+                result = await self.next.execute_activity(input)
+            except asyncio.CancelledError:  # worker shutdown, or the workflow moved on
+                _safely(_failed, info, connection_id, None)
+                log.info("activity attempt cancelled",
+                         seconds=round(time.monotonic() - started, 3))
+                raise
+            except BaseException as exc:
+                _safely(_failed, info, connection_id, exc)
+                log.warning("activity attempt failed", error_type=_error_type(exc),
+                            error=str(exc)[:500], seconds=round(time.monotonic() - started, 3))
+                raise
+            else:
+                _safely(_succeeded, info, connection_id, arg, result)
+                log.debug("activity completed", seconds=round(time.monotonic() - started, 3))
+                return result
+            finally:
+                _stop_observing(token)
+                _safely(lambda: BusinessMetrics(activity.metric_meter(), connection_id)
+                        .external_requests(requests))
+
+
+def _observe_requests(requests: Counter[str]) -> Any:
+    """Count this attempt's HTTP requests per system when connectors/http.py offers its
+    per-request hook (a ContextVar of a callable taking the system name)."""
+    hook: ContextVar | None = getattr(http, "REQUEST_OBSERVER", None)
+    if hook is None:
+        return None
+    return hook, hook.set(lambda system, *_: requests.update([system]))
+
+
+def _stop_observing(token: Any) -> None:
+    if token is not None:
+        hook, reset = token
+        hook.reset(reset)
+
+
+def _safely(fn, *args) -> None:
+    """Metrics never fail an activity."""
+    try:
+        fn(*args)
+    except Exception as exc:  # pragma: no cover - defensive
+        log.debug("metrics not recorded", error=repr(exc))
+
+
+def _error_type(exc: BaseException) -> str:
+    if isinstance(exc, ApplicationError) and exc.type:
+        return exc.type
+    return type(exc).__name__
+
+
+def _succeeded(info: activity.Info, connection_id: str, arg: Any, result: Any) -> None:
+    metrics = BusinessMetrics(activity.metric_meter(), connection_id)
+    name = info.activity_type
+    if name in ERP_ACTIVITIES:
+        metrics.erp_attempt("completed")
+    if name == "upsert_customer" and result is not None:
+        metrics.customer(bool(getattr(result, "created", True)))
+    elif name in DOCUMENT_KINDS and result is not None:
+        ref = getattr(result, "ref", None)
+        created = bool(getattr(ref, "created", True))
+        metrics.document_posted(DOCUMENT_KINDS[name], created, info.attempt)
+        order = getattr(arg, "order", None)
+        if name == "post_invoice" and (created or info.attempt > 1) and order is not None:
+            latency = posting_latency_seconds(order)
+            if latency is not None:
+                metrics.posting_latency(latency)
+    elif name == "record_order_state":
+        metrics.order_state(str(getattr(arg, "state", "")))
+
+
+def _failed(info: activity.Info, connection_id: str, exc: BaseException | None) -> None:
+    """``exc`` None: the attempt was cancelled."""
+    metrics = BusinessMetrics(activity.metric_meter(), connection_id)
+    if info.activity_type in ERP_ACTIVITIES:
+        metrics.erp_attempt("failed" if exc is not None else "cancelled")
+    if exc is not None and _error_type(exc) == "RateLimited":
+        metrics.rate_limited(str(getattr(exc.__cause__, "system", "") or ""))
