@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -29,7 +28,7 @@ from connectors.auth import OAuth2Auth, TokenStore
 from connectors.documents import DocumentLine, ErpDocument, ReceiptDocument
 from connectors.errors import (ConfigurationError, ExternalError, MappingMissing, NotFound,
                                Rejected, Unavailable)
-from connectors.http import build_client, send
+from connectors.http import build_client, parse_json, send, to_json
 from connectors.model import (ZERO, Customer, DocumentKind, ErpDocumentRef, ItemChange,
                               quantize, to_decimal)
 
@@ -94,27 +93,6 @@ def unwrap(record: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _encode(value: Any) -> str:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"cannot send {value} as an amount")
-        return format(value, "f")
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_encode(v) for v in value) + "]"
-    return json.dumps(_scalar(value) if isinstance(value, (date, datetime)) else value)
-
-
-def to_json(body: Any) -> bytes:
-    """JSON with Decimals as exact numbers (``json`` would need a float on the way)."""
-    return _encode(body).encode()
-
-
-def parse_json(resp: httpx.Response) -> Any:
-    return json.loads(resp.content, parse_float=Decimal)
 
 
 def parse_datetime(value: str) -> datetime:

@@ -34,7 +34,7 @@ from connectors.bigcommerce_mapping import (DEFAULT_LOCATION_ID, catalog_fields,
                                             order_from_bc, order_summary_from_bc, parse_datetime,
                                             stock_quantity)
 from connectors.errors import AuthExpired, AuthFailed, ExternalError, NotFound, Rejected
-from connectors.http import build_client, send
+from connectors.http import build_client, send, to_json
 from connectors.model import Customer, ItemChange, Order, Shipment
 
 SYSTEM = "bigcommerce"
@@ -612,23 +612,6 @@ class BigCommerceStore:
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-def _encode(value: Any) -> str:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"cannot send {value} as an amount")
-        return format(value, "f")
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_encode(v) for v in value) + "]"
-    return json.dumps(value)
-
-
-def to_json(body: Any) -> bytes:
-    """JSON with Decimals as exact numbers (``json`` would pass them through a float)."""
-    return _encode(body).encode()
-
 
 def _id(value: Any) -> int:
     """A BigCommerce id; anything else would change the URL path."""

@@ -431,7 +431,7 @@ def order_from_bc(order: Mapping, *, products: Iterable[Mapping],
     """The canonical order from the v2 order and its sub-resources (each as the API
     returned it; a 204 is an empty list) plus v3 transactions and refunds."""
     what = f"order {order.get('id') if isinstance(order, Mapping) else '?'}"
-    order_id = str(_field(order, "id", what))
+    _field(order, "id", what)  # an order without an id is not a record
     addresses = _rows(list(shipping_addresses), f"{what} shipping addresses")
     tax_rows = _rows(list(taxes), f"{what} taxes")
     lines = order_lines(order, _rows(list(products), f"{what} products"), addresses, tax_rows)

@@ -53,13 +53,12 @@ from urllib.parse import quote, urlencode
 import httpx
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from connectors.acumatica import to_json  # exact JSON numbers for Decimals (shared encoder)
 from connectors.auth import OAuth2Auth, TokenSet, TokenStore, _Refused
 from connectors.base import WebhookEvent
 from connectors.documents import DocumentLine, ErpDocument, ReceiptDocument, require_rule
 from connectors.errors import (AuthExpired, ConsentRequired, ExternalError, MappingMissing,
                                RateLimited, Rejected, Unavailable)
-from connectors.http import build_client, send
+from connectors.http import build_client, send, to_json
 from connectors.model import (ZERO, Address, Customer, DocumentKind, ErpDocumentRef, ItemChange,
                               Shipment, quantize, to_decimal)
 

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -102,3 +105,29 @@ async def send(client: httpx.AsyncClient, method: str, url: str, *, system: str,
     except httpx.TransportError as exc:
         raise Unavailable(f"connection error on {method} {url}: {exc!r}", system=system) from exc
     return raise_for_response(resp, system, read_error)
+
+
+# --- JSON with exact amounts ------------------------------------------------------------
+
+def _encode(value: Any) -> str:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"cannot send {value} as an amount")
+        return format(value, "f")
+    if isinstance(value, (date, datetime)):
+        return json.dumps(value.isoformat())
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def to_json(body: Any) -> bytes:
+    """JSON with Decimals as exact numbers (``json`` would pass them through a float)."""
+    return _encode(body).encode()
+
+
+def parse_json(resp: httpx.Response) -> Any:
+    """A response body with every JSON number read as a Decimal."""
+    return json.loads(resp.content, parse_float=Decimal)

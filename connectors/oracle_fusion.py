@@ -25,7 +25,6 @@ Money is Decimal both ways (``parse_float=Decimal``, amounts written as exact JS
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -43,7 +42,7 @@ from connectors.auth import OAuth2Auth, TokenStore
 from connectors.documents import DocumentLine, ErpDocument, ReceiptDocument
 from connectors.errors import (AuthExpired, AuthFailed, ExternalError, MappingMissing, NotFound,
                                Rejected, Unavailable)
-from connectors.http import build_client, raise_for_response, send
+from connectors.http import build_client, parse_json, raise_for_response, send, to_json
 from connectors.model import (ZERO, Address, Customer, DocumentKind, ErpDocumentRef, ItemChange,
                               quantize, to_decimal)
 
@@ -59,29 +58,6 @@ CREDIT_MEMO_NS = ("http://xmlns.oracle.com/apps/financials/receivables/transacti
 
 
 # --- JSON ------------------------------------------------------------------------------------
-
-def _encode(value: Any) -> str:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"cannot send {value} as an amount")
-        return format(value, "f")
-    if isinstance(value, (date, datetime)):
-        return json.dumps(value.isoformat())
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_encode(v) for v in value) + "]"
-    return json.dumps(value)
-
-
-def to_json(body: Any) -> bytes:
-    """JSON with Decimals as exact numbers."""
-    return _encode(body).encode()
-
-
-def parse_json(resp: httpx.Response) -> Any:
-    return json.loads(resp.content, parse_float=Decimal)
-
 
 def q_literal(value: str) -> str:
     """A quoted literal of the v2+ ``q`` expression syntax."""

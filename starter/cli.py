@@ -10,7 +10,6 @@ import logging
 import os
 import secrets
 import sys
-from pathlib import Path
 
 from pydantic import ValidationError
 
