@@ -134,8 +134,17 @@ def cmd_connections_map(args, env: Environment) -> int:
 def cmd_replay(args, env: Environment) -> int:
     store = open_store(env)
     conn = store.get_connection(args.connection)
+    since = None
+    if args.since:
+        from starter.backfill import parse_day
+
+        try:
+            since = parse_day(args.since, "--since").isoformat()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     ids = args.order or [r.store_id for state in ("parked", "failed")
-                         for r in store.ledger_rows(conn.id, kind="order", state=state)]
+                         for r in store.ledger_rows(conn.id, kind="order", state=state)
+                         if since is None or r.updated_at >= since]
     asyncio.run(_replay(env, conn.id, ids, "replay"))
     print(f"replaying {len(ids)} order(s) of {conn.id}")
     return 0
@@ -336,6 +345,7 @@ def parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="replay orders after the cause was fixed")
     rp.add_argument("connection")
     rp.add_argument("--order", action="append", help="store order id (default: every parked/failed)")
+    rp.add_argument("--since", help="only orders parked or failed since this day or timestamp")
 
     bf = sub.add_parser("backfill", help="hand every order of a date range to its workflow")
     bf.add_argument("connection")

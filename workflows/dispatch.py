@@ -1,12 +1,14 @@
-"""Handing an order to its OrderSync workflow: signal-with-start, the one way the receiver,
-the poll and the CLI all do it. Duplicate deliveries land in the same workflow."""
+"""Handing work to its workflow: an order to its OrderSync (signal-with-start, the one way the
+receiver, the poll and the CLI all do it; duplicate deliveries land in the same workflow), a
+store customer change to StoreCustomerChanged, an ERP change notification to its sync."""
 from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.common import (SearchAttributePair, TypedSearchAttributes,
                                WorkflowIDConflictPolicy, WorkflowIDReusePolicy)
 
-from activities.messages import CustomerSyncInput, OrderEvent, OrderSyncInput
+from activities.messages import (CatalogInput, ConnectionInput, CustomerSyncInput, OrderEvent,
+                                 OrderSyncInput)
 from workflows.order import order_workflow_id
 from workflows.search_attributes import SA_CONNECTION
 
@@ -45,4 +47,33 @@ async def customer_changed(client: Client, connection_id: str, customer_id: str,
         id=wf_id, task_queue=task_queue, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=TypedSearchAttributes([SearchAttributePair(SA_CONNECTION, connection_id)]))
+    return wf_id
+
+
+# ERPs that push change notifications, and what each topic sets going.
+ERP_WEBHOOK_SYSTEMS = ("exact_online",)
+ERP_TOPICS = {"accounts": "CustomerSync", "items": "CatalogPush", "stockpositions": "CatalogPush"}
+
+
+def erp_sync_for(conn, resource: str) -> str | None:
+    """The workflow an ERP change notification of ``resource`` runs for ``conn``, if any."""
+    workflow = ERP_TOPICS.get(resource.lower())
+    if workflow == "CustomerSync" and not conn.customer_sync:
+        return None
+    return workflow
+
+
+async def erp_changed(client: Client, conn, resource: str, *, task_queue: str) -> str:
+    """An ERP record changed: run the connection's sync for that kind now instead of at its
+    next schedule. Notifications arriving while one runs join it (it reads since its
+    watermark, so it sees them)."""
+    workflow = erp_sync_for(conn, resource)
+    arg = (ConnectionInput(connection_id=conn.id) if workflow == "CustomerSync"
+           else CatalogInput(connection_id=conn.id))
+    wf_id = f"{workflow.lower()}-now/{conn.id}"
+    await client.start_workflow(
+        workflow, arg, id=wf_id, task_queue=task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(SA_CONNECTION, conn.id)]))
     return wf_id

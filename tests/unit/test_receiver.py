@@ -69,3 +69,52 @@ async def test_ping_and_other_topics_are_acknowledged_without_work(receiver):
     product = await client.post("/webhooks/shop/woocommerce", content=body, headers={
         **signed(body), "X-WC-Webhook-Topic": "product.updated", "X-WC-Webhook-Resource": "product"})
     assert (ping.status_code, product.status_code, calls) == (200, 200, [])
+
+
+class RecordingTemporal:
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str]] = []
+
+    async def start_workflow(self, workflow, arg, *, id, **_):
+        self.started.append((workflow, id))
+
+
+@pytest.fixture
+def exact_receiver(store):
+    from connections.config import ERP_CREDENTIALS
+
+    store.save_connection(Connection(id="nl", store_system="woocommerce", store={},
+                                     erp_system="exact_online", erp={}, customer_sync=True))
+    store.put_secret("nl", WEBHOOK_SECRET, "store-secret")
+    store.put_secret("nl", ERP_CREDENTIALS, {"client_id": "c", "client_secret": "x",
+                                             "webhook_secret": "exact-hook-secret"})
+    temporal = RecordingTemporal()
+
+    async def factory():
+        return temporal
+
+    app = create_receiver(store, factory, task_queue="q")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r"), temporal
+
+
+def exact_body(topic: str, secret: str = "exact-hook-secret") -> bytes:
+    from connectors.exact_online import webhook_hash
+
+    content = json.dumps({"Topic": topic, "Action": "Update", "Division": 1, "Key": "guid-1",
+                          "EventCreatedOn": "2026-12-01T08:00:00"}, separators=(",", ":"))
+    return ('{"Content":' + content + ',"HashCode":"' + webhook_hash(content.encode(), secret)
+            + '"}').encode()
+
+
+async def test_exact_notifications_run_the_matching_sync_after_their_hashcode(exact_receiver):
+    client, temporal = exact_receiver
+    validation = await client.post("/webhooks/nl/exact_online", content=b"")
+    accounts = await client.post("/webhooks/nl/exact_online", content=exact_body("Accounts"))
+    items = await client.post("/webhooks/nl/exact_online", content=exact_body("Items"))
+    forged = await client.post("/webhooks/nl/exact_online", content=exact_body("Items", "guess"))
+    other = await client.post("/webhooks/nl/exact_online", content=exact_body("Documents"))
+    assert [r.status_code for r in (validation, accounts, items, forged, other)] == [200] * 3 + [401, 200]
+    assert temporal.started == [("CustomerSync", "customersync-now/nl"),
+                                ("CatalogPush", "catalogpush-now/nl")]
+    acumatica = await client.post("/webhooks/nl/acumatica", content=exact_body("Items"))
+    assert acumatica.status_code == 404
