@@ -5,6 +5,12 @@ stored secrets and an AES-GCM key for Temporal payloads. The first key encrypts;
 decrypts, so rotation never strands old data. Keys come from ``ML_CONNECTOR_MASTER_KEYS``
 (``id:base64,id:base64``, newest first) or from the key file, created on first use with
 mode 0600.
+
+Rotation without downtime: ``ml-connector keys rotate`` rewrites the key file (new key first,
+old keys kept) while workers and receivers keep running with the keyring they loaded. A
+keyring read from a file notices the new file (a ``stat`` before encrypting, a forced re-read
+when a ciphertext matches no known key), so those processes decrypt what the rotation wrote
+and start encrypting under the new key without a restart.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import base64
 import json
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +28,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 ENV_KEYS = "ML_CONNECTOR_MASTER_KEYS"
+ENV_HINT = (f"keys come from {ENV_KEYS}: put the new key first in the variable of every "
+            "process (keep the old ones after it) and restart them")
 
 
 class VaultError(Exception):
@@ -36,22 +45,48 @@ class MasterKey:
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                     info=b"ml-connector/" + purpose).derive(self.material)
 
+    def __repr__(self) -> str:  # never the material
+        return f"MasterKey(id={self.id!r})"
+
 
 def new_key(key_id: str | None = None) -> MasterKey:
     return MasterKey(key_id or datetime.now(timezone.utc).strftime("k%Y%m%d%H%M%S"),
                      secrets.token_bytes(32))
 
 
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _read_key_file(path: Path) -> list[MasterKey]:
+    data = json.loads(path.read_text())
+    return [MasterKey(k["id"], base64.b64decode(k["key"])) for k in data["keys"]]
+
+
 class Keyring:
+    """The master keys, newest first. ``generation`` grows whenever ``refresh`` adopts new
+    keys, so every user of a shared keyring (vault, codec) knows to re-derive."""
+
     def __init__(self, keys: list[MasterKey], path: Path | None = None) -> None:
         if not keys:
             raise VaultError("the keyring is empty")
         self.keys = keys
         self.path = path
+        self.generation = 0
+        self._stamp = _stamp(path) if path is not None else None
+        self._lock = threading.Lock()
 
     @property
     def primary(self) -> MasterKey:
         return self.keys[0]
+
+    @property
+    def from_environment(self) -> bool:
+        return self.path is None
 
     @classmethod
     def load(cls, path: Path) -> "Keyring":
@@ -68,26 +103,58 @@ class Keyring:
             ring = cls([new_key()], path)
             ring.save()
             return ring
-        data = json.loads(path.read_text())
-        return cls([MasterKey(k["id"], base64.b64decode(k["key"])) for k in data["keys"]], path)
+        return cls(_read_key_file(path), path)
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Adopt the key file's keys if the file changed since it was read (``force``: re-read
+        it anyway). True when the keys changed. A no-op for keys from the environment."""
+        if self.path is None:
+            return False
+        with self._lock:
+            stamp = _stamp(self.path)
+            if stamp is None or (stamp == self._stamp and not force):
+                return False
+            keys = _read_key_file(self.path)
+            self._stamp = stamp
+            if keys == self.keys or not keys:
+                return False
+            self.keys = keys
+            self.generation += 1
+            return True
 
     def save(self) -> None:
         if self.path is None:
-            raise VaultError(f"keys come from {ENV_KEYS}; add the new key there")
+            raise VaultError(ENV_HINT)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"keys": [{"id": k.id, "key": base64.b64encode(k.material).decode()}
                                     for k in self.keys]})
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+        self._stamp = _stamp(self.path)
 
     def rotated(self) -> "Keyring":
-        return Keyring([new_key(), *self.keys], self.path)
+        """A new keyring: a fresh primary key (an id no older key has), every old key kept."""
+        key = new_key()
+        ids = {k.id for k in self.keys}
+        n = 1
+        while key.id in ids:
+            key = MasterKey(f"{key.id.split('-')[0]}-{n}", key.material)
+            n += 1
+        return Keyring([key, *self.keys], self.path)
 
     def codec_keys(self) -> dict[str, bytes]:
         return {k.id: k.derive(b"payload-codec") for k in self.keys}
+
+    def unknown_key_hint(self) -> str:
+        """What to do when data carries a key this process does not have."""
+        if self.path is None:
+            return ENV_HINT
+        return f"the key file {self.path} does not hold it (restore the key file from backup)"
 
 
 class Vault:
@@ -95,17 +162,43 @@ class Vault:
 
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
-        self._fernet = MultiFernet([
-            Fernet(base64.urlsafe_b64encode(k.derive(b"vault"))) for k in keyring.keys])
+        self._generation = -1
+        self._sync()
+
+    def _sync(self) -> None:
+        """Re-derive the Fernet keys if the keyring adopted new keys."""
+        if self._generation != self.keyring.generation:
+            ring = self.keyring
+            self._generation = ring.generation
+            self._fernet = MultiFernet([
+                Fernet(base64.urlsafe_b64encode(k.derive(b"vault"))) for k in ring.keys])
+
+    def _current(self) -> MultiFernet:
+        self.keyring.refresh()  # a stat: a rotation elsewhere switches our primary key
+        self._sync()
+        return self._fernet
 
     def encrypt(self, plaintext: str) -> str:
-        return self._fernet.encrypt(plaintext.encode()).decode()
+        return self._current().encrypt(plaintext.encode()).decode()
 
     def decrypt(self, token: str) -> str:
         try:
-            return self._fernet.decrypt(token.encode()).decode()
+            return self._current().decrypt(token.encode()).decode()
         except InvalidToken:
-            raise VaultError("a stored secret cannot be decrypted with the configured keys") from None
+            pass
+        if self.keyring.refresh(force=True):  # written under a key added since we read ours
+            self._sync()
+            try:
+                return self._fernet.decrypt(token.encode()).decode()
+            except InvalidToken:
+                pass
+        raise VaultError("a stored secret cannot be decrypted with the configured keys; "
+                         + self.keyring.unknown_key_hint()) from None
 
     def rotate(self, token: str) -> str:
-        return self._fernet.rotate(token.encode()).decode()
+        """Re-encrypt ``token`` under the primary key (it must decrypt with a known key)."""
+        try:
+            return self._current().rotate(token.encode()).decode()
+        except InvalidToken:
+            raise VaultError("a stored secret cannot be decrypted with the configured keys; "
+                             + self.keyring.unknown_key_hint()) from None

@@ -282,6 +282,31 @@ def cmd_backfill(args, env: Environment) -> int:
     return asyncio.run(run())
 
 
+def cmd_keys_rotate(args, env: Environment) -> int:
+    from starter.keys import reencrypt, rotate_keys
+
+    store = open_store(env)
+    if store.vault.keyring.from_environment:
+        r = reencrypt(store)
+        print(f"keys come from ML_CONNECTOR_MASTER_KEYS: re-encrypted {r['secrets']} secrets under "
+              f"its first key {r['key_id']} (to rotate, put a new key first in the variable of "
+              f"every process)")
+    else:
+        r = rotate_keys(store, env.key_file)
+        print(f"new key {r['key_id']} ({r['keys']} keys in {env.key_file}); "
+              f"re-encrypted {r['secrets']} secrets")
+    return 0
+
+
+def cmd_keys_retire(args, env: Environment) -> int:
+    from starter.keys import retire_keys
+
+    r = retire_keys(open_store(env), env.key_file, args.keep)
+    print(f"retired {', '.join(r['retired']) or 'no key'}; {r['keys']} kept; "
+          f"{r['secrets']} secrets under {r['key_id']}")
+    return 0
+
+
 def cmd_worker(args, env: Environment) -> int:
     import worker
 
@@ -352,6 +377,11 @@ def parser() -> argparse.ArgumentParser:
     bf.add_argument("--since", required=True, help="first day (2026-11-01) or ISO timestamp")
     bf.add_argument("--until", help="end, exclusive (default: now)")
     bf.add_argument("--detach", action="store_true", help="start it and return")
+    keys = sub.add_parser("keys", help="master keys of secrets and payloads").add_subparsers(
+        dest="action", required=True)
+    keys.add_parser("rotate", help="new master key (old ones kept), every stored secret re-encrypted")
+    keys.add_parser("retire", help="keep only the newest keys (history payloads under retired "
+                                   "keys stop decoding)").add_argument("--keep", type=int, required=True)
     sch = sub.add_parser("schedules", help="the Temporal Schedules of connections").add_subparsers(
         dest="action", required=True)
     sch.add_parser("apply", help="create or update every schedule (idempotent)").add_argument(
@@ -413,6 +443,7 @@ COMMANDS = {
     ("connections", "authorize"): cmd_connections_authorize,
     ("audit", None): cmd_audit, ("connections", "test"): cmd_connections_test,
     ("replay", None): cmd_replay, ("status", None): cmd_status, ("backfill", None): cmd_backfill,
+    ("keys", "rotate"): cmd_keys_rotate, ("keys", "retire"): cmd_keys_retire,
     ("schedules", "apply"): cmd_schedules_apply, ("schedules", "list"): cmd_schedules_list, ("worker", None): cmd_worker, ("receiver", None): cmd_receiver,
     ("demo", None): cmd_demo, ("dev", None): cmd_dev,
 }

@@ -5,18 +5,30 @@ import asyncio
 
 from connections.config import Environment, open_store
 from connections.store import ConnectionNotFound
+from sandbox.server import start
+from starter.codec_server import codec_endpoint_url, create_codec_server, new_token
 from starter.stack import Stack, start_temporal_server
 from starter.temporal import connect
 
-PORTS = {"woocommerce": 8441, "woocommerce_http": 8081, "acumatica": 8442, "receiver": 8000}
+PORTS = {"woocommerce": 8441, "woocommerce_http": 8081, "acumatica": 8442, "receiver": 8000,
+         "codec": 8001}
 
 
 async def run_dev(env: Environment, *, temporal_port: int = 7233, ui_port: int = 8233) -> int:
+    """The UI decodes the encrypted payloads it shows through the codec endpoint, which
+    answers only the UI's origin and only with the token this run made."""
     home = env.home / "dev"
-    server = await start_temporal_server(home, port=temporal_port, ui_port=ui_port)
+    token = new_token()
+    server = await start_temporal_server(
+        home, port=temporal_port, ui_port=ui_port,
+        codec_endpoint=codec_endpoint_url("127.0.0.1", PORTS["codec"], token))
+    codec = None
     try:
         env = Environment(home=home, temporal_address=f"127.0.0.1:{temporal_port}")
         store = open_store(env)
+        codec = await start(create_codec_server(store.vault.keyring, token=token,
+                                                ui_origin=f"http://127.0.0.1:{ui_port}"),
+                            port=PORTS["codec"], name="codec")
         client = await connect(env, store.vault.keyring)
         async with Stack(client, store, home, env.task_queue, ports=PORTS) as stack:
             await stack.seed()
@@ -28,9 +40,12 @@ async def run_dev(env: Environment, *, temporal_port: int = 7233, ui_port: int =
                 await stack.register_webhooks(conn)
             print(f"Temporal UI  http://127.0.0.1:{ui_port}\nstore        {stack.shop.url}\n"
                   f"ERP          {stack.erp_server.url}\nreceiver     {stack.receiver.url}\n"
+                  f"codec        http://127.0.0.1:{PORTS['codec']} (the UI decodes through it)\n"
                   f"CA           {stack.ca.ca_file}\nCtrl-C stops.")
             await asyncio.Event().wait()
     finally:
+        if codec is not None:
+            await codec.stop()
         server.terminate()
         server.wait(10)
     return 0

@@ -34,19 +34,19 @@ SECRET_TTL = 30.0
 log = structlog.get_logger("receiver")
 
 
-class _Oversize(Exception):
-    pass
+class Oversize(Exception):
+    """The body is larger than the limit (read no further)."""
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise _Oversize
+        raise Oversize
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _Oversize
+            raise Oversize
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -113,8 +113,8 @@ def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *
                                 f"{conn.store_system}")
         secret, conn = connection_secret(connection_id, side)
         try:
-            body = await _read_body(request, max_body)
-        except _Oversize:
+            body = await read_body(request, max_body)
+        except Oversize:
             return _answer(413, f"body larger than {max_body} bytes")
         except ClientDisconnect:
             return _answer(400, "client disconnected")

@@ -45,13 +45,16 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-async def start_temporal_server(home: Path, *, port: int = 7233, ui_port: int = 8233) -> subprocess.Popen:
-    """``temporal server start-dev`` keeping its state in a file (durable across restarts)."""
+async def start_temporal_server(home: Path, *, port: int = 7233, ui_port: int = 8233,
+                                codec_endpoint: str | None = None) -> subprocess.Popen:
+    """``temporal server start-dev`` keeping its state in a file (durable across restarts);
+    ``codec_endpoint``: where the UI decodes the encrypted payloads it shows an operator."""
     home.mkdir(parents=True, exist_ok=True)
     args = [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
             "--ui-port", str(ui_port), "--db-filename", str(home / "temporal.db"),
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
-            "--log-level", "error", *dev_server_args()]
+            "--log-level", "error", *dev_server_args(),
+            *(["--ui-codec-endpoint", codec_endpoint] if codec_endpoint else [])]
     log = open(home / "temporal.log", "ab")
     proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=_die_with_parent)
     for _ in range(300):

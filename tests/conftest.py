@@ -1,6 +1,7 @@
 """Shared fixtures: a store on both engines. Integration fixtures live in integration/."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import uuid
@@ -10,6 +11,8 @@ import pytest
 
 from connections.store import ConnectionStore, Database
 from connections.vault import Keyring, Vault
+from starter.logs import LOG_FILE_ENV, configure as configure_logs
+from tests.plaintext import REGISTRY
 
 PG_URL = os.environ.get("ML_CONNECTOR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -28,6 +31,24 @@ HISTORY_KEYS = Path(__file__).parent / "histories" / "test-keys.json"
 def keyring() -> Keyring:
     """Fixed test-only keys, so recorded workflow histories can be replayed later."""
     return Keyring.load(HISTORY_KEYS)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def plaintext_scan(tmp_path_factory, keyring):
+    """After the whole suite: no secret, token or customer e-mail of the run in plain text in
+    a store file, the logs or a workflow history (tests/plaintext.py). Every line the run
+    logs (subprocesses included, through the environment) also goes to a session log file,
+    redacted as in production."""
+    base = tmp_path_factory.getbasetemp()
+    log_file = base / "session-log.jsonl"
+    os.environ[LOG_FILE_ENV] = str(log_file)
+    configure_logs(logging.INFO)
+    REGISTRY.log_files.append(log_file)
+    yield REGISTRY
+    os.environ.pop(LOG_FILE_ENV, None)
+    REGISTRY.collect_files(base, keyring)
+    if hits := REGISTRY.scan():
+        pytest.fail(f"{REGISTRY.summary()}: plain text found in\n" + "\n".join(hits), pytrace=False)
 
 
 def _pg_schema_url(schema: str) -> str:
@@ -56,4 +77,9 @@ def db_url(request, tmp_path):
 def store(db_url, keyring) -> ConnectionStore:
     s = ConnectionStore(Database(db_url), Vault(keyring))
     yield s
+    REGISTRY.harvest(s)
     s.db.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(REGISTRY.summary())

@@ -14,6 +14,7 @@ from connections.store import ConnectionStore, Database
 from connections.vault import Vault
 from starter.stack import Stack, temporal_binary
 from starter.temporal import data_converter
+from tests.plaintext import REGISTRY
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
@@ -25,6 +26,7 @@ async def temporal(keyring):
     try:
         yield env
     finally:
+        await REGISTRY.scan_temporal(env.client)  # no plain-text secret or e-mail in any history
         await env.shutdown()
 
 
@@ -47,6 +49,7 @@ async def stack_factory(temporal, tmp_path, keyring):
     yield make
     for stack in reversed(opened):
         await stack.__aexit__(None, None, None)
+        REGISTRY.harvest(stack.store)
         stack.store.db.close()
 
 

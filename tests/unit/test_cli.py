@@ -76,3 +76,20 @@ def test_add_other_pairs_and_name_the_missing_setting(tmp_path):
                  "https://shop.example/", "--store-key", "ck_1", "--erp-url", "https://x.oraclecloud.com",
                  "--erp-username", "int", env={"ML_STORE_SECRET": "s", "ML_ERP_PASSWORD": "p"})
     assert oracle.returncode == 2 and "business_unit" in oracle.stderr and "Traceback" not in oracle.stderr
+
+
+def test_keys_rotate_keeps_every_secret_readable(tmp_path):
+    import json as _json
+    import sqlite3
+
+    def ciphertexts() -> set:
+        with sqlite3.connect(tmp_path / "connector.db") as db:
+            return {row[0] for row in db.execute("SELECT ciphertext FROM secrets")}
+
+    assert run(tmp_path, *ADD, env=SECRETS).returncode == 0
+    before = ciphertexts()
+    rotated = run(tmp_path, "keys", "rotate")
+    assert rotated.returncode == 0 and "re-encrypted 3 secrets" in rotated.stdout, rotated.stderr
+    assert ciphertexts().isdisjoint(before)
+    assert len(_json.loads((tmp_path / "keys.json").read_text())["keys"]) == 2
+    assert run(tmp_path, "connections", "show", "shop").returncode == 0
