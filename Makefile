@@ -21,5 +21,10 @@ test: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/ml-connector dev
 
+# Every benchmark of BENCHMARKS.md at a size that fits in ~10 minutes; BENCH_FULL=1 runs the
+# full sizes (10,000 SKUs, 100,000 orders, ...). Rows print as they finish.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(if $(filter 1,$(BENCH_FULL)),--full) --out bench/last-run.json
+
 clean:
 	rm -rf $(VENV) .ml-connector .pytest_cache

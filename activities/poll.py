@@ -5,6 +5,7 @@ window re-reads the edge, and the ledger keeps the re-read orders from posting t
 """
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 from temporalio import activity
@@ -16,6 +17,7 @@ from workflows.dispatch import signal_order
 
 WATERMARK = "orders_modified"
 FIRST_POLL_LOOKBACK = timedelta(days=1)
+HAND_OVER_AT_ONCE = 20  # signal-with-starts in flight together (a backfill is bound by them)
 
 
 class PollActivities:
@@ -29,17 +31,25 @@ class PollActivities:
         until = inp.until or now
         since = inp.since or self._since(conn.id, inp.overlap_seconds, now)
         result = PollResult()
+        batch: list[str] = []
+
+        async def hand_over() -> None:
+            event = OrderEvent(kind="poll", source="poll", received_at=now)
+            await asyncio.gather(*(signal_order(
+                self.rt.client, conn.id, order_id, event, task_queue=inp.task_queue,
+                erp_requests_per_minute=conn.erp_requests_per_minute) for order_id in batch))
+            result.handed_over += len(batch)
+            batch.clear()
+            activity.heartbeat(result.orders_seen)
+
         async with classified():
             async for order in self.rt.storefront(conn).iter_orders_modified(since, until):
                 result.orders_seen += 1
-                if self._already_booked(conn.id, order.store_id, order.modified_at):
-                    continue
-                await signal_order(self.rt.client, conn.id, order.store_id,
-                                   OrderEvent(kind="poll", source="poll", received_at=now),
-                                   task_queue=inp.task_queue,
-                                   erp_requests_per_minute=conn.erp_requests_per_minute)
-                result.handed_over += 1
-                activity.heartbeat(result.orders_seen)
+                if not self._already_booked(conn.id, order.store_id, order.modified_at):
+                    batch.append(order.store_id)
+                if len(batch) >= HAND_OVER_AT_ONCE:
+                    await hand_over()
+            await hand_over()
         if inp.since is None:
             self.rt.store.set_watermark(conn.id, WATERMARK, until.isoformat())
             result.watermark = until

@@ -33,6 +33,23 @@ def connector_module(system: str) -> ModuleType:
     return importlib.import_module(f"connectors.{system}")
 
 
+@asynccontextmanager
+async def store_lease(store: ConnectionStore, name: str, seconds: float, *, what: str,
+                      poll_seconds: float = 0.2) -> AsyncIterator[None]:
+    """Hold the lease ``name`` (one holder across every process and host) while the block
+    runs; waits for a holder that is still inside it, for at most twice its lease."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+    deadline = time.monotonic() + 2 * seconds
+    while not store.try_lease(name, owner, seconds):
+        if time.monotonic() > deadline:
+            raise Unavailable(f"{what} is still held by another worker", system="connection store")
+        await asyncio.sleep(poll_seconds * random.uniform(0.5, 1.5))
+    try:
+        yield
+    finally:
+        store.release_lease(name, owner)
+
+
 class StoreTokenStore:
     """OAuth tokens of one connection, encrypted in the connection store. The newest token
     set is saved before it is used, so a crash never strands a rotated refresh token.
@@ -65,18 +82,10 @@ class StoreTokenStore:
     async def _locked(self) -> AsyncIterator[None]:
         key = (id(asyncio.get_running_loop()), self._cid)
         async with self._locks.setdefault(key, asyncio.Lock()):
-            lease = f"oauth-refresh:{self._cid}"
-            owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-            deadline = time.monotonic() + 2 * self.LEASE_SECONDS
-            while not self._store.try_lease(lease, owner, self.LEASE_SECONDS):
-                if time.monotonic() > deadline:
-                    raise Unavailable(f"the token refresh lock of connection {self._cid} is "
-                                      f"still held by another worker", system="connection store")
-                await asyncio.sleep(self.POLL_SECONDS * random.uniform(0.5, 1.5))
-            try:
+            async with store_lease(self._store, f"oauth-refresh:{self._cid}", self.LEASE_SECONDS,
+                                   what=f"the token refresh lock of connection {self._cid}",
+                                   poll_seconds=self.POLL_SECONDS):
                 yield
-            finally:
-                self._store.release_lease(lease, owner)
 
     async def consent_required(self) -> str | None:
         health = self._store.connection_health(self._cid)

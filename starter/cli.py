@@ -333,6 +333,20 @@ def cmd_receiver(args, env: Environment) -> int:
     return 0
 
 
+def cmd_codec(args, env: Environment) -> int:
+    import uvicorn
+
+    from starter.codec_server import create_codec_server
+
+    token = os.environ.get("ML_CONNECTOR_CODEC_TOKEN", "")
+    if len(token) < 16:
+        raise UsageError("set ML_CONNECTOR_CODEC_TOKEN (16+ random characters); the UI's codec "
+                         "endpoint is then http://HOST:PORT/<token>")
+    app = create_codec_server(open_store(env).vault.keyring, token=token, ui_origin=args.ui_origin)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_demo(args, env: Environment) -> int:
     from starter.demo import run_demo
 
@@ -367,6 +381,10 @@ def parser() -> argparse.ArgumentParser:
     au.add_argument("order_number", help="the store's order number")
     au.add_argument("--connection", help="only this connection (default: every connection)")
     au.add_argument("--json", action="store_true")
+    cd = sub.add_parser("codec", help="serve the codec endpoint the Temporal UI decodes payloads with")
+    cd.add_argument("--host", default="127.0.0.1")
+    cd.add_argument("--port", type=int, default=8888)
+    cd.add_argument("--ui-origin", default="http://localhost:8080", help="the UI's origin (CORS)")
     rp = sub.add_parser("replay", help="replay orders after the cause was fixed")
     rp.add_argument("connection")
     rp.add_argument("--order", action="append", help="store order id (default: every parked/failed)")
@@ -445,7 +463,7 @@ COMMANDS = {
     ("replay", None): cmd_replay, ("status", None): cmd_status, ("backfill", None): cmd_backfill,
     ("keys", "rotate"): cmd_keys_rotate, ("keys", "retire"): cmd_keys_retire,
     ("schedules", "apply"): cmd_schedules_apply, ("schedules", "list"): cmd_schedules_list, ("worker", None): cmd_worker, ("receiver", None): cmd_receiver,
-    ("demo", None): cmd_demo, ("dev", None): cmd_dev,
+    ("demo", None): cmd_demo, ("dev", None): cmd_dev, ("codec", None): cmd_codec,
 }
 
 

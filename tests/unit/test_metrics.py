@@ -88,7 +88,9 @@ def raising(exc):
 
 def invoice_input(paid_minutes_ago: float = 3):
     return SimpleNamespace(connection_id="demo", order=SimpleNamespace(
-        paid_at=NOW - timedelta(minutes=paid_minutes_ago), created_at=NOW - timedelta(hours=1)))
+        # stamped now, not at import: the suite may run for minutes before this test
+        paid_at=datetime.now(timezone.utc) - timedelta(minutes=paid_minutes_ago),
+        created_at=datetime.now(timezone.utc) - timedelta(hours=1)))
 
 
 async def test_a_new_invoice_counts_an_order_posted_and_its_latency(buffer, meter):
