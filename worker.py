@@ -13,7 +13,7 @@ from activities.interceptors import ObservabilityInterceptor
 from activities.customers import CustomerActivities
 from activities.orders import OrderActivities
 from activities.poll import PollActivities
-from activities.runtime import Runtime
+from activities.runtime import Runtime, connector_module
 from activities.shipments import ShipmentActivities
 from activities.webhooks import WebhookActivities
 from connections.config import Connection, Environment, open_store
@@ -36,7 +36,7 @@ ACTIVITY_GROUPS = (OrderActivities, PollActivities, CatalogActivities, WebhookAc
 # they run on its own task queue (workflows/dispatch.erp_queue).
 ERP_ACTIVITIES = ("upsert_customer", "post_invoice", "post_credit_memo", "post_receipt",
                   "post_adjustment")
-REQUESTS_PER_ERP_ACTIVITY = 3  # a post: the document, its release, the release's status
+DEFAULT_REQUESTS_PER_ACTIVITY = 3.0  # the ERP module's REQUESTS_PER_ACTIVITY says otherwise
 
 
 def build_worker(client: Client, runtime: Runtime, task_queue: str) -> Worker:
@@ -54,7 +54,9 @@ def build_erp_worker(client: Client, runtime: Runtime, task_queue: str,
     if queue is None:
         return None
     orders = OrderActivities(runtime)
-    rate = conn.erp_requests_per_minute / 60 / REQUESTS_PER_ERP_ACTIVITY
+    per_activity = getattr(connector_module(conn.erp_system), "REQUESTS_PER_ACTIVITY",
+                           DEFAULT_REQUESTS_PER_ACTIVITY)
+    rate = conn.erp_requests_per_minute / 60 / per_activity
     return Worker(client, task_queue=queue,
                   activities=[fn for fn in orders.all() if activity_name(fn) in ERP_ACTIVITIES],
                   max_task_queue_activities_per_second=rate, max_concurrent_activities=50,

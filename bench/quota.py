@@ -48,6 +48,9 @@ def _exact_counts(stack) -> tuple[int, int]:
 async def _ride(bench: Bench, erp: str, orders: int, rpm: int, options: dict) -> dict:
     stack = await bench.stack(erp_system=erp, erp_options=options)
     conn = await add_connection(stack, f"quota-{erp[:3]}")
+    conn.erp_requests_per_minute = rpm  # the licensed rate: its own, server-rate-limited queue
+    stack.store.save_connection(conn)
+    await asyncio.sleep(1.5)  # the stack's worker starts the quota queue's worker
     shop = await Shop.open(stack, seed=31, pool=10)
     placed = [shop.place() for _ in range(orders)]
     counts = _acumatica_counts if erp == "acumatica" else _exact_counts
