@@ -24,11 +24,12 @@ import email.utils
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from connectors.model import (ZERO, Address, Customer, ItemChange, Order, OrderLine, Payment,
-                              Refund, RefundLine, TaxLine, quantize, to_decimal)
+                              Refund, RefundLine, TaxLine, quantize)
+from connectors.payloads import amount as _money, field as _field, text as _text
 
 STORE = "bigcommerce"
 # Statuses a store only reaches once payment is confirmed (reference §3.2; Refunded and
@@ -44,24 +45,6 @@ _REFUND_KINDS = {"PRODUCT": "product", "GIFT_WRAPPING": "wrapping", "SHIPPING": 
 
 
 # --- primitives ------------------------------------------------------------------------
-
-def _field(obj: Any, key: str, what: str) -> Any:
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{what}: expected a JSON object, got {type(obj).__name__}")
-    if key not in obj or obj[key] is None:
-        raise ValueError(f"{what}: missing '{key}'")
-    return obj[key]
-
-
-def _money(value: Any, what: str) -> Decimal:
-    try:
-        return to_decimal(value)
-    except (InvalidOperation, TypeError, ValueError):
-        raise ValueError(f"{what}: not an amount: {value!r}") from None
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 def _rows(value: Any, what: str) -> list[Mapping]:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, SecretStr, field_validator, model_validator
 from connectors.base import CatalogPushResult, Webhook, WebhookEvent
 from connectors.errors import AuthExpired, ExternalError, NotFound, Unavailable
 from connectors.http import build_client, send
+from connectors.payloads import path_id
 from connectors.model import Customer, ItemChange, Order, Shipment
 from connectors.woocommerce_mapping import (customer_from_wc, customer_to_wc, item_change_to_wc,
                                             order_from_wc)
@@ -577,14 +578,7 @@ def _within(moment: datetime, since: datetime, until: datetime | None) -> bool:
 
 
 def _id(value: Any) -> int:
-    """A WooCommerce id; anything else would change the URL path."""
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise ValueError(f"not a WooCommerce id: {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"not a WooCommerce id: {value!r}")
-    return number
+    return path_id(value, "WooCommerce")
 
 
 def _decode(resp: httpx.Response) -> Any:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from connectors.model import (Address, Customer, ItemChange, Order, OrderLine, Payment,
-                              Refund, RefundLine, TaxLine, to_decimal)
+                              Refund, RefundLine, TaxLine)
+from connectors.payloads import amount as _money, field as _field, text as _text
 
 STORE = "woocommerce"
 REFUNDED_ITEM_META = "_refunded_item_id"
@@ -27,31 +28,12 @@ _MATCH_BY = {"product": ("line_items", ("product_id", "variation_id")),
 
 # --- primitives ------------------------------------------------------------------------
 
-def _field(obj: Any, key: str, what: str) -> Any:
-    """A required field, or a ValueError naming what is malformed."""
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{what}: expected a JSON object, got {type(obj).__name__}")
-    if key not in obj or obj[key] is None:
-        raise ValueError(f"{what}: missing '{key}'")
-    return obj[key]
-
 
 def _list(obj: Mapping, key: str, what: str) -> list:
     value = obj.get(key) or []
     if not isinstance(value, list):
         raise ValueError(f"{what}: '{key}' must be a list")
     return value
-
-
-def _money(value: Any, what: str) -> Decimal:
-    try:
-        return to_decimal(value)
-    except (InvalidOperation, TypeError, ValueError):
-        raise ValueError(f"{what}: not an amount: {value!r}") from None
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 def _naive(value: Any, what: str) -> datetime:

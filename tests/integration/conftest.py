@@ -56,18 +56,10 @@ async def stack_factory(temporal, tmp_path, keyring):
 @pytest.fixture
 def pg_url():
     """A fresh schema in the machine's PostgreSQL: the several-hosts store, same code path."""
-    import psycopg
+    from tests.conftest import pg_schema
 
-    from tests.conftest import PG_URL, _pg_schema_url
-
-    schema = f"e2e_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield _pg_schema_url(schema)
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    with pg_schema("e2e") as url:
+        yield url
 
 
 @pytest.fixture
