@@ -9,6 +9,8 @@ are ``Payment`` records applied to the invoice (``DocumentsToApply``) or to the 
 (``OrdersToApply``). Every document is found again by its ``ExternalRef`` (on SalesInvoice and
 Payment the document's own External Reference, on SalesOrder the order's ``CustomerRefNbr``);
 a payment's ``PaymentRef`` carries the processor's transaction id for bank matching.
+Confirmed ``Shipment`` records of those sales orders go back to the store
+(:meth:`AcumaticaErp.iter_shipments`).
 """
 from __future__ import annotations
 
@@ -30,9 +32,12 @@ from connectors.errors import (ConfigurationError, ExternalError, MappingMissing
                                Rejected, Unavailable)
 from connectors.http import build_client, parse_json, send, to_json
 from connectors.model import (ZERO, Customer, DocumentKind, ErpDocumentRef, ItemChange,
-                              quantize, to_decimal)
+                              Shipment, quantize, to_decimal)
 
 SYSTEM = "acumatica"
+# ERP requests per order activity on average (a post, its release, the release's status): the
+# worker rate limits the connection's quota queue in activities, the licence counts requests.
+REQUESTS_PER_ACTIVITY = 3.0
 # Entity members sent and returned as they are (reference §3); every other field is wrapped.
 PLAIN_FIELDS = frozenset({"id", "rowNumber", "delete", "custom", "error", "files", "_links"})
 DOC_TYPES: dict[str, str] = {"invoice": "Invoice", "adjustment_invoice": "Invoice",
@@ -47,6 +52,11 @@ PAGE_SIZE = 100
 RELEASE_TIMEOUT = 120.0  # seconds a release may run before the attempt is retried
 ITEM_FIELDS = ("InventoryID,DefaultPrice,LastCost,LastModifiedDateTime,"
                "WarehouseDetails/WarehouseID,WarehouseDetails/QtyOnHand")
+# A shipment has left the warehouse once confirmed; invoicing it moves it on to the later
+# statuses (their API strings are not in the reference: the SO302000 status list).
+SHIPPED_STATUSES = ("Confirmed", "Completed", "Invoiced", "Partially Invoiced")
+SHIPMENT_FIELDS = ("ShipmentNbr,Status,Operation,ShipVia,ShipmentDate,LastModifiedDateTime,"
+                   "Orders/OrderType,Orders/OrderNbr,Packages/TrackingNbr")
 
 
 # --- the {"value": ...} representation ------------------------------------------------------
@@ -618,6 +628,46 @@ class AcumaticaErp:
         rows = [d for d in details if wanted is None or d.get("WarehouseID") == wanted]
         return sum((to_decimal(d.get("QtyOnHand")) for d in rows), Decimal(0))
 
+    # --- shipments ---------------------------------------------------------------------------
+
+    async def iter_shipments(self, since: datetime) -> AsyncIterator[Shipment]:
+        """Shipments confirmed (or further) and modified after ``since``, one canonical
+        Shipment per sales order on each (a consolidated shipment names several), whose
+        ``external_ref`` is that order's ExternalRef. Shipments come from sales orders, so an
+        invoice-only connection (``document_type="invoice"``) yields nothing: its orders were
+        posted as AR invoices, which are never shipped. The Orders tab names only
+        OrderType/OrderNbr, so each order is read once per run for its ExternalRef."""
+        if self.settings.document_type != "sales_order":
+            return
+        statuses = " or ".join(f"Status eq {odata_literal(s)}" for s in SHIPPED_STATUSES)
+        refs: dict[tuple[str, str], str] = {}
+        skip = 0
+        while True:
+            rows = await self._list("Shipment", {
+                "$filter": f"LastModifiedDateTime gt {odata_datetime(since)} and ({statuses})",
+                "$expand": "Orders,Packages", "$select": SHIPMENT_FIELDS,
+                "$top": PAGE_SIZE, "$skip": skip})
+            for row in rows:
+                if row.get("Operation") == "Receipt":
+                    continue  # goods coming back (a return), not a shipment to the buyer
+                for order_type, order_nbr, shipment_id in _shipment_orders(row):
+                    key = (order_type, order_nbr)
+                    if key not in refs:
+                        refs[key] = await self._order_ref(order_type, order_nbr)
+                    yield _shipment(row, shipment_id, refs[key])
+            if len(rows) < PAGE_SIZE:
+                return
+            skip += PAGE_SIZE
+
+    async def _order_ref(self, order_type: str, order_nbr: str) -> str:
+        """The sales order's ExternalRef ("" for an order deleted since, or not ours)."""
+        try:
+            row = await self._get(f"SalesOrder/{quote(order_type)}/{quote(order_nbr)}",
+                                  {"$select": "OrderType,OrderNbr,ExternalRef"})
+        except NotFound:
+            return ""
+        return _text(row.get("ExternalRef"))
+
     # --- health ------------------------------------------------------------------------------
 
     async def ping(self) -> dict[str, Any]:
@@ -640,6 +690,34 @@ class AcumaticaErp:
             report["entity_error"] = str(exc)
         report["ok"] = bool(report["entity_access"] and report["endpoint_served"] is not False)
         return report
+
+
+def _text(value: Any) -> str:
+    """A string field as read (an empty field renders as ``{}``)."""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _shipment_orders(row: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(OrderType, OrderNbr, shipment id) of each order on a shipment: the id is the
+    ShipmentNbr, qualified by the order when one shipment carries several."""
+    number = _text(row.get("ShipmentNbr"))
+    orders = [(_text(o.get("OrderType")), _text(o.get("OrderNbr"))) for o in row.get("Orders") or []]
+    orders = list(dict.fromkeys(o for o in orders if o[1]))
+    if len(orders) == 1:
+        return [(*orders[0], number)]
+    return [(t, n, f"{number}/{t}/{n}") for t, n in orders]
+
+
+def _shipment(row: Mapping[str, Any], shipment_id: str, external_ref: str) -> Shipment:
+    """Every package's tracking number (packages are not split by order)."""
+    tracking = [_text(p.get("TrackingNbr")) for p in row.get("Packages") or []]
+    modified = parse_datetime(row["LastModifiedDateTime"])
+    shipped = _text(row.get("ShipmentDate"))
+    return Shipment(shipment_id=shipment_id, external_ref=external_ref,
+                    tracking_numbers=list(dict.fromkeys(t for t in tracking if t)),
+                    carrier=_text(row.get("ShipVia")),
+                    shipped_at=parse_datetime(shipped) if shipped else modified,
+                    modified_at=modified)
 
 
 def _doc_type(kind: str) -> str:

@@ -18,15 +18,17 @@ What it simulates
 * Entities ``Customer``, ``SalesInvoice`` (Invoice / Credit Memo with Details, TaxDetails,
   ApplicationsCreditMemo, read-only ApplicationsInvoice), ``SalesOrder`` (type SO with Details,
   TaxDetails, linked Totals, read-only Payments), ``Payment`` (Payment / Prepayment with
-  DocumentsToApply, OrdersToApply, read-only ApplicationHistory), ``StockItem``
-  (WarehouseDetails) and ``NonStockItem``.  PUT upserts by keys, ``id`` or ``$filter``;
+  DocumentsToApply, OrdersToApply, read-only ApplicationHistory), ``Shipment`` (key ``ShipmentNbr``;
+  Details, read-only Orders, Packages with ``TrackingNbr``), ``StockItem`` (WarehouseDetails) and
+  ``NonStockItem``.  PUT upserts by keys, ``id`` or ``$filter``;
   ``If-Match: *`` / ``If-None-Match: *`` give 412; PATCH updates an existing record only; DELETE
   answers 204.
 * ``ReleaseSalesInvoice`` and ``ReleasePayment``: 202 + server-relative ``Location``; the status
   URL answers 202 ``action_polls`` times (default 1) and then 204, at which point the document
   is released (Balanced -> Open, or Closed at zero balance): credit memo and payment
   applications reduce the invoices' balances (an invoice paid in full is Closed), payment
-  applications to sales orders reduce the orders' ``Totals.UnpaidBalance``.
+  applications to sales orders reduce the orders' ``Totals.UnpaidBalance``.  ``ConfirmShipment`` works
+  the same way (Open -> Confirmed).
 * A per-minute request quota answering 429 and fault injection (``sandbox.faults``) on every
   ``/entity`` request.
 
@@ -45,6 +47,11 @@ yet are added in the base currency; a method without accounts takes no payments)
 memos, then payments -- ``type`` "Payment", ``amount`` = PaymentAmount, ``balance`` = the
 unapplied balance -- then sales orders -- ``type`` "Sales Order", ``amount`` = OrderTotal,
 ``balance`` = the unpaid balance --, each with ``external_ref`` = its ExternalRef);
+``GET|POST /_sandbox/shipments`` (POST a list of ``{ExternalRef}`` or ``{OrderNbr, OrderType?}`` of a
+posted sales order, with ``TrackingNbr`` or ``TrackingNumbers``, ``ShipVia?``, ``ShipmentDate?``,
+``Confirm?`` (default true): a shipment of every line still to ship, one package per tracking number,
+confirmed as ``ConfirmShipment`` would; 404 for an unknown order, 422 with Acumatica's message when the
+order cannot be shipped; GET lists them as plain JSON);
 ``GET /_sandbox/stats``; ``GET /_sandbox/requests``; ``POST /_sandbox/expire-tokens``;
 ``GET|POST /_sandbox/faults``.
 
@@ -93,6 +100,16 @@ Choices where the reference says "unconfirmed" (or says nothing)
   taxes are taken as sent (``DisableAutomaticTaxCalculation`` / ``DisableAutomaticDiscountUpdate``
   are stored; nothing is recalculated); ``OrderTotal = line total + TaxTotal``; ``CurrencyID``
   defaults to the customer's.  No order actions are simulated (404).
+* Shipment: only type ``Shipment`` (Operation ``Issue``), numbered ``000001``.  Lines name a sales order
+  (``OrderType``/``OrderNbr``) of the shipment's customer with status Open; a line without
+  ``OrderLineNbr`` adds every line still to ship (stock items, and non-stock items with
+  ``RequireShipment``), ``ShippedQty`` defaults to the open quantity and may not exceed what other
+  shipments leave.  The Orders tab is derived from the lines.  ``Hold`` defaults to false (status
+  "Open"; "On Hold" when true).  ``ConfirmShipment`` moves Open -> "Confirmed" (packages
+  ``Confirmed``); the orders' line ``OpenQty`` fall and an order with nothing left to ship becomes
+  "Completed".  Confirmed shipments ignore PUT changes.  The statuses after invoicing ("Completed",
+  "Invoiced", "Partially Invoiced") are **unconfirmed** and not reached: invoicing a shipment is not
+  simulated.  ``ShipVia`` is stored as sent (carriers are not seeded).
 * Payment: ``PaymentMethod`` must be a seeded, active method (422 "'Payment Method' cannot be
   found in the system." otherwise); ``CashAccount`` defaults to the method's default and must be
   one the method allows (422 on ``CashAccount``); ``CurrencyID`` defaults to the cash account's
@@ -347,6 +364,32 @@ _SHAPES_24 = [
         readonly=frozenset({"Approved", "BaseCurrencyID", "CreatedDate", "CreditHold", "LastModified", "NoteID",
                             "OrderedQty", "OrderTotal", "Payments", "Status", "TaxTotal", "VATExemptTotal",
                             "VATTaxableTotal"})),
+    Shape("ShipmentDetail", _fields(
+        s="Description InventoryID LocationID LotSerialNbr OrderNbr OrderType ReasonCode Subitem UOM WarehouseID",
+        d="OpenQty OrderedQty OriginalQty ShippedQty", i="LineNbr OrderLineNbr", b="FreeItem",
+        t="ExpirationDate"),
+        readonly=frozenset({"Description", "InventoryID", "LineNbr", "OpenQty", "OrderedQty", "OriginalQty", "UOM"}),
+        line_keys=("LineNbr",)),
+    Shape("ShipmentOrderDetail", _fields(
+        s="InventoryDocType InventoryRefNbr InvoiceNbr InvoiceType OrderNbr OrderType ShipmentNbr ShipmentType",
+        d="ShippedQty ShippedVolume ShippedWeight", g="OrderNoteID")),
+    Shape("ShipmentPackage", _fields(
+        s="BoxID CustomRefNbr1 CustomRefNbr2 Description TrackingNbr Type UOM",
+        d="CODAmount DeclaredValue Height Length Weight Width", b="Confirmed", i="LineNbr", g="NoteID"),
+        readonly=frozenset({"LineNbr", "NoteID"}), line_keys=("LineNbr",)),
+    Shape("Shipment", _fields(
+        s="BaseCurrencyID CurrencyRateTypeID CustomerID Description FOBPoint FreightCurrencyID LocationID "
+          "Operation Owner ShipmentNbr ShippingTerms ShippingZoneID ShipVia Status ToWarehouseID Type "
+          "WarehouseID WorkgroupID",
+        d="ControlQty CurrencyRate FreightCost FreightPrice PackageWeight ReciprocalRate ShippedQty ShippedVolume "
+          "ShippedWeight",
+        b="CreateNewShipmentForEveryOrder CurrencyViewState GroundCollect Hold Insurance OverrideFreightPrice "
+          "Picked ResidentialDelivery SaturdayDelivery UnlimitedPackages UseCustomersAccount",
+        i="PackageCount", t="CreatedDateTime EffectiveDate LastModifiedDateTime ShipmentDate", g="NoteID"),
+        details={"Details": "ShipmentDetail", "Orders": "ShipmentOrderDetail", "Packages": "ShipmentPackage"},
+        readonly=frozenset({"BaseCurrencyID", "CreatedDateTime", "LastModifiedDateTime", "NoteID", "Orders",
+                            "PackageCount", "PackageWeight", "ShippedQty", "ShippedVolume", "ShippedWeight",
+                            "Status"})),
     Shape("StockItemWarehouseDetail", _fields(
         s="DefaultIssueLocationID DefaultReceiptLocationID Status WarehouseID", d="QtyOnHand", b="IsDefault"),
         readonly=frozenset({"QtyOnHand"}), line_keys=("WarehouseID",)),
@@ -372,6 +415,7 @@ ADDED_IN_24 = {
     "SalesInvoiceDetail": {"Account", "ExternalRef", "ManualPrice", "NoteID", "SubAccount"},
     "StockItem": {"LastModifiedDateTime"},
     "NonStockItem": {"IsAKit"},
+    "Shipment": {"UnlimitedPackages"},
 }
 
 
@@ -405,6 +449,8 @@ ENTITIES = {e.name: e for e in [
     EntityDef("Payment", ("Type", "ReferenceNbr"), "Payment", "PX.Objects.AR.ARPaymentEntry/Document",
               ("ReleasePayment",)),
     EntityDef("SalesOrder", ("OrderType", "OrderNbr"), "Sales Order", "PX.Objects.SO.SOOrderEntry/Document"),
+    EntityDef("Shipment", ("ShipmentNbr",), "Shipment", "PX.Objects.SO.SOShipmentEntry/Document",
+              ("ConfirmShipment",)),
     EntityDef("StockItem", ("InventoryID",), "Stock Item", "PX.Objects.IN.InventoryItemMaint/Item"),
     EntityDef("NonStockItem", ("InventoryID",), "Non-Stock Item", "PX.Objects.IN.NonStockItemMaint/Item"),
 ]}
@@ -1036,6 +1082,30 @@ class AcumaticaState:
         self.payment_methods[method.casefold()] = record
         return record
 
+    def order_by_ref(self, external_ref: str) -> dict | None:
+        return next((o for o in self.records["SalesOrder"].values()
+                     if _same_key(o.get("ExternalRef"), external_ref)), None)
+
+    def add_shipment(self, order: dict, *, tracking_numbers: tuple[str, ...] = (), ship_via: str | None = None,
+                     shipment_date: datetime | None = None, confirm: bool = True) -> dict:
+        """What a warehouse clerk does on SO302000: a shipment of everything still to ship on ``order``,
+        one package per tracking number, then Confirm Shipment. ValueError with Acumatica's message."""
+        draft = new_record()
+        draft.update(CustomerID=order.get("CustomerID"), ShipVia=ship_via, ShipmentDate=shipment_date,
+                     Details=[{"id": new_id(), "OrderType": order["OrderType"], "OrderNbr": order["OrderNbr"]}],
+                     Packages=[{"id": new_id(), "TrackingNbr": t} for t in tracking_numbers])
+        errors = SHIPMENT.apply(self, draft, {}, True)
+        if errors:
+            raise ValueError("; ".join(errors.values()))
+        SHIPMENT.assign_number(self, draft)
+        self.save("Shipment", draft)
+        if confirm:
+            problem = SHIPMENT.release_problem(self, draft)
+            if problem:
+                raise ValueError(problem)
+            SHIPMENT.release(self, draft)
+        return draft
+
     def documents(self, type: str | None = None) -> list[dict]:
         """Invoices and credit memos, then payments, then sales orders, as plain JSON."""
         docs = [plain_document(d) for d in self.records["SalesInvoice"].values()]
@@ -1655,6 +1725,7 @@ class SalesOrderRules(Rules):
             price_line(state, draft, line, index, errors, currency=currency, qty_field="OrderQty",
                        description_field="LineDescription")
         number_lines(lines)
+        set_open_quantities(state, draft)
         line_total = money(sum((line.get("Amount") or Decimal(0) for line in lines), Decimal(0)), currency)
         for index, tax in enumerate(draft.setdefault("TaxDetails", [])):
             settle_tax(state, currency, line_total, tax, index, errors)
@@ -1682,6 +1753,191 @@ class SalesOrderRules(Rules):
         record["LastModified"] = state.now()
         record["NoteID"] = record["id"]
         super().complete(state, record)
+
+
+# ---- shipments
+
+SHIPMENT_TYPES = ("Shipment",)
+CONFIRMED_SHIPMENT = {"Confirmed", "Completed", "Invoiced", "Partially Invoiced"}
+
+
+def needs_shipment(state: AcumaticaState, inventory_id: Any) -> bool:
+    """Stock items ship; non-stock items (shipping, fees) only when they require a shipment."""
+    found = state.item(inventory_id) if inventory_id else None
+    return found is not None and (found[0] == "StockItem" or bool(found[1].get("RequireShipment")))
+
+
+def shipped_quantities(state: AcumaticaState, order: dict, *, confirmed_only: bool,
+                       except_shipment: str | None = None) -> dict[Any, Decimal]:
+    """Quantity of each order line on shipments (confirmed ones, or every one but ``except_shipment``:
+    an open shipment already allocates what it ships)."""
+    out: dict[Any, Decimal] = {}
+    for shipment in state.records["Shipment"].values():
+        if shipment["id"] == except_shipment or (confirmed_only and shipment.get("Status") not in CONFIRMED_SHIPMENT):
+            continue
+        for line in shipment.get("Details") or []:
+            if (_same_key(line.get("OrderType"), order.get("OrderType"))
+                    and _same_key(line.get("OrderNbr"), order.get("OrderNbr"))):
+                key = line.get("OrderLineNbr")
+                out[key] = out.get(key, Decimal(0)) + (line.get("ShippedQty") or Decimal(0))
+    return out
+
+
+def set_open_quantities(state: AcumaticaState, order: dict) -> None:
+    """``OpenQty`` of each sales order line: ordered less what confirmed shipments shipped."""
+    shipped = shipped_quantities(state, order, confirmed_only=True)
+    for line in order.get("Details") or []:
+        line["OpenQty"] = (line.get("OrderQty") or Decimal(0)) - shipped.get(line.get("LineNbr"), Decimal(0))
+
+
+class ShipmentRules(Rules):
+    """SO302000: lines come from open sales orders of the shipment's customer (a line naming only
+    the order adds every line still to ship, like "Add Order"), packages carry the tracking numbers,
+    ``ConfirmShipment`` confirms it; an order shipped in full becomes Completed."""
+    entity = "Shipment"
+
+    def is_locked(self, record: dict) -> bool:
+        return record.get("Status") in CONFIRMED_SHIPMENT | {"Cancelled"}
+
+    def assign_number(self, state: AcumaticaState, record: dict) -> None:
+        if record.get("ShipmentNbr") in (None, "<NEW>"):
+            record["ShipmentNbr"] = state.next_number("", "SOSHIPMENT")
+        for row in record.get("Orders") or []:
+            row["ShipmentNbr"] = record["ShipmentNbr"]
+
+    def validate(self, state: AcumaticaState, draft: dict, changes: dict, is_new: bool, errors: Errors) -> None:
+        draft.setdefault("Type", SHIPMENT_TYPES[0])
+        draft.setdefault("Operation", "Issue")
+        if draft["Type"] not in SHIPMENT_TYPES:
+            errors.add(("Type",), f"'{draft['Type']}' is not a valid value for 'Type'. "
+                                  f"Allowed: {', '.join(SHIPMENT_TYPES)}.")
+            return
+        if is_new:
+            draft["ShipmentNbr"] = "<NEW>"
+        customer_of(state, draft, errors)
+        lines: list[dict] = []
+        for index, line in enumerate(draft.setdefault("Details", [])):
+            lines += self._lines(state, draft, line, index, errors)
+        draft["Details"] = lines
+        number_lines(lines)
+        draft["Orders"] = self._orders(state, draft)
+        packages = draft.setdefault("Packages", [])
+        number_lines(packages)
+        for package in packages:
+            package.setdefault("Confirmed", False)
+            package.setdefault("Weight", Decimal(0))
+            package["NoteID"] = package["id"]
+        draft["PackageCount"] = len(packages)
+        draft["PackageWeight"] = sum((p["Weight"] for p in packages), Decimal(0))
+        draft["ShippedQty"] = sum((line.get("ShippedQty") or Decimal(0) for line in lines), Decimal(0))
+        if not draft.get("WarehouseID") and lines:
+            draft["WarehouseID"] = lines[0].get("WarehouseID")
+
+    def _lines(self, state: AcumaticaState, draft: dict, line: dict, index: int, errors: Errors) -> list[dict]:
+        """The shipment lines one sent line stands for (every open line of its order when it names
+        only the order)."""
+        path = ("Details", index)
+        order = state.find("SalesOrder", OrderType=line.get("OrderType") or ORDER_TYPES[0],
+                           OrderNbr=line.get("OrderNbr")) if line.get("OrderNbr") else None
+        if order is None:
+            errors.add(path + ("OrderNbr",), "'Order Nbr.' cannot be found in the system.")
+            return [line]
+        if order.get("Status") != "Open":
+            errors.add(path + ("OrderNbr",), f"The sales order {order['OrderNbr']} has the {order.get('Status')} "
+                                             f"status; only open orders can be shipped.")
+            return [line]
+        if not _same_key(order.get("CustomerID"), draft.get("CustomerID")):
+            errors.add(path + ("OrderNbr",), "The sales order belongs to another customer.")
+            return [line]
+        allocated = shipped_quantities(state, order, confirmed_only=False, except_shipment=draft["id"])
+        order_lines = {ln.get("LineNbr"): ln for ln in order.get("Details") or []}
+        if line.get("OrderLineNbr") is None:
+            wanted = [{**line, "id": new_id(), "OrderLineNbr": nbr} for nbr, ln in order_lines.items()
+                      if needs_shipment(state, ln.get("InventoryID"))
+                      and (ln.get("OrderQty") or 0) > allocated.get(nbr, 0)]
+            if not wanted:
+                errors.add(path + ("OrderNbr",), f"The sales order {order['OrderNbr']} has nothing left to ship.")
+                return [line]
+        else:
+            wanted = [line]
+        for row in wanted:
+            source = order_lines.get(row["OrderLineNbr"])
+            if source is None or not needs_shipment(state, source.get("InventoryID")):
+                errors.add(path + ("OrderLineNbr",), "The order line cannot be found or needs no shipment.")
+                continue
+            left = (source.get("OrderQty") or Decimal(0)) - allocated.get(row["OrderLineNbr"], Decimal(0))
+            row.update(OrderType=order["OrderType"], OrderNbr=order["OrderNbr"], InventoryID=source.get("InventoryID"),
+                       UOM=source.get("UOM"), Description=source.get("LineDescription"),
+                       OrderedQty=source.get("OrderQty"), OpenQty=left, OriginalQty=left)
+            row.setdefault("WarehouseID", source.get("WarehouseID"))
+            if row.get("ShippedQty") is None:
+                row["ShippedQty"] = left
+            if not 0 < row["ShippedQty"] <= left:
+                errors.add(path + ("ShippedQty",), f"The shipped quantity must be greater than 0 and not exceed "
+                                                   f"the open quantity ({left}).")
+        return wanted
+
+    @staticmethod
+    def _orders(state: AcumaticaState, draft: dict) -> list[dict]:
+        """The Orders tab: one row per sales order on the shipment."""
+        rows: dict[tuple, dict] = {}
+        for line in draft["Details"]:
+            key = (line.get("OrderType"), line.get("OrderNbr"))
+            order = state.find("SalesOrder", OrderType=key[0], OrderNbr=key[1]) if key[1] else None
+            if order is None:
+                continue
+            row = rows.setdefault(key, {"id": new_id(), "OrderType": order["OrderType"], "OrderNbr": order["OrderNbr"],
+                                        "ShipmentNbr": draft.get("ShipmentNbr"), "ShipmentType": draft["Type"],
+                                        "ShippedQty": Decimal(0), "OrderNoteID": order["id"]})
+            row["ShippedQty"] += line.get("ShippedQty") or Decimal(0)
+        return list(rows.values())
+
+    def complete(self, state: AcumaticaState, record: dict) -> None:
+        record.setdefault("Hold", False)
+        if record.get("Status") not in CONFIRMED_SHIPMENT | {"Cancelled"}:
+            record["Status"] = "On Hold" if record["Hold"] else "Open"
+        record["ShipmentDate"] = _midnight(record.get("ShipmentDate") or state.today())
+        record.setdefault("CreatedDateTime", state.now())
+        record["BaseCurrencyID"] = state.base_currency
+        record["NoteID"] = record["id"]
+        super().complete(state, record)
+
+    def release_problem(self, state: AcumaticaState, doc: dict) -> str | None:
+        if doc.get("Status") in CONFIRMED_SHIPMENT:
+            return "The shipment has already been confirmed."
+        if doc.get("Status") != "Open":
+            return "The shipment is on hold and cannot be confirmed."
+        if not doc.get("ShippedQty"):
+            return "The shipment cannot be confirmed because it has no shipped quantity."
+        return None
+
+    def release(self, state: AcumaticaState, doc: dict) -> None:
+        """ConfirmShipment: the shipment and its packages are confirmed, its orders' open quantities
+        fall, and an order with nothing left to ship is Completed."""
+        doc["Status"] = "Confirmed"
+        for package in doc.get("Packages") or []:
+            package["Confirmed"] = True
+        doc["LastModifiedDateTime"] = state.now()
+        for row in doc.get("Orders") or []:
+            order = state.find("SalesOrder", OrderType=row["OrderType"], OrderNbr=row["OrderNbr"])
+            if order is None:
+                continue
+            set_open_quantities(state, order)
+            if all(line["OpenQty"] <= 0 for line in order.get("Details") or []
+                   if needs_shipment(state, line.get("InventoryID"))):
+                order["Status"] = "Completed"
+            order["LastModified"] = order["LastModifiedDateTime"] = state.now()
+
+
+def plain_shipment(shipment: dict) -> dict:
+    return {"id": shipment["id"], "shipment_nbr": shipment.get("ShipmentNbr"), "type": shipment.get("Type"),
+            "status": shipment.get("Status"), "customer": shipment.get("CustomerID"),
+            "ship_via": shipment.get("ShipVia"), "shipment_date": plain(shipment.get("ShipmentDate")),
+            "shipped_qty": plain(shipment.get("ShippedQty")),
+            "last_modified": plain(shipment.get("LastModifiedDateTime")),
+            "orders": [{"order_type": o.get("OrderType"), "order_nbr": o.get("OrderNbr"),
+                        "shipped_qty": plain(o.get("ShippedQty"))} for o in shipment.get("Orders") or []],
+            "tracking_numbers": [p.get("TrackingNbr") for p in shipment.get("Packages") or [] if p.get("TrackingNbr")]}
 
 
 # ---- payments
@@ -1863,9 +2119,9 @@ def _applied(application: dict, name: str, balance: Decimal, remaining: Decimal,
 
 CUSTOMER, SALES_INVOICE = CustomerRules(), SalesInvoiceRules()
 STOCK_ITEM, NON_STOCK_ITEM = StockItemRules(), NonStockItemRules()
-SALES_ORDER, PAYMENT = SalesOrderRules(), PaymentRules()
+SALES_ORDER, PAYMENT, SHIPMENT = SalesOrderRules(), PaymentRules(), ShipmentRules()
 RULES: dict[str, Rules] = {r.entity: r for r in (CUSTOMER, SALES_INVOICE, STOCK_ITEM, NON_STOCK_ITEM, SALES_ORDER,
-                                                 PAYMENT)}
+                                                 PAYMENT, SHIPMENT)}
 
 
 # --------------------------------------------------------------------------- HTTP: entity API
@@ -2115,11 +2371,12 @@ class EntityApi:
             raise BadRequest("The action body must be a JSON object with 'entity'.", "invocation")
         changes = unwrap(call.contract, call.shape, body.get("entity") or {}, "invocation.entity")
         doc = self._action_target(call, changes)
-        problem = ("'Reference Nbr.' cannot be found in the system." if doc is None
+        key = call.entity.keys[-1]
+        problem = (f"'{label(key)}' cannot be found in the system." if doc is None
                    else call.rules.release_problem(self.state, doc))
         if problem:
             record = doc or {"id": None, **changes}
-            path = ("ReferenceNbr",) if doc is None else ("",)
+            path = (key,) if doc is None else ("",)
             return JSON(self._render(call, record, View(errors={path: problem})), status_code=422)
         operation = Operation(new_id(), doc["id"], self.state.settings.action_polls, call.entity.name)
         self.state.operations[operation.id] = operation
@@ -2317,6 +2574,28 @@ class Control:
     async def documents(self, request: Request) -> Response:
         return JSON(self.state.documents(request.query_params.get("type")))
 
+    async def shipments(self, request: Request) -> Response:
+        """POST: confirmed shipments of posted sales orders (``{OrderNbr, OrderType?} | {ExternalRef}``,
+        ``TrackingNbr`` or ``TrackingNumbers``, ``ShipVia?``, ``ShipmentDate?``, ``Confirm?``); GET: all."""
+        if request.method == "GET":
+            return JSON([plain_shipment(s) for s in self.state.records["Shipment"].values()])
+        made = []
+        for spec in await _list_body(request):
+            order = (self.state.order_by_ref(spec["ExternalRef"]) if spec.get("ExternalRef") else
+                     self.state.find("SalesOrder", OrderType=spec.get("OrderType") or ORDER_TYPES[0],
+                                     OrderNbr=spec.get("OrderNbr")))
+            if order is None:
+                return JSON({"error": "no such sales order"}, status_code=404)
+            numbers = spec.get("TrackingNumbers") or ([spec["TrackingNbr"]] if spec.get("TrackingNbr") else [])
+            try:
+                made.append(self.state.add_shipment(
+                    order, tracking_numbers=tuple(numbers), ship_via=spec.get("ShipVia"),
+                    shipment_date=parse_datetime(spec["ShipmentDate"]) if spec.get("ShipmentDate") else None,
+                    confirm=spec.get("Confirm", True)))
+            except ValueError as exc:
+                return JSON({"error": str(exc)}, status_code=422)
+        return JSON([plain_shipment(s) for s in made])
+
     async def stats(self, request: Request) -> Response:
         return JSON(self.state.stats)
 
@@ -2338,6 +2617,7 @@ class Control:
             Route("/_sandbox/payment-methods", self.payment_methods, methods=["GET", "POST"]),
             Route("/_sandbox/settings", self.settings, methods=["GET", "POST"]),
             Route("/_sandbox/documents", self.documents, methods=["GET"]),
+            Route("/_sandbox/shipments", self.shipments, methods=["GET", "POST"]),
             Route("/_sandbox/stats", self.stats, methods=["GET"]),
             Route("/_sandbox/requests", self.requests, methods=["GET"]),
             Route("/_sandbox/expire-tokens", self.expire_tokens, methods=["POST"]),

@@ -31,8 +31,12 @@ Simulated
   ``created_at``, ``producer``) POSTed to each active hook's destination with the hook's
   custom headers, optionally Standard-Webhooks signed with the client secret; 2xx is
   success; failures retried on the documented schedule (scaled by ``retry_time_scale``),
-  the hook deactivated (``is_active: false``) after the last retry fails; the per-domain
-  blocklist (2-minute window, >= 100 requests, < 90 % success, 3 minutes).
+  the hook deactivated (``is_active: false``) after the last retry fails (events still
+  queued for it are then dropped, logged as ``kind: "dropped"``); the per-domain blocklist
+  (2-minute window, >= 100 requests, < 90 % success, 3 minutes).
+* Control: ``POST /_sandbox/webhooks/wait-idle`` (``{"timeout"?, "retries"?}``) waits until no
+  delivery is queued or in flight, and with ``retries: true`` until no failed one waits for
+  its next attempt either (``/_sandbox/state`` shows ``queued`` and ``retrying``).
 * Faults: ``sandbox.faults`` on every API request; ``/_sandbox/`` control routes (no auth).
 
 Unconfirmed -> conservative choices
@@ -375,6 +379,7 @@ class Store:
         self.refund_locks: dict[int, asyncio.Lock] = {}
         self.queue: deque = deque()
         self.inflight = 0
+        self.retrying = 0  # failed deliveries waiting for their next attempt
         self.outage_next = 0
         self.duplicate_next = 0
         self.domain_log: dict[str, deque] = {}
@@ -894,11 +899,12 @@ class Store:
             finally:
                 self.inflight -= 1
 
-    async def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Until nothing is queued or in flight (scheduled retries do not count)."""
+    async def wait_idle(self, timeout: float = 10.0, *, retries: bool = False) -> bool:
+        """Until nothing is queued or in flight (and, with ``retries``, no failed delivery
+        waits for another attempt)."""
         deadline = time.monotonic() + timeout
         self._kick()
-        while self.queue or self.inflight:
+        while self.queue or self.inflight or (retries and self.retrying):
             if time.monotonic() > deadline:
                 return False
             self._kick()
@@ -938,7 +944,10 @@ class Store:
 
     async def _deliver(self, job: dict) -> None:
         hook = self.hooks.get(job["hook_id"])
-        if hook is None or not hook.is_active:
+        if hook is None:
+            return
+        if not hook.is_active:  # deactivated meanwhile: the event is not delivered
+            self._log(hook, job, None, "hook inactive: not delivered", kind="dropped")
             return
         domain = urlsplit(hook.destination).hostname or ""
         body = compact_json(job["payload"])
@@ -977,10 +986,12 @@ class Store:
             hook.updated_at = int(time.time())
             self._log(hook, job, None, "retries exhausted: hook deactivated", kind="deactivated")
             return
-        delay = schedule[job["attempt"]] * float(self.settings.retry_time_scale)
+        delay = float(schedule[job["attempt"]]) * float(self.settings.retry_time_scale)
         retry = {**job, "attempt": job["attempt"] + 1}
+        self.retrying += 1
 
         def requeue() -> None:
+            self.retrying -= 1
             self.queue.append(retry)
             self._kick()
 
@@ -1010,6 +1021,7 @@ class Store:
                 "customers": len(self.customers), "hooks": len(self.hooks),
                 "active_hooks": sum(h.is_active for h in self.hooks.values()),
                 "deliveries": len(self.deliveries), "queued": len(self.queue),
+                "retrying": self.retrying,
                 "rate_limit_window_count": self.window_count}
 
     # ---- JSON views ---------------------------------------------------------------------
@@ -1921,7 +1933,8 @@ def control_routes(store: Store, faults: Faults) -> list[Route]:
         return JSONResponse([dict(d) for d in store.deliveries])
 
     async def wait_idle(request: Request) -> Response:
-        idle = await store.wait_idle(float((await body_of(request)).get("timeout", 120)))
+        body = await body_of(request)
+        idle = await store.wait_idle(float(body.get("timeout", 120)), retries=bool(body.get("retries")))
         return JSONResponse({"idle": idle}, status_code=200 if idle else 504)
 
     async def state(request: Request) -> Response:

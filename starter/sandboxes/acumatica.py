@@ -62,6 +62,16 @@ class AcumaticaSandbox:
     async def customers(self, control: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
         return _ok(await control.get(url + "/_sandbox/customers"))
 
+    async def record_shipment(self, control: httpx.AsyncClient, url: str, external_ref: str,
+                              *tracking_numbers: str, ship_via: str = "") -> dict[str, Any]:
+        """Ship and confirm everything still open on the sales order posted under
+        ``external_ref`` (a connection with ``document_type: "sales_order"``), one package
+        per tracking number."""
+        [shipment] = _ok(await control.post(url + "/_sandbox/shipments", json=[{
+            "ExternalRef": external_ref, "TrackingNumbers": list(tracking_numbers),
+            "ShipVia": ship_via or None}]))
+        return shipment
+
     async def expire_tokens(self, control: httpx.AsyncClient, url: str) -> None:
         _ok(await control.post(url + "/_sandbox/faults", json={"expire_tokens": True}))
 

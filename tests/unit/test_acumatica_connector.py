@@ -33,7 +33,7 @@ def v(record: dict) -> dict:
 class FakeAcumatica:
     """Just enough of Acumatica: bearer tokens, discovery, Customer, SalesInvoice (422 on an
     unknown item or tax, release as a long-running action), SalesOrder, Payment (422 on an
-    unknown payment method), StockItem paging, 429 on demand."""
+    unknown payment method), StockItem and Shipment paging, 429 on demand."""
 
     def __init__(self, served: tuple[str, ...] = ("23.200.001", "24.200.001")) -> None:
         self.served = served
@@ -45,6 +45,7 @@ class FakeAcumatica:
         self.payments: dict[tuple[str, str], dict] = {}
         self.methods = {"CARD"}
         self.stock: list[dict] = []
+        self.shipments: list[dict] = []
         self.requests: list[httpx.Request] = []
         self.puts: list[dict] = []
         self.fail_next: list[httpx.Response] = []
@@ -107,9 +108,10 @@ class FakeAcumatica:
             guid = route.split("/")[1]
             self.invoices = {k: r for k, r in self.invoices.items() if r["id"] != guid}
             return httpx.Response(204)
-        if route == "StockItem":
+        if route in ("StockItem", "Shipment"):
+            rows = self.stock if route == "StockItem" else self.shipments
             top, skip = int(query["$top"]), int(query.get("$skip", 0))
-            page = self.stock[skip:skip + top]
+            page = rows[skip:skip + top]
             return httpx.Response(200, content=to_json([wrap(r) for r in page]))
         return httpx.Response(404)
 
@@ -585,6 +587,58 @@ async def test_item_changes_page_until_a_short_page() -> None:
     assert "datetimeoffset'2024-07-01T00%3A00%3A00.000%2B00%3A00'" in pages[0].url.query.decode()
     summed = [c async for c in erp_for(fake).iter_item_changes(since)]
     assert summed[0].quantity_available == Decimal(7)
+
+
+def shipment_row(nbr: str, *orders: str, tracking: tuple[str, ...] = ("1Z1",), **fields: Any) -> dict:
+    return {"ShipmentNbr": nbr, "Status": "Confirmed", "Operation": "Issue", "ShipVia": "UPSGROUND",
+            "ShipmentDate": "2024-07-15T00:00:00+03:00",
+            "LastModifiedDateTime": "2024-07-15T10:31:28.4023457+03:00",
+            "Orders": [{"OrderType": "SO", "OrderNbr": o} for o in orders],
+            "Packages": [{"TrackingNbr": t} for t in tracking], **fields}
+
+
+async def test_shipments_page_and_read_each_order_once_for_its_external_ref() -> None:
+    fake = FakeAcumatica()
+    fake.orders = {("SO", f"{i:06d}"): {"id": str(i), "OrderType": "SO", "OrderNbr": f"{i:06d}",
+                                        "ExternalRef": f"WC-{i}"} for i in range(1, 4)}
+    fake.shipments = [shipment_row(f"S{i:05d}", "000001") for i in range(100)]  # one order, many boxes
+    fake.shipments += [shipment_row("S-TWO", "000002", "000003", tracking=("1Z2", "", "1Z2", "1Z3")),
+                       shipment_row("S-RET", "000002", Operation="Receipt"),
+                       shipment_row("S-GONE", "424242", ShipVia={}, ShipmentDate={})]
+    since = datetime(2024, 7, 1, tzinfo=timezone.utc)
+    shipments = [s async for s in erp_for(fake, document_type="sales_order").iter_shipments(since)]
+
+    assert len(shipments) == 103  # 100 + the consolidated one twice + the deleted order's
+    first = shipments[0]
+    assert (first.shipment_id, first.external_ref, first.tracking_numbers, first.carrier) == (
+        "S00000", "WC-1", ["1Z1"], "UPSGROUND")
+    assert first.shipped_at == datetime(2024, 7, 14, 21, tzinfo=timezone.utc)
+    assert first.modified_at.utcoffset().total_seconds() == 3 * 3600
+    two = [(s.shipment_id, s.external_ref, s.tracking_numbers) for s in shipments[100:102]]
+    assert two == [("S-TWO/SO/000002", "WC-2", ["1Z2", "1Z3"]), ("S-TWO/SO/000003", "WC-3", ["1Z2", "1Z3"])]
+    gone = shipments[102]
+    assert (gone.external_ref, gone.carrier, gone.shipped_at) == ("", "", gone.modified_at)
+
+    pages = [r for r in fake.requests if r.url.path.endswith("/Shipment")]
+    assert [dict(r.url.params)["$skip"] for r in pages] == ["0", "100"]
+    params = dict(pages[0].url.params)
+    assert params["$filter"] == ("LastModifiedDateTime gt datetimeoffset'2024-07-01T00:00:00.000+00:00' and "
+                                 "(Status eq 'Confirmed' or Status eq 'Completed' or Status eq 'Invoiced' "
+                                 "or Status eq 'Partially Invoiced')")
+    assert "%2B00%3A00'" in pages[0].url.query.decode()  # the offset's '+' arrives as a plus
+    assert (params["$expand"], params["$top"]) == ("Orders,Packages", "100")
+    assert set(params["$select"].split(",")) >= {"ShipmentNbr", "Orders/OrderNbr", "Packages/TrackingNbr",
+                                                 "ShipVia", "ShipmentDate", "LastModifiedDateTime"}
+    lookups = [r.url.path.rsplit("/", 2)[-1] for r in fake.requests if "/SalesOrder/" in r.url.path]
+    assert sorted(lookups) == ["000001", "000002", "000003", "424242"]  # once each per run
+
+
+async def test_an_invoice_connection_has_no_shipments_to_read() -> None:
+    fake = FakeAcumatica()
+    fake.shipments = [shipment_row("S1", "000001")]
+    since = datetime(2024, 7, 1, tzinfo=timezone.utc)
+    assert [s async for s in erp_for(fake).iter_shipments(since)] == []
+    assert not [r for r in fake.requests if r.url.path.endswith("/Shipment")]
 
 
 async def test_ping_reports_what_works() -> None:

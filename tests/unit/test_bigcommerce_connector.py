@@ -254,3 +254,44 @@ async def test_mark_shipped_once_per_erp_shipment(live):
     (made,) = (await admin.get(f"v2/orders/{placed['id']}/shipments")).json()
     assert made["tracking_number"] == "1Z9" and "SH-1" in made["comments"] and "1Z8" in made["comments"]
     assert (await admin.get(f"v2/orders/{placed['id']}")).json()["status_id"] == 2
+
+
+async def test_ensure_webhooks_reactivates_a_deactivated_hook_re_keyed_and_creates_a_missing_one(live):
+    from connectors.base import ensure_webhooks
+    from connectors.bigcommerce import ORDER_TOPICS, SECRET_HEADER, secret_header_value
+
+    app, admin, shop = live
+    url = "https://rx.test/webhooks/c1/bigcommerce"
+    assert len(await ensure_webhooks(shop, ORDER_TOPICS, url, "old-secret")) == 3
+    created, updated, refunds = ORDER_TOPICS
+    hooks = {h.topic: h for h in await shop.list_webhooks()}
+    app.state.store.hooks[int(hooks[created].id)].is_active = False  # the retries ran out
+    await shop.delete_webhook(hooks[refunds].id)
+
+    repairs = await ensure_webhooks(shop, ORDER_TOPICS, url, "new-secret")
+    assert repairs == [f"re-enabled {created} (was disabled)", f"created {refunds}"]
+    raw = {h["scope"]: h for h in (await admin.get("v3/hooks")).json()["data"]}
+    assert raw[created]["is_active"] is True and raw[refunds]["is_active"] is True
+    assert raw[created]["headers"] == {SECRET_HEADER: secret_header_value("new-secret")}
+    assert raw[updated]["headers"] == {SECRET_HEADER: secret_header_value("old-secret")}
+    assert await ensure_webhooks(shop, ORDER_TOPICS, url, "new-secret") == []
+
+
+async def test_update_webhook_translates_canonical_fields():
+    bodies = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={"data": {"id": 7, "scope": "store/order/created",
+                                                  "destination": "https://rx", "is_active": False},
+                                         "meta": {}})
+
+    shop = store(handler)
+    hook = await shop.update_webhook("7", status="disabled", delivery_url="https://rx", secret="s")
+    assert hook.status == "disabled"
+    [body] = bodies
+    assert body["is_active"] is False and body["destination"] == "https://rx"
+    assert set(body["headers"]) == {"X-Ml-Connector-Token"} and "s" not in body["headers"].values()
+    with pytest.raises(ValueError):
+        await shop.update_webhook("7", status="sleeping")
+    await shop.aclose()

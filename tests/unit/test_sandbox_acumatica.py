@@ -635,3 +635,112 @@ async def test_sales_order_totals_and_a_payment_applied_to_it(app, api, anon):
     found = (await api.get(f"{BASE}/SalesOrder", params={"$filter": "ExternalRef eq 'shop-1001'",
                                                           "$select": "OrderType,OrderNbr,OrderTotal"})).json()
     assert [(o["OrderType"]["value"], o["OrderNbr"]["value"]) for o in found] == [("SO", "000001")]
+
+
+# ---------------------------------------------------------------- shipments
+
+async def put_order(api, **header) -> dict:
+    saved = await api.put(f"{BASE}/SalesOrder", content=dumps(order_body(**header)),
+                          headers={"Content-Type": "application/json"})
+    assert saved.status_code == 200, saved.text
+    return saved.json()
+
+
+async def test_shipment_of_an_order_then_confirm_completes_the_order(app, api, clock):
+    order = await put_order(api)
+    nbr = order["OrderNbr"]["value"]
+    body = {"CustomerID": w("C1"), "ShipVia": w("UPSGROUND"),
+            "Details": [{"OrderType": w("SO"), "OrderNbr": w(nbr)}],  # "Add Order": every line to ship
+            "Packages": [{"TrackingNbr": w("1Z999"), "Weight": w(Decimal("1.5"))}, {"TrackingNbr": w("1Z998")}]}
+    saved = await api.put(f"{BASE}/Shipment", content=dumps(body), headers={"Content-Type": "application/json"},
+                          params={"$expand": "Details,Orders,Packages"})
+    assert saved.status_code == 200, saved.text
+    shipment = saved.json()
+    assert (shipment["ShipmentNbr"]["value"], shipment["Status"]["value"], shipment["Type"]["value"],
+            shipment["Operation"]["value"]) == ("000001", "Open", "Shipment", "Issue")
+    [line] = shipment["Details"]  # the SHIPPING non-stock line needs no shipment
+    assert (line["InventoryID"]["value"], line["OrderLineNbr"]["value"], line["WarehouseID"]["value"]) == (
+        "WIDGET", 1, "MAIN")
+    assert amounts(line, "ShippedQty", "OpenQty") == [3, 3]
+    assert [(o["OrderNbr"]["value"], o["ShipmentNbr"]["value"]) for o in shipment["Orders"]] == [(nbr, "000001")]
+    assert [p["TrackingNbr"]["value"] for p in shipment["Packages"]] == ["1Z999", "1Z998"]
+    assert shipment["PackageCount"]["value"] == 2 and amounts(shipment, "PackageWeight") == [Decimal("1.5")]
+    again = await api.put(f"{BASE}/Shipment", content=dumps(body))  # nothing left to allocate
+    assert again.status_code == 422 and "nothing left" in again.json()["Details"][0]["OrderNbr"]["error"]
+
+    clock.now += 60
+    started = await api.post(f"{BASE}/Shipment/ConfirmShipment", json={"entity": {"ShipmentNbr": w("000001")}})
+    assert started.status_code == 202
+    while (poll := await api.get(started.headers["Location"])).status_code == 202:
+        pass
+    assert poll.status_code == 204
+    confirmed = (await api.get(f"{BASE}/Shipment/000001", params={"$expand": "Packages"})).json()
+    assert confirmed["Status"]["value"] == "Confirmed"
+    assert confirmed["LastModifiedDateTime"]["value"] > shipment["LastModifiedDateTime"]["value"]
+    assert all(p["Confirmed"]["value"] is True for p in confirmed["Packages"])
+    so = (await api.get(f"{BASE}/SalesOrder/SO/{nbr}", params={"$expand": "Details"})).json()
+    assert so["Status"]["value"] == "Completed"
+    assert [d["OpenQty"]["value"] for d in so["Details"]] == [0, 1]
+    twice = await api.post(f"{BASE}/Shipment/ConfirmShipment", json={"entity": {"ShipmentNbr": w("000001")}})
+    assert twice.status_code == 422 and "already been confirmed" in twice.json()["error"]
+    unknown = await api.post(f"{BASE}/Shipment/ConfirmShipment", json={"entity": {"ShipmentNbr": w("999")}})
+    assert unknown.status_code == 422 and "error" in unknown.json()["ShipmentNbr"]
+
+
+async def test_shipment_lines_are_checked_against_the_order(app, api):
+    nbr = (await put_order(api))["OrderNbr"]["value"]
+
+    async def put(details, customer="C1") -> httpx.Response:
+        return await api.put(f"{BASE}/Shipment", content=dumps({"CustomerID": w(customer), "Details": details}))
+
+    too_many = await put([{"OrderType": w("SO"), "OrderNbr": w(nbr), "OrderLineNbr": w(1), "ShippedQty": w(4)}])
+    assert too_many.status_code == 422 and "open quantity (3)" in too_many.json()["Details"][0]["ShippedQty"]["error"]
+    other = await put([{"OrderType": w("SO"), "OrderNbr": w(nbr)}], customer="C2")
+    assert other.status_code == 422 and "another customer" in other.json()["Details"][0]["OrderNbr"]["error"]
+    missing = await put([{"OrderType": w("SO"), "OrderNbr": w("424242")}])
+    assert missing.status_code == 422 and "cannot be found" in missing.json()["Details"][0]["OrderNbr"]["error"]
+    part = await put([{"OrderType": w("SO"), "OrderNbr": w(nbr), "OrderLineNbr": w(1), "ShippedQty": w(2)}])
+    assert part.status_code == 200 and amounts(part.json(), "ShippedQty") == [2]
+    assert app.state.acumatica.records["Shipment"] and len(app.state.acumatica.records["Shipment"]) == 1
+
+
+async def test_shipment_list_query_options_and_the_control_surface(app, api, anon, clock):
+    first = (await put_order(api))["OrderNbr"]["value"]
+    second = (await put_order(api, ExternalRef=w("shop-1002")))["OrderNbr"]["value"]
+    made = await anon.post("/_sandbox/shipments", json=[
+        {"ExternalRef": "shop-1001", "TrackingNbr": "T-1", "ShipVia": "FEDEX"},
+        {"OrderNbr": second, "TrackingNumbers": ["T-2", "T-3"], "Confirm": False}])
+    assert made.status_code == 200, made.text
+    assert [(s["shipment_nbr"], s["status"], s["orders"][0]["order_nbr"], s["tracking_numbers"])
+            for s in made.json()] == [("000001", "Confirmed", first, ["T-1"]), ("000002", "Open", second, ["T-2", "T-3"])]
+    cutoff = made.json()[0]["last_modified"]
+    clock.now += 5
+    edited = await api.put(f"{BASE}/Shipment", content=dumps({"ShipmentNbr": w("000002"), "Description": w("x")}))
+    assert edited.json()["LastModifiedDateTime"]["value"] > cutoff  # writes move the timestamp
+
+    rows = (await api.get(f"{BASE}/Shipment?$filter=LastModifiedDateTime gt datetimeoffset'{quote(cutoff, safe='')}'"
+                          "&$expand=Orders,Packages&$select=ShipmentNbr,Status,Orders/OrderNbr,Packages/TrackingNbr")
+            ).json()
+    assert [(r["ShipmentNbr"]["value"], [p["TrackingNbr"]["value"] for p in r["Packages"]]) for r in rows] == [
+        ("000002", ["T-2", "T-3"])]
+    assert set(rows[0]) - {"id", "rowNumber", "note", "custom", "_links"} == {
+        "ShipmentNbr", "Status", "Orders", "Packages"}
+    assert set(rows[0]["Orders"][0]) - {"id", "rowNumber", "note", "custom"} == {"OrderNbr"}
+    confirmed = (await api.get(f"{BASE}/Shipment", params={"$filter": "Status eq 'Confirmed'"})).json()
+    assert [r["ShipmentNbr"]["value"] for r in confirmed] == ["000001"] and "Packages" not in confirmed[0]
+    paged = (await api.get(f"{BASE}/Shipment", params={"$top": 1, "$skip": 1, "$select": "ShipmentNbr"})).json()
+    assert [r["ShipmentNbr"]["value"] for r in paged] == ["000002"]
+    locked = await api.put(f"{BASE}/Shipment", content=dumps({"ShipmentNbr": w("000001"), "ShipVia": w("UPS")}))
+    assert locked.json()["ShipVia"]["value"] == "FEDEX"  # confirmed shipments ignore changes
+    listed = (await anon.get("/_sandbox/shipments")).json()
+    assert [s["shipment_nbr"] for s in listed] == ["000001", "000002"]
+    assert (await anon.post("/_sandbox/shipments", json={"ExternalRef": "nope"})).status_code == 404
+    done = await anon.post("/_sandbox/shipments", json={"ExternalRef": "shop-1001", "TrackingNbr": "T-9"})
+    assert done.status_code == 422 and "Completed" in done.json()["error"]
+
+
+async def test_version_23_shipment_has_no_unlimited_packages(api):
+    old = (await api.get("/entity/Default/23.200.001/Shipment", params={"$top": 1})).json()
+    assert old == []
+    bad = await api.get("/entity/Default/23.200.001/Shipment", params={"$filter": "UnlimitedPackages eq true"})
+    assert bad.status_code == 400

@@ -264,3 +264,20 @@ async def test_hook_validation(bc):
     missing = await client.post("v3/hooks", json={"scope": "store/order/created"})
     assert missing.status_code == 422 and missing.json()["errors"] == {"destination": "error.path.missing."}
     assert (await client.get("v3/hooks/42")).json()["title"] == "Webhook with id [42] not found"
+
+
+async def test_events_for_a_deactivated_hook_are_dropped_and_wait_idle_can_wait_for_retries(bc):
+    app, client, received, status = bc
+    await client.post("http://bc/_sandbox/settings", json={"retry_schedule": [0.3], "retry_time_scale": 1})
+    hook = (await client.post("v3/hooks", json={"scope": "store/order/created", "destination": "https://rx.test/h",
+                                                "is_active": True})).json()["data"]
+    status["code"] = 500
+    await order(client)
+    await client.post("http://bc/_sandbox/webhooks/wait-idle", json={})  # the first attempt failed
+    assert (await client.get("http://bc/_sandbox/state")).json()["retrying"] == 1
+    await client.put(f"v3/hooks/{hook['id']}", json={"is_active": False})  # deactivated meanwhile
+    idle = await client.post("http://bc/_sandbox/webhooks/wait-idle", json={"retries": True, "timeout": 5})
+    assert idle.json() == {"idle": True}
+    assert (await client.get("http://bc/_sandbox/state")).json()["retrying"] == 0
+    log = (await client.get("http://bc/_sandbox/webhooks/deliveries")).json()
+    assert [d["kind"] for d in log] == ["delivery", "dropped"] and len(received) == 1
