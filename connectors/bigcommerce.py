@@ -35,6 +35,7 @@ from connectors.bigcommerce_mapping import (DEFAULT_LOCATION_ID, catalog_fields,
                                             stock_quantity)
 from connectors.errors import AuthExpired, AuthFailed, ExternalError, NotFound, Rejected
 from connectors.http import build_client, send, to_json
+from connectors.payloads import path_id, text
 from connectors.model import Customer, ItemChange, Order, Shipment
 
 SYSTEM = "bigcommerce"
@@ -472,7 +473,7 @@ class BigCommerceStore:
         oid = _id(order_id)
         marker = f"ERP shipment {shipment.shipment_id}"
         existing = await self._all(self._v2_pages(f"v2/orders/{oid}/shipments"))
-        if any(marker in _text_of(s.get("comments")) for s in existing):
+        if any(marker in text(s.get("comments")) for s in existing):
             return
         products = await self._all(self._v2_pages(f"v2/orders/{oid}/products"))
         addresses = await self._all(self._v2_pages(f"v2/orders/{oid}/shipping_addresses"))
@@ -614,18 +615,8 @@ class BigCommerceStore:
 # --- helpers ---------------------------------------------------------------------------
 
 def _id(value: Any) -> int:
-    """A BigCommerce id; anything else would change the URL path."""
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise ValueError(f"not a BigCommerce id: {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"not a BigCommerce id: {value!r}")
-    return number
+    return path_id(value, "BigCommerce")
 
-
-def _text_of(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 async def _empty() -> list:
