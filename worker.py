@@ -9,6 +9,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.catalog import CatalogActivities
+from activities.heartbeat import HeartbeatInterceptor
 from activities.interceptors import ObservabilityInterceptor
 from activities.customers import CustomerActivities
 from activities.orders import OrderActivities
@@ -36,13 +37,18 @@ ACTIVITY_GROUPS = (OrderActivities, PollActivities, CatalogActivities, WebhookAc
 # they run on its own task queue (workflows/dispatch.erp_queue).
 ERP_ACTIVITIES = ("upsert_customer", "post_invoice", "post_credit_memo", "post_receipt",
                   "post_adjustment")
-DEFAULT_REQUESTS_PER_ACTIVITY = 3.0  # the ERP module's REQUESTS_PER_ACTIVITY says otherwise
+DEFAULT_REQUESTS_PER_ACTIVITY = 3.0
+
+
+def interceptors() -> list:
+    """Heartbeats (a killed worker's attempts retry in seconds) and logs/metrics."""
+    return [HeartbeatInterceptor(), ObservabilityInterceptor()]  # the ERP module's REQUESTS_PER_ACTIVITY says otherwise
 
 
 def build_worker(client: Client, runtime: Runtime, task_queue: str) -> Worker:
     activities = [fn for group in ACTIVITY_GROUPS for fn in group(runtime).all()]
     return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities,
-                  max_concurrent_activities=200, interceptors=[ObservabilityInterceptor()])
+                  max_concurrent_activities=200, interceptors=interceptors())
 
 
 def build_erp_worker(client: Client, runtime: Runtime, task_queue: str,
@@ -60,7 +66,7 @@ def build_erp_worker(client: Client, runtime: Runtime, task_queue: str,
     return Worker(client, task_queue=queue,
                   activities=[fn for fn in orders.all() if activity_name(fn) in ERP_ACTIVITIES],
                   max_task_queue_activities_per_second=rate, max_concurrent_activities=50,
-                  interceptors=[ObservabilityInterceptor()])
+                  interceptors=interceptors())
 
 
 def activity_name(fn) -> str:

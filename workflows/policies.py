@@ -8,9 +8,16 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
+# Capped at a minute: a 5xx storm or a restart stretches the tail of attempts, and a minute
+# between them keeps a recovered ERP busy again quickly without hammering a down one.
 _BACKOFF = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                       maximum_interval=timedelta(minutes=5))
+                       maximum_interval=timedelta(minutes=1))
 
-STORE_READ = {"start_to_close_timeout": timedelta(seconds=90), "retry_policy": _BACKOFF}
-ERP_WRITE = {"start_to_close_timeout": timedelta(minutes=5), "retry_policy": _BACKOFF}
+# A heartbeat timeout (activities/heartbeat.py beats for them): a dead worker's attempts
+# are retried within seconds, not after the start-to-close timeout.
+_BEAT = timedelta(seconds=15)
+STORE_READ = {"start_to_close_timeout": timedelta(seconds=90), "heartbeat_timeout": _BEAT,
+              "retry_policy": _BACKOFF}
+ERP_WRITE = {"start_to_close_timeout": timedelta(minutes=5), "heartbeat_timeout": _BEAT,
+             "retry_policy": _BACKOFF}
 LEDGER = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": _BACKOFF}
