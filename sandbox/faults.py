@@ -1,11 +1,16 @@
 """Fault injection shared by every simulator: the control surface tests and the demo use.
 
 ``POST /_sandbox/faults`` with any of the fields of :class:`Faults` sets them; ``GET`` reads
-them. Counters count down as requests consume them.
+them. Counters count down as requests consume them. The ratios draw from a private RNG
+(reseeded by ``seed``) so a chaos run is reproducible; ``storm_seconds`` answers 429 to
+every API request for that long from the moment it is set. ``injected`` counts what was
+actually injected, for the figures of a chaos run.
 """
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from dataclasses import asdict, dataclass, fields
 
 from starlette.requests import Request
@@ -22,6 +27,15 @@ class Faults:
     lose_next_commits: int = 0  # the next N writes commit, then the response is lost (502)
     slow_ms: int = 0  # every API request waits this long first
     expire_tokens: bool = False  # one-shot: every issued access token stops working now
+    fail_ratio: float = 0.0  # each API request answers ``fail_status`` with this probability
+    lose_ratio: float = 0.0  # each committed write loses its response with this probability
+    storm_seconds: float = 0.0  # every API request answers 429 for this long (GET: time left)
+    seed: int = 0  # reseeds the RNG of the ratios when set
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._storm_until = 0.0
+        self.injected = {"failures": 0, "throttled": 0, "lost_commits": 0}
 
     def configure(self, **values: object) -> None:
         names = {f.name: f.type for f in fields(self)}
@@ -30,31 +44,48 @@ class Faults:
                 raise ValueError(f"unknown fault {key!r}; known: {', '.join(sorted(names))}")
             current = getattr(self, key)
             setattr(self, key, type(current)(value))
+        if "seed" in values:
+            self._rng.seed(self.seed)
+        if "storm_seconds" in values:
+            self._storm_until = time.monotonic() + self.storm_seconds
+
+    def _draw(self, ratio: float) -> bool:
+        return ratio > 0 and self._rng.random() < ratio
 
     def take_failure(self) -> int | None:
         if self.fail_next > 0:
             self.fail_next -= 1
-            return self.fail_status
-        return None
+        elif not self._draw(self.fail_ratio):
+            return None
+        self.injected["failures"] += 1
+        return self.fail_status
 
     def take_429(self) -> float | None:
         if self.storm_429 > 0:
             self.storm_429 -= 1
+            self.injected["throttled"] += 1
             return self.retry_after
+        left = self._storm_until - time.monotonic()
+        if left > 0:
+            self.injected["throttled"] += 1
+            return min(self.retry_after, left)
         return None
 
     def take_lost_commit(self) -> bool:
         if self.lose_next_commits > 0:
             self.lose_next_commits -= 1
-            return True
-        return False
+        elif not self._draw(self.lose_ratio):
+            return False
+        self.injected["lost_commits"] += 1
+        return True
 
     async def delay(self) -> None:
         if self.slow_ms:
             await asyncio.sleep(self.slow_ms / 1000)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "storm_seconds": max(0.0, self._storm_until - time.monotonic()),
+                "injected": dict(self.injected)}
 
 
 def lost_response() -> Response:
