@@ -1,7 +1,8 @@
 """The chaos run at the test suite's size (bench/chaos.py, ``small=True``): 24 orders over
 three pairs with the worker SIGKILLed and restarted, 5% 5xx and 2% lost responses after
-commit at every ERP (the full run: 1,000 orders, three kills, 10%), a short 429 storm, tripled and out-of-order webhook deliveries and a
-store that disables its hooks -- and still every pair's books match to the cent."""
+commit at every ERP (the full run: 1,000 orders, three kills, 10%), a short 429 storm,
+tripled and out-of-order webhook deliveries and a store that disables its hooks -- and
+still every pair's books match to the cent."""
 from __future__ import annotations
 
 from bench.chaos import run_chaos
