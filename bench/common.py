@@ -45,7 +45,7 @@ class Row:
     size: str
     figures: dict[str, str]
     target: str = ""
-    verdict: str = ""  # "met", "missed", "n/a", "TODO"
+    verdict: str = ""  # "met", "missed", "n/a"
     detail: dict[str, Any] = field(default_factory=dict)  # extra read-outs (JSON, not printed)
 
     def line(self) -> str:
