@@ -167,10 +167,12 @@ async def _sellables(client: httpx.AsyncClient, product: dict) -> list[Sellable]
             for v in _ok(resp) if v["price"]]
 
 
-class Shopper:
-    """Draws the people, carts and payments of one day from a seeded random generator."""
+class People:
+    """The buyers of one day, from a seeded random generator: a pool of returning customers,
+    one-off guests, and where each lives (mostly the US, some in the EU). Shared by every
+    store's traffic generator."""
 
-    def __init__(self, rng: random.Random, catalog: list[Sellable], orders: int) -> None:
+    def __init__(self, rng: random.Random, catalog: list, orders: int) -> None:
         self.rng, self.catalog = rng, catalog
         self.pool = [self._person(n) for n in range(max(3, orders // 3))]
 
@@ -185,11 +187,18 @@ class Shopper:
         person["email"] = person["email"].replace("@example.com", "@guest.example.com")
         return person
 
-    def address(self, person: dict, foreign: bool) -> dict:
+    def residence(self, foreign: bool) -> tuple[str, str, str, str, str]:
+        """(street, city, state, postcode, country)"""
         if foreign:
-            street, city, state, postcode, country = self.rng.choice(EU_ADDRESSES)
-        else:
-            (street, city, state, postcode), country = self.rng.choice(US_ADDRESSES), "US"
+            return self.rng.choice(EU_ADDRESSES)
+        return (*self.rng.choice(US_ADDRESSES), "US")
+
+
+class Shopper(People):
+    """The carts and payments of one WooCommerce day."""
+
+    def address(self, person: dict, foreign: bool) -> dict:
+        street, city, state, postcode, country = self.residence(foreign)
         return {"first_name": person["first_name"], "last_name": person["last_name"], "company": "",
                 "address_1": street, "address_2": "", "city": city, "state": state,
                 "postcode": postcode, "country": country}
@@ -289,7 +298,8 @@ async def _refund(client: httpx.AsyncClient, order: dict, rng: random.Random, su
     summary.refund_totals[order["currency"]] += Decimal(refund["amount"])
 
 
-async def _report(on_progress: Progress | None, done: int, total: int) -> None:
+async def report_progress(on_progress: Progress | None, done: int, total: int) -> None:
+    """``on_progress(done, total)``, sync or async."""
     if on_progress is not None:
         result = on_progress(done, total)
         if inspect.isawaitable(result):
@@ -316,7 +326,7 @@ async def generate_day(client: httpx.AsyncClient, *, orders: int, refund_ratio: 
         placed.append(order)
         summary.order_ids.append(order["id"])
         summary.order_totals[order["currency"]] += Decimal(order["total"])
-        await _report(on_progress, done, orders)
+        await report_progress(on_progress, done, orders)
     count = min(len(placed), max(1, round(orders * refund_ratio))) if refund_ratio > 0 and placed else 0
     for order in rng.sample(placed, k=count):
         await _refund(client, order, rng, summary)

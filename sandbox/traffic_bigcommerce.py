@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import random
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,8 +22,8 @@ from typing import Any
 
 import httpx
 
-from sandbox.traffic import (EU_ADDRESSES, FIRST, LAST, REFUND_REASONS, SIMPLE_PRODUCTS,
-                             US_ADDRESSES, VARIABLE_PRODUCTS, Progress, TrafficSummary)
+from sandbox.traffic import (REFUND_REASONS, SIMPLE_PRODUCTS, VARIABLE_PRODUCTS, People,
+                             Progress, TrafficSummary, report_progress)
 
 STORE_HASH, TOKEN = "mlsandbox", "bc-sandbox-token"
 TAX_CLASSES = {"": 0, "reduced-rate": 2}  # traffic.py's WooCommerce class names -> BC ids
@@ -143,30 +142,11 @@ def address(person: dict, street: str, city: str, state: str, zip_: str, country
             "phone": person.get("phone", ""), "email": person["email"]}
 
 
-class Shopper:
-    """Draws the people, carts and payments of one day from a seeded random generator."""
-
-    def __init__(self, rng: random.Random, catalog: list[Sellable], orders: int) -> None:
-        self.rng, self.catalog = rng, catalog
-        self.pool = [self._person(n) for n in range(max(3, orders // 3))]
-
-    def _person(self, n: int) -> dict:
-        first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
-        return {"first_name": first, "last_name": last,
-                "email": f"{first.lower()}.{last.lower()}.{n}@example.com",
-                "phone": f"+1 555 {self.rng.randint(100, 999)} {self.rng.randint(1000, 9999)}"}
-
-    def guest(self) -> dict:
-        person = self._person(self.rng.randint(10_000, 99_999))
-        person["email"] = person["email"].replace("@example.com", "@guest.example.com")
-        return person
+class Shopper(People):
+    """The carts and payments of one BigCommerce day."""
 
     def place(self, person: dict, foreign: bool) -> dict:
-        if foreign:
-            street, city, state, zip_, country = self.rng.choice(EU_ADDRESSES)
-        else:
-            (street, city, state, zip_), country = self.rng.choice(US_ADDRESSES), "US"
-        return address(person, street, city, state, zip_, country)
+        return address(person, *self.residence(foreign))
 
     def gateway(self) -> str:
         roll, acc = self.rng.random(), 0.0
@@ -245,13 +225,6 @@ async def _refund_one(client: httpx.AsyncClient, order: dict, rng: random.Random
     summary.refund_totals[order["default_currency_code"]] += Decimal(str(made["total_amount"]))
 
 
-async def _report(on_progress: Progress | None, done: int, total: int) -> None:
-    if on_progress is not None:
-        result = on_progress(done, total)
-        if inspect.isawaitable(result):
-            await result
-
-
 async def place(client: httpx.AsyncClient, body: dict, gateway: str, capture: bool = True) -> dict:
     """Create the order, then the payment its checkout takes; returns the order as read back."""
     order = ok(await client.post("v2/orders", json=body))
@@ -279,7 +252,7 @@ async def generate_day(client: httpx.AsyncClient, *, orders: int, refund_ratio: 
         placed.append(order)
         summary.order_ids.append(order["id"])
         summary.order_totals[order["default_currency_code"]] += Decimal(order["total_inc_tax"])
-        await _report(on_progress, done, orders)
+        await report_progress(on_progress, done, orders)
     count = min(len(placed), max(1, round(orders * refund_ratio))) if refund_ratio > 0 and placed else 0
     for order in rng.sample(placed, k=count):
         await _refund_one(client, order, rng, summary)
