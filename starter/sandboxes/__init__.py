@@ -9,6 +9,7 @@ Tax rates meet in the middle: a store adapter names its rate codes by a neutral 
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -123,6 +124,14 @@ class ErpSandbox(Protocol):
         """Every customer/account record the ERP holds (tests count them)."""
 
     async def expire_tokens(self, control: httpx.AsyncClient, url: str) -> None: ...
+
+
+def ok(resp: httpx.Response) -> Any:
+    """A control or admin answer (numbers as Decimal), or a RuntimeError naming the call."""
+    if resp.status_code >= 400:
+        raise RuntimeError(f"{resp.request.method} {resp.request.url.path} -> "
+                           f"{resp.status_code}: {resp.text[:300]}")
+    return json.loads(resp.content, parse_float=Decimal) if resp.content else None
 
 
 STORES = ("woocommerce", "bigcommerce")

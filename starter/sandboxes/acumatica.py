@@ -7,18 +7,11 @@ from typing import Any
 import httpx
 
 from sandbox import acumatica as app
-from starter.sandboxes import SERVICE_ITEMS, ErpDoc
+from starter.sandboxes import SERVICE_ITEMS, ErpDoc, ok
 
 CLIENT_ID = "3A5D2C61-0000-4C1F-9E11-7D0F00000001@Company"
 KINDS = {"Invoice": "invoice", "Credit Memo": "credit_memo", "Sales Order": "invoice",
          "Payment": "receipt"}
-
-
-def _ok(resp: httpx.Response) -> Any:
-    if resp.status_code >= 400:
-        raise RuntimeError(f"{resp.request.method} {resp.request.url.path} -> "
-                           f"{resp.status_code}: {resp.text[:300]}")
-    return resp.json() if resp.content else None
 
 
 class AcumaticaSandbox:
@@ -42,38 +35,38 @@ class AcumaticaSandbox:
         return {"default_payment_method": "CARD"}
 
     async def seed(self, control: httpx.AsyncClient, url: str, skus: list[str]) -> None:
-        _ok(await control.post(url + "/_sandbox/stock-items", json=[
+        ok(await control.post(url + "/_sandbox/stock-items", json=[
             {"InventoryID": s, "DefaultPrice": "10.00", "LastCost": "4.00", "QtyOnHand": 100,
              "WarehouseID": "MAIN"} for s in skus]))
-        _ok(await control.post(url + "/_sandbox/non-stock-items",
+        ok(await control.post(url + "/_sandbox/non-stock-items",
                                json=[{"InventoryID": s} for s in SERVICE_ITEMS]))
-        _ok(await control.post(url + "/_sandbox/taxes", json=sorted(set(self.tax_ids.values()))))
-        _ok(await control.post(url + "/_sandbox/cash-accounts", json=[
+        ok(await control.post(url + "/_sandbox/taxes", json=sorted(set(self.tax_ids.values()))))
+        ok(await control.post(url + "/_sandbox/cash-accounts", json=[
             {"CashAccountCD": a, "CurrencyID": c} for c, a in self.cash_accounts.items()]))
-        _ok(await control.post(url + "/_sandbox/payment-methods", json=[
+        ok(await control.post(url + "/_sandbox/payment-methods", json=[
             {"PaymentMethodID": m, "CashAccount": self.cash_accounts["USD"],
              "CashAccounts": list(self.cash_accounts.values())} for m in self.payment_methods]))
 
     async def documents(self, control: httpx.AsyncClient, url: str) -> list[ErpDoc]:
         return [ErpDoc(external_ref=d["external_ref"], kind=KINDS.get(d["type"], d["type"]),
                        amount=Decimal(str(d["amount"])), currency=d["currency"], raw=d)
-                for d in _ok(await control.get(url + "/_sandbox/documents"))]
+                for d in ok(await control.get(url + "/_sandbox/documents"))]
 
     async def customers(self, control: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
-        return _ok(await control.get(url + "/_sandbox/customers"))
+        return ok(await control.get(url + "/_sandbox/customers"))
 
     async def record_shipment(self, control: httpx.AsyncClient, url: str, external_ref: str,
                               *tracking_numbers: str, ship_via: str = "") -> dict[str, Any]:
         """Ship and confirm everything still open on the sales order posted under
         ``external_ref`` (a connection with ``document_type: "sales_order"``), one package
         per tracking number."""
-        [shipment] = _ok(await control.post(url + "/_sandbox/shipments", json=[{
+        [shipment] = ok(await control.post(url + "/_sandbox/shipments", json=[{
             "ExternalRef": external_ref, "TrackingNumbers": list(tracking_numbers),
             "ShipVia": ship_via or None}]))
         return shipment
 
     async def expire_tokens(self, control: httpx.AsyncClient, url: str) -> None:
-        _ok(await control.post(url + "/_sandbox/faults", json={"expire_tokens": True}))
+        ok(await control.post(url + "/_sandbox/faults", json={"expire_tokens": True}))
 
 
 ADAPTER = AcumaticaSandbox()

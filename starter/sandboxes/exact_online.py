@@ -8,7 +8,6 @@ The division is left out, so the connector discovers it from ``current/Me``.
 """
 from __future__ import annotations
 
-import json
 import secrets
 import weakref
 from decimal import Decimal
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 
 from sandbox import exact_online as app
-from starter.sandboxes import SERVICE_ITEMS, ErpDoc
+from starter.sandboxes import SERVICE_ITEMS, ErpDoc, ok
 
 CLIENT_ID = "6f1d2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
 CLIENT_SECRET = "exact-sandbox-secret"
@@ -27,13 +26,6 @@ BANK_JOURNAL = "20"
 GL = {"product": "8000", "shipping": "8100", "fee": "8200", "adjustment": "8300",
       "rounding": "8900"}
 KINDS = {"invoice": "invoice", "credit_note": "credit_memo", "receipt": "receipt"}
-
-
-def _ok(resp: httpx.Response) -> Any:
-    if resp.status_code >= 400:
-        raise RuntimeError(f"{resp.request.method} {resp.request.url.path} -> "
-                           f"{resp.status_code}: {resp.text[:300]}")
-    return json.loads(resp.content, parse_float=Decimal) if resp.content else None
 
 
 class ExactOnlineSandbox:
@@ -79,7 +71,7 @@ class ExactOnlineSandbox:
                   "GLRevenueCode": GL["product"]} for s in skus]
         items += [{"Code": s, "Description": s.title(), "IsStockItem": False}
                   for s in SERVICE_ITEMS]
-        _ok(await control.post(url + "/_sandbox/seed", json={
+        ok(await control.post(url + "/_sandbox/seed", json={
             "gl_accounts": [{"Code": code, "Description": f"Revenue {kind}", "Type": 110}
                             for kind, code in GL.items()],
             "cost_centers": [{"Code": "WEB", "Description": "Web shop", "Active": True}],
@@ -91,30 +83,30 @@ class ExactOnlineSandbox:
     async def documents(self, control: httpx.AsyncClient, url: str) -> list[ErpDoc]:
         return [ErpDoc(external_ref=d["your_ref"], kind=KINDS.get(d["type"], d["type"]),
                        amount=abs(Decimal(str(d["amount"]))), currency=d["currency"], raw=d)
-                for d in _ok(await control.get(url + "/_sandbox/documents"))]
+                for d in ok(await control.get(url + "/_sandbox/documents"))]
 
     async def customers(self, control: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
-        return _ok(await control.get(url + "/_sandbox/accounts"))
+        return ok(await control.get(url + "/_sandbox/accounts"))
 
     async def expire_tokens(self, control: httpx.AsyncClient, url: str) -> None:
-        _ok(await control.post(url + "/_sandbox/expire-tokens"))
+        ok(await control.post(url + "/_sandbox/expire-tokens"))
 
     # what an Exact user does, for the customer-sync and shipment scenarios -------------------
     async def update_account(self, control: httpx.AsyncClient, url: str, account_id: str,
                              fields: dict[str, Any]) -> dict[str, Any]:
         """Edit an account as a user would (API field names); its ``Modified`` moves on."""
-        return _ok(await control.post(f"{url}/_sandbox/accounts/{account_id}", json=fields))
+        return ok(await control.post(f"{url}/_sandbox/accounts/{account_id}", json=fields))
 
     async def record_delivery(self, control: httpx.AsyncClient, url: str, your_ref: str,
                               tracking_number: str, shipping_method: str = "") -> dict[str, Any]:
         """Ship the order whose invoice has ``your_ref``: a sales order and its goods delivery."""
-        return _ok(await control.post(url + "/_sandbox/deliveries", json={
+        return ok(await control.post(url + "/_sandbox/deliveries", json={
             "your_ref": your_ref, "tracking_number": tracking_number,
             "shipping_method": shipping_method}))
 
     async def requests_by_route(self, control: httpx.AsyncClient, url: str) -> dict[str, int]:
         """API calls so far by ``"METHOD service/Entity"`` (e.g. ``"PUT crm/Accounts"``)."""
-        return _ok(await control.get(url + "/_sandbox/stats"))["by_route"]
+        return ok(await control.get(url + "/_sandbox/stats"))["by_route"]
 
 
 ADAPTER = ExactOnlineSandbox()

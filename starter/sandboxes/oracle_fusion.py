@@ -6,14 +6,13 @@ adjustments 4300, rounding 4900; store payments become receipts by the "Credit C
 """
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from sandbox import oracle_fusion as app
-from starter.sandboxes import SERVICE_ITEMS, ErpDoc
+from starter.sandboxes import SERVICE_ITEMS, ErpDoc, ok
 
 USERNAME, PASSWORD = "integration.user", "Welcome1"
 CLIENT_ID, CLIENT_SECRET = "ml-connector-client", "client-secret"
@@ -21,13 +20,6 @@ BUSINESS_UNIT = "Vision Operations"
 BANK_ACCOUNT = "10271-17621-619"
 GL_RULES = (("product", "4000", "100"), ("shipping", "4100", "100"), ("fee", "4200", "100"),
             ("adjustment", "4300", "100"), ("rounding", "4900", "000"))
-
-
-def _ok(resp: httpx.Response) -> Any:
-    if resp.status_code >= 400:
-        raise RuntimeError(f"{resp.request.method} {resp.request.url.path} -> "
-                           f"{resp.status_code}: {resp.text[:300]}")
-    return json.loads(resp.content, parse_float=Decimal) if resp.content else None
 
 
 class OracleFusionSandbox:
@@ -66,26 +58,26 @@ class OracleFusionSandbox:
                 ("/_sandbox/tax-codes", [{"code": c} for c in sorted(set(self.tax_ids.values()))]),
                 ("/_sandbox/receipt-methods", [{"name": m, "bank_account": BANK_ACCOUNT}
                                                for m in self.receipt_methods])):
-            _ok(await control.post(url + path, json=body))
+            ok(await control.post(url + path, json=body))
 
     async def documents(self, control: httpx.AsyncClient, url: str) -> list[ErpDoc]:
         return [ErpDoc(external_ref=d["external_ref"], kind=d["kind"],
                        amount=abs(Decimal(d["amount"])), currency=d["currency"], raw=d)
-                for d in _ok(await control.get(url + "/_sandbox/documents"))]
+                for d in ok(await control.get(url + "/_sandbox/documents"))]
 
     async def customers(self, control: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
-        return _ok(await control.get(url + "/_sandbox/customers"))
+        return ok(await control.get(url + "/_sandbox/customers"))
 
     async def expire_tokens(self, control: httpx.AsyncClient, url: str) -> None:
-        _ok(await control.post(url + "/_sandbox/expire-tokens"))
+        ok(await control.post(url + "/_sandbox/expire-tokens"))
 
     async def parties(self, control: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
         """The CRM parties (name, e-mail, source reference) with their primary addresses."""
-        return _ok(await control.get(url + "/_sandbox/parties"))
+        return ok(await control.get(url + "/_sandbox/parties"))
 
     async def requests_by_route(self, control: httpx.AsyncClient, url: str) -> dict[str, int]:
         """API calls so far by ``"METHOD resource"`` (e.g. ``"PATCH accounts"``)."""
-        return _ok(await control.get(url + "/_sandbox/stats"))["by_route"]
+        return ok(await control.get(url + "/_sandbox/stats"))["by_route"]
 
 
 ADAPTER = OracleFusionSandbox()

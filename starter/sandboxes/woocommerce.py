@@ -8,18 +8,11 @@ import httpx
 
 from sandbox import traffic
 from sandbox import woocommerce as app
-from starter.sandboxes import Placed, StoreOrder
+from starter.sandboxes import Placed, StoreOrder, ok
 
 API = "wp-json/wc/v3/"
 KEY, SECRET = "ck_sandbox", "cs_sandbox"
 CENT = Decimal("0.01")
-
-
-def _ok(resp: httpx.Response) -> Any:
-    if resp.status_code >= 400:
-        raise RuntimeError(f"{resp.request.method} {resp.request.url.path} -> "
-                           f"{resp.status_code}: {resp.text[:300]}")
-    return resp.json() if resp.content else None
 
 
 class WooCommerceSandbox:
@@ -49,7 +42,7 @@ class WooCommerceSandbox:
 
     async def _simple_products(self, admin: httpx.AsyncClient) -> list[dict]:
         resp = await admin.get(API + "products", params={"per_page": 100, "orderby": "id", "order": "asc"})
-        return [p for p in _ok(resp) if p.get("sku") and p.get("type") == "simple"]
+        return [p for p in ok(resp) if p.get("sku") and p.get("type") == "simple"]
 
     async def place_order(self, admin: httpx.AsyncClient, *, quantities: tuple[int, ...] = (2, 1),
                           paid: bool = True, email: str = "ann.buyer@example.com",
@@ -63,8 +56,8 @@ class WooCommerceSandbox:
             chosen = catalog[:len(quantities)]
         customer_id = 0
         if registered:
-            found = _ok(await admin.get(API + "customers", params={"email": email}))
-            customer_id = found[0]["id"] if found else _ok(await admin.post(
+            found = ok(await admin.get(API + "customers", params={"email": email}))
+            customer_id = found[0]["id"] if found else ok(await admin.post(
                 API + "customers", json={"email": email, "first_name": "Ann", "last_name": "Buyer",
                                          "billing": {"email": email}}))["id"]
         body = {"set_paid": paid, "customer_id": customer_id, "payment_method": "stripe",
@@ -77,16 +70,16 @@ class WooCommerceSandbox:
                                     "total": "5.00"}]}
         if currency:
             body["currency"] = currency
-        order = _ok(await admin.post(API + "orders", json=body))
+        order = ok(await admin.post(API + "orders", json=body))
         return Placed(id=str(order["id"]), total=Decimal(order["total"]), currency=order["currency"],
                       raw=order)
 
     async def pay(self, admin: httpx.AsyncClient, order_id: str) -> None:
-        _ok(await admin.put(f"{API}orders/{order_id}", json={"set_paid": True}))
+        ok(await admin.put(f"{API}orders/{order_id}", json={"set_paid": True}))
 
     async def refund(self, admin: httpx.AsyncClient, order_id: str, *, amount: Decimal | None = None,
                      line_qty: int = 0) -> str:
-        order = _ok(await admin.get(f"{API}orders/{order_id}"))
+        order = ok(await admin.get(f"{API}orders/{order_id}"))
         body: dict[str, Any] = {"api_refund": False, "reason": "test"}
         if line_qty:
             item = order["line_items"][0]
@@ -101,13 +94,13 @@ class WooCommerceSandbox:
             body["amount"] = str(amount)
         else:
             body |= traffic.full_refund_body(order)
-        return str(_ok(await admin.post(f"{API}orders/{order_id}/refunds", json=body))["id"])
+        return str(ok(await admin.post(f"{API}orders/{order_id}/refunds", json=body))["id"])
 
     async def orders(self, admin: httpx.AsyncClient) -> list[StoreOrder]:
         out, page = [], 1
         while True:
             resp = await admin.get(API + "orders", params={"per_page": 100, "page": page})
-            for o in _ok(resp):
+            for o in ok(resp):
                 paid = bool(o.get("date_paid_gmt"))
                 out.append(StoreOrder(
                     id=str(o["id"]), currency=o["currency"], total=Decimal(o["total"]), paid=paid,
@@ -123,13 +116,13 @@ class WooCommerceSandbox:
                                    on_progress=on_progress)
 
     async def duplicate_next(self, control: httpx.AsyncClient, url: str, count: int) -> None:
-        _ok(await control.post(url + "/_sandbox/webhooks/duplicate", json={"next": count}))
+        ok(await control.post(url + "/_sandbox/webhooks/duplicate", json={"next": count}))
 
     async def outage(self, control: httpx.AsyncClient, url: str, deliveries: int) -> None:
-        _ok(await control.post(url + "/_sandbox/webhooks/outage", json={"fail_next": deliveries}))
+        ok(await control.post(url + "/_sandbox/webhooks/outage", json={"fail_next": deliveries}))
 
     async def wait_deliveries(self, control: httpx.AsyncClient, url: str) -> None:
-        _ok(await control.post(url + "/_sandbox/webhooks/wait-idle", json={}))
+        ok(await control.post(url + "/_sandbox/webhooks/wait-idle", json={}))
 
 
 ADAPTER = WooCommerceSandbox()
