@@ -35,8 +35,8 @@ from connectors.bigcommerce_mapping import (DEFAULT_LOCATION_ID, catalog_fields,
                                             stock_quantity)
 from connectors.errors import AuthExpired, AuthFailed, ExternalError, NotFound, Rejected
 from connectors.http import build_client, send, to_json
-from connectors.payloads import path_id, text
-from connectors.model import Customer, ItemChange, Order, Shipment
+from connectors.payloads import chunks, path_id, text
+from connectors.model import Customer, ItemChange, Order, Shipment, latest_per_sku
 
 SYSTEM = "bigcommerce"
 DEFAULT_BASE_URL = "https://api.bigcommerce.com"
@@ -439,7 +439,7 @@ class BigCommerceStore:
         """Registered customers by e-mail (``email:in``), as the store returns them."""
         wanted = sorted({e.strip().lower() for e in emails if e.strip()})
         found: list[dict] = []
-        for chunk in _chunks(wanted, SKU_LOOKUP_SIZE):
+        for chunk in chunks(wanted, SKU_LOOKUP_SIZE):
             found += await self._all(self._v3_pages("v3/customers", {"email:in": ",".join(chunk)}))
         return found
 
@@ -509,7 +509,7 @@ class BigCommerceStore:
         Inventory API, matched by SKU. Unknown SKUs are reported, never created; a refused
         batch marks its SKUs failed. Other failures raise: every value is absolute, so
         retrying the whole push is safe."""
-        latest = _latest(changes)
+        latest = latest_per_sku(changes)
         result = CatalogPushResult()
         products = await self._products_by_sku(list(latest))
         variants = await self._variants_by_sku([s for s in latest if s not in products])
@@ -522,11 +522,11 @@ class BigCommerceStore:
         stock = [(s, {"location_id": DEFAULT_LOCATION_ID, "sku": s, "quantity": q})
                  for s in latest if s in products or s in variants
                  if (q := stock_quantity(latest[s])) is not None]
-        for batch in _chunks(product_updates, PRODUCT_BATCH):
+        for batch in chunks(product_updates, PRODUCT_BATCH):
             await self._write(result, failed, batch, "PUT", "v3/catalog/products", [u for _, u in batch])
-        for batch in _chunks(variant_updates, VARIANT_BATCH):
+        for batch in chunks(variant_updates, VARIANT_BATCH):
             await self._write(result, failed, batch, "PUT", "v3/catalog/variants", [u for _, u in batch])
-        for batch in _chunks(stock, INVENTORY_BATCH):
+        for batch in chunks(stock, INVENTORY_BATCH):
             await self._write(result, failed, batch, "PUT", "v3/inventory/adjustments/absolute",
                               {"reason": "ml-connector: ERP stock", "items": [u for _, u in batch]})
         written = {s for s, _ in product_updates + variant_updates + stock}
@@ -536,7 +536,7 @@ class BigCommerceStore:
 
     async def _products_by_sku(self, skus: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
-        for chunk in _chunks(skus, SKU_LOOKUP_SIZE):
+        for chunk in chunks(skus, SKU_LOOKUP_SIZE):
             params = {"sku:in": ",".join(chunk), "include_fields": "sku"}
             async for product in self._v3_pages("v3/catalog/products", params):
                 if product.get("sku") in chunk:
@@ -639,18 +639,6 @@ def _iso(moment: datetime) -> str:
 def _within(moment: datetime, since: datetime, until: datetime | None) -> bool:
     return moment >= since.replace(microsecond=0) and (until is None or moment < until)
 
-
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _latest(changes: list[ItemChange]) -> dict[str, ItemChange]:
-    latest: dict[str, ItemChange] = {}
-    for change in changes:
-        if change.sku not in latest or change.modified_at >= latest[change.sku].modified_at:
-            latest[change.sku] = change
-    return latest
 
 
 def _webhook(raw: Any) -> Webhook:

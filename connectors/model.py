@@ -229,6 +229,15 @@ class Shipment(_Model):
     modified_at: datetime
 
 
+def latest_per_sku(changes: list[ItemChange]) -> dict[str, ItemChange]:
+    """The most recent change of each SKU (a push writes absolute values: the newest wins)."""
+    latest: dict[str, ItemChange] = {}
+    for change in changes:
+        if change.sku not in latest or change.modified_at >= latest[change.sku].modified_at:
+            latest[change.sku] = change
+    return latest
+
+
 DocumentKind = Literal["customer", "invoice", "credit_memo", "adjustment_invoice", "receipt"]
 
 

@@ -3,7 +3,7 @@ path, each failing with a ValueError that names what was malformed (the activity
 turns it into a non-retryable refusal with a Resolution)."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -39,3 +39,9 @@ def path_id(value: Any, system: str) -> int:
     if number <= 0:
         raise ValueError(f"not a {system} id: {value!r}")
     return number
+
+
+def chunks(items: list, size: int) -> Iterator[list]:
+    """``items`` in lists of at most ``size`` (an API's batch or URL limit)."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

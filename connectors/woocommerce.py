@@ -25,8 +25,8 @@ from pydantic import BaseModel, SecretStr, field_validator, model_validator
 from connectors.base import CatalogPushResult, Webhook, WebhookEvent
 from connectors.errors import AuthExpired, ExternalError, NotFound, Unavailable
 from connectors.http import build_client, send
-from connectors.payloads import path_id
-from connectors.model import Customer, ItemChange, Order, Shipment
+from connectors.payloads import chunks, path_id
+from connectors.model import Customer, ItemChange, Order, Shipment, latest_per_sku
 from connectors.woocommerce_mapping import (customer_from_wc, customer_to_wc, item_change_to_wc,
                                             order_from_wc)
 
@@ -419,7 +419,7 @@ class WooCommerceStore:
         """SKU -> (batch endpoint, id, record) for products (``/products?sku=`` skips
         variations)."""
         found = {}
-        for chunk in _chunks(skus, SKU_LOOKUP_SIZE):
+        for chunk in chunks(skus, SKU_LOOKUP_SIZE):
             async for product in self._pages("products", {"sku": ",".join(chunk)}):
                 if product.get("sku") in chunk:
                     found[product["sku"]] = ("products/batch", _id(product.get("id")), product)
@@ -451,7 +451,7 @@ class WooCommerceStore:
     async def _variations_by_sku(self, path: str, skus: list[str], parent_id: Any = None
                                  ) -> dict[str, tuple[str, int, dict]]:
         found = {}
-        for chunk in _chunks(skus, SKU_LOOKUP_SIZE):
+        for chunk in chunks(skus, SKU_LOOKUP_SIZE):
             async for variation in self._pages(path, {"sku": ",".join(chunk)}):
                 if variation.get("sku") in chunk:
                     parent = _id(variation.get("parent_id") or parent_id)
@@ -608,18 +608,9 @@ def _has_next_page(resp: httpx.Response, page: int, count: int) -> bool:
     return count >= PAGE_SIZE
 
 
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def _latest_fields(changes: list[ItemChange]) -> dict[str, dict]:
     """Update fields per SKU from its most recent change."""
-    latest: dict[str, ItemChange] = {}
-    for change in changes:
-        if change.sku not in latest or change.modified_at >= latest[change.sku].modified_at:
-            latest[change.sku] = change
-    return {sku: item_change_to_wc(change) for sku, change in latest.items()}
+    return {sku: item_change_to_wc(change) for sku, change in latest_per_sku(changes).items()}
 
 
 def _same_catalog_values(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
