@@ -159,6 +159,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from sandbox import wire
 from sandbox.faults import Faults, fault_routes, lost_response
 
 ENDPOINT = "Default"
@@ -169,23 +170,12 @@ QUOTA_WINDOW_SECONDS = 60
 KNOWN_SCOPES = {"api", "offline_access", "api:concurrent_access", "openid", "email", "profile", "phone"}
 RELEASED = {"Open", "Closed"}
 INACTIVE_ITEM = {"Inactive", "Marked for Deletion", "No Sales"}
-ZERO_DECIMAL_CURRENCIES = {"JPY", "KRW", "VND", "CLP", "ISK", "PYG", "UGX", "XAF", "XOF"}
-THREE_DECIMAL_CURRENCIES = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"}
 
 
 # --------------------------------------------------------------------------- JSON on the wire
 
 def dumps(obj: Any) -> str:
-    """JSON text with Decimals written as exact numbers (the stdlib would need floats)."""
-    if isinstance(obj, Decimal):
-        return format(obj, "f")
-    if isinstance(obj, dict):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{dumps(v)}" for k, v in obj.items()) + "}"
-    if isinstance(obj, (list, tuple)):
-        return "[" + ",".join(dumps(v) for v in obj) + "]"
-    if isinstance(obj, datetime):
-        return json.dumps(iso(obj))
-    return json.dumps(obj)
+    return wire.dumps(obj, iso)
 
 
 class JSON(Response):
@@ -583,8 +573,7 @@ def _system_value(out: dict, key: str, raw: Any, path: str) -> None:
 # --------------------------------------------------------------------------- money
 
 def minor_units(currency: str | None) -> int:
-    code = (currency or "").upper()
-    return 0 if code in ZERO_DECIMAL_CURRENCIES else 3 if code in THREE_DECIMAL_CURRENCIES else 2
+    return wire.minor_unit(currency or "")
 
 
 def money(amount: Decimal, currency: str | None) -> Decimal:

@@ -106,26 +106,17 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from sandbox import wire
 from sandbox.faults import Faults, fault_routes, lost_response
 
 DEFAULT_DIVISION = 123456
 CHAIN_DAYS = 30
-ZERO_DECIMAL = {"JPY", "KRW", "VND", "CLP", "ISK", "PYG", "UGX", "XAF", "XOF"}
 SAFE = "$',/()"  # kept as they are in a __next link (``$skiptoken=guid'…'``)
-THREE_DECIMAL = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"}
 
 
 # --------------------------------------------------------------------------- wire format
 
-def dumps(obj: Any) -> str:
-    """Compact JSON with Decimals as exact numbers."""
-    if isinstance(obj, Decimal):
-        return format(obj, "f")
-    if isinstance(obj, dict):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{dumps(v)}" for k, v in obj.items()) + "}"
-    if isinstance(obj, (list, tuple)):
-        return "[" + ",".join(dumps(v) for v in obj) + "]"
-    return json.dumps(obj, separators=(",", ":"))
+dumps = wire.dumps
 
 
 class JSON(Response):
@@ -150,8 +141,7 @@ def ms_date(epoch: float) -> str:
 
 
 def minor_places(currency: str) -> Decimal:
-    c = currency.upper()
-    return Decimal(1) if c in ZERO_DECIMAL else Decimal("0.001") if c in THREE_DECIMAL else Decimal("0.01")
+    return Decimal(1).scaleb(-wire.minor_unit(currency))
 
 
 def rounded(amount: Decimal, currency: str) -> Decimal:

@@ -109,6 +109,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from sandbox import wire
 from sandbox.faults import Faults, fault_routes, lost_response
 
 VERSIONS = ("11.13.18.05", "latest")
@@ -127,14 +128,7 @@ def money(value: Decimal, currency: str) -> Decimal:
     return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
-def dumps(obj: Any) -> str:
-    if isinstance(obj, Decimal):
-        return format(obj, "f")
-    if isinstance(obj, dict):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{dumps(v)}" for k, v in obj.items()) + "}"
-    if isinstance(obj, (list, tuple)):
-        return "[" + ",".join(dumps(v) for v in obj) + "]"
-    return json.dumps(obj)
+dumps = wire.dumps
 
 
 class JSON(Response):
