@@ -3,6 +3,7 @@ its task queue, and one rate-limited worker per connection with an ERP quota."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 
 from temporalio.client import Client
@@ -11,10 +12,11 @@ from temporalio.worker import Worker
 from activities.catalog import CatalogActivities
 from activities.heartbeat import HeartbeatInterceptor
 from activities.interceptors import ObservabilityInterceptor
+from activities.quota import QuotaInterceptor
 from activities.customers import CustomerActivities
 from activities.orders import OrderActivities
 from activities.poll import PollActivities
-from activities.runtime import Runtime, connector_module
+from activities.runtime import Runtime
 from activities.shipments import ShipmentActivities
 from activities.webhooks import WebhookActivities
 from connections.config import Connection, Environment, open_store
@@ -37,39 +39,42 @@ ACTIVITY_GROUPS = (OrderActivities, PollActivities, CatalogActivities, WebhookAc
 # they run on its own task queue (workflows/dispatch.erp_queue).
 ERP_ACTIVITIES = ("upsert_customer", "post_invoice", "post_credit_memo", "post_receipt",
                   "post_adjustment")
-DEFAULT_REQUESTS_PER_ACTIVITY = 3.0
-# The share of the licensed rate the quota queue is paced to: an activity's requests vary
-# around the module's average, so riding exactly at the licence would trip it at times.
-QUOTA_HEADROOM = 0.85
 
 
-def interceptors() -> list:
-    """Heartbeats (a killed worker's attempts retry in seconds) and logs/metrics."""
-    return [HeartbeatInterceptor(), ObservabilityInterceptor()]  # the ERP module's REQUESTS_PER_ACTIVITY says otherwise
+def interceptors(runtime: Runtime) -> list:
+    """Heartbeats (a killed worker's attempts retry in seconds), the connection's ERP request
+    rate (activities/quota.py), and logs/metrics."""
+    return [HeartbeatInterceptor(), QuotaInterceptor(runtime.store), ObservabilityInterceptor()]
 
 
 def build_worker(client: Client, runtime: Runtime, task_queue: str) -> Worker:
     activities = [fn for group in ACTIVITY_GROUPS for fn in group(runtime).all()]
     return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities,
-                  max_concurrent_activities=200, interceptors=interceptors())
+                  max_concurrent_activities=200, interceptors=interceptors(runtime))
+
+
+def erp_worker_limits(requests_per_minute: int) -> dict[str, float | int]:
+    """The quota queue's limits. The request gate (activities/quota.py) sets the exact pace;
+    the server's rate (shared by every worker of the queue, on every host: most activities
+    make one to three requests) is a ceiling that keeps a backlog in Temporal, where it is
+    seen. A few attempts in flight per worker keep a request always waiting for the next
+    slot, while bounding how long a started attempt waits for its own."""
+    per_second = requests_per_minute / 60
+    return {"max_task_queue_activities_per_second": 2 * per_second,
+            "max_concurrent_activities": min(50, max(4, math.ceil(2 * per_second)))}
 
 
 def build_erp_worker(client: Client, runtime: Runtime, task_queue: str,
                      conn: Connection) -> Worker | None:
-    """The worker of a connection's ERP quota queue, or None when it has no quota. The server
-    enforces ``max_task_queue_activities_per_second`` across every worker of the queue, on
-    every host, so N workers share one licensed rate instead of each spending it."""
+    """The worker of a connection's ERP quota queue, or None when it has no quota."""
     queue = erp_queue(task_queue, conn.id, conn.erp_requests_per_minute)
     if queue is None:
         return None
     orders = OrderActivities(runtime)
-    per_activity = getattr(connector_module(conn.erp_system), "REQUESTS_PER_ACTIVITY",
-                           DEFAULT_REQUESTS_PER_ACTIVITY)
-    rate = conn.erp_requests_per_minute * QUOTA_HEADROOM / 60 / per_activity
     return Worker(client, task_queue=queue,
                   activities=[fn for fn in orders.all() if activity_name(fn) in ERP_ACTIVITIES],
-                  max_task_queue_activities_per_second=rate, max_concurrent_activities=50,
-                  interceptors=interceptors())
+                  interceptors=interceptors(runtime),
+                  **erp_worker_limits(conn.erp_requests_per_minute))
 
 
 def activity_name(fn) -> str:

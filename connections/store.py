@@ -74,6 +74,12 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE request_slots (
+        name TEXT PRIMARY KEY,
+        next_ms BIGINT NOT NULL
+    );
+    """,
 ]
 
 
@@ -300,6 +306,24 @@ class ConnectionStore:
 
     def release_lease(self, name: str, owner: str) -> None:
         self.db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+    # request slots: one licensed request rate shared by every process and host -----------
+    def reserve_request(self, name: str, interval_ms: int, burst: int = 1) -> int:
+        """Book the next free slot of the schedule ``name`` (one slot each ``interval_ms``) and
+        return the milliseconds to wait before sending. An idle schedule banks at most
+        ``burst`` slots, so a quota counted in fixed windows is never overrun after a pause.
+        One row update, so concurrent callers on any host get distinct slots."""
+        now_ms = int(time.time() * 1000)
+        floor = now_ms - burst * interval_ms
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO request_slots (name, next_ms) VALUES (?, ?) "
+                        "ON CONFLICT (name) DO NOTHING", (name, floor))
+            cur.execute("UPDATE request_slots SET next_ms = CASE WHEN next_ms < ? THEN ? "
+                        "ELSE next_ms END + ? WHERE name = ?",
+                        (floor, floor, interval_ms, name))
+            (next_ms,) = cur.execute("SELECT next_ms FROM request_slots WHERE name = ?",
+                                     (name,)).fetchone()
+        return max(0, next_ms - interval_ms - now_ms)
 
     # connection health (e.g. "needs_consent" after a refused refresh token) ---------------
     def connection_health(self, connection_id: str) -> dict[str, str]:

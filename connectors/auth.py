@@ -19,7 +19,7 @@ import httpx
 from pydantic import AwareDatetime, BaseModel, SecretStr
 
 from connectors.errors import AuthFailed, Unavailable
-from connectors.http import DEFAULT_TIMEOUT, build_client, raise_for_response
+from connectors.http import DEFAULT_TIMEOUT, before_request, build_client, raise_for_response
 
 DEFAULT_EXPIRES_IN = 3600  # seconds; what Acumatica and most servers issue when they omit it
 
@@ -181,6 +181,7 @@ class OAuth2Auth(httpx.Auth):
             basic = httpx.BasicAuth(self._client_id, secret)
         else:
             data = {"client_id": self._client_id, "client_secret": secret, **data}
+        await before_request(self._system)  # a sign-in spends the licensed rate too
         try:
             resp = await self._client.post(self._token_url, data=data, auth=basic)
         except httpx.TransportError as exc:

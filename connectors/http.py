@@ -4,7 +4,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from datetime import date, datetime
 from decimal import Decimal
@@ -23,6 +23,21 @@ ErrorReader = Callable[[httpx.Response], tuple[str, dict[str, str]]]
 # once per request, to count external calls per activity (activities/interceptors.py).
 REQUEST_OBSERVER: ContextVar[Callable[[str], None] | None] = ContextVar("ml_request_observer",
                                                                          default=None)
+# Set around each attempt of an activity of a connection with a licensed ERP rate: awaited
+# with the system name before each request, it returns when the request may go, so every
+# worker on every host shares the one rate (activities/quota.py).
+REQUEST_GATE: ContextVar[Callable[[str], Awaitable[None]] | None] = ContextVar("ml_request_gate",
+                                                                               default=None)
+
+
+async def before_request(system: str) -> None:
+    """Count the request and wait for its slot in the connection's quota, if it has one."""
+    observer = REQUEST_OBSERVER.get()
+    if observer is not None:
+        observer(system)
+    gate = REQUEST_GATE.get()
+    if gate is not None:
+        await gate(system)
 
 
 def build_client(base_url: str, *, auth: httpx.Auth | None = None, verify: str | bool = True,
@@ -95,9 +110,7 @@ def raise_for_response(resp: httpx.Response, system: str,
 async def send(client: httpx.AsyncClient, method: str, url: str, *, system: str,
                read_error: ErrorReader = _generic_error, **kwargs: Any) -> httpx.Response:
     """One request: transport failures become ``Unavailable``, HTTP errors their typed error."""
-    observer = REQUEST_OBSERVER.get()
-    if observer is not None:
-        observer(system)
+    await before_request(system)
     try:
         resp = await client.request(method, url, **kwargs)
     except httpx.TimeoutException as exc:

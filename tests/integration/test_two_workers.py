@@ -3,8 +3,9 @@ and one Temporal) serve one connection, as on two hosts:
 
 * they share the ERP's licensed quota: the Acumatica sandbox allows R requests a minute and
   the connection says so (``erp_requests_per_minute``), so its ERP calls run on a queue the
-  Temporal server rate-limits for both workers at once -- every order is booked once and
-  429s stay at or under 1% of the ERP's requests;
+  Temporal server rate-limits for both workers at once, and each request waits for its slot
+  in one schedule in the connection store -- every order is booked once and 429s stay at or
+  under 1% of the ERP's requests;
 * they refresh the same Exact Online connection's tokens (a lifetime of seconds, so nearly
   every call refreshes) without ever breaking the rotating refresh-token chain.
 """
@@ -98,9 +99,9 @@ async def test_two_workers_share_one_erp_quota(stack_factory, two_workers, tempo
     stats = await stack.control("erp", "/_sandbox/stats")
     ratio = stats["throttled"] / stats["total"]
     print(f"quota: {stats['total']} ERP requests, {stats['throttled']} answered 429 ({ratio:.2%})")
-    # No 429 storm: the workers ride the shared quota, a few requests over it at the edges of
-    # the sandbox's fixed windows (7-8% here; bench/quota.py measures the ride itself).
-    assert ratio <= 0.10, (f"{stats['throttled']} of {stats['total']} ERP requests were 429 "
+    # No 429 storm: both workers' requests take slots of one schedule under the licence
+    # (bench/quota.py measures how close to the licensed rate it rides).
+    assert ratio <= 0.01, (f"{stats['throttled']} of {stats['total']} ERP requests were 429 "
                            f"({ratio:.1%}) at {RPM}/min shared by two workers")
 
 
