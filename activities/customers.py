@@ -21,7 +21,7 @@ from activities.catalog import EPOCH
 from activities.errors import classified
 from activities.messages import ConnectionInput, CustomerSyncInput, CustomerSyncReport
 from activities.orders import POSTED, customer_external_id
-from activities.runtime import Runtime
+from activities.runtime import Runtime, customer_lease
 from connections.config import Connection
 from connectors.model import Address, Customer
 
@@ -93,13 +93,14 @@ class CustomerActivities:
             report.echoes += 1
             return report
         erp = self.rt.erp(conn)
-        ref = await erp.upsert_customer(customer, external_id)
+        async with customer_lease(self.rt.store, conn.id, external_id):
+            ref = await erp.upsert_customer(customer, external_id)
+            # The order flow finds the same customer without another look-up.
+            self.rt.store.ledger_mark(conn.id, "customer", external_id, POSTED,
+                                      erp_ref=ref.model_dump(mode="json"))
         erp_view = await erp.get_customer(external_id) if hasattr(erp, "get_customer") else None
         self._record(conn.id, external_id, ref.model_dump(mode="json"), store_fp,
                      fingerprint(erp_view))
-        # The order flow finds the same customer without another look-up.
-        self.rt.store.ledger_mark(conn.id, "customer", external_id, POSTED,
-                                  erp_ref=ref.model_dump(mode="json"))
         report.to_erp += 1
         return report
 

@@ -50,6 +50,17 @@ async def store_lease(store: ConnectionStore, name: str, seconds: float, *, what
         store.release_lease(name, owner)
 
 
+CUSTOMER_LEASE_SECONDS = 60.0  # longer than a customer look-up and create may take
+
+
+def customer_lease(store: ConnectionStore, connection_id: str,
+                   external_id: str) -> AbstractAsyncContextManager[None]:
+    """One writer of a customer's ERP record at a time (an order's upsert, the customer sync),
+    so two at once never create it twice: the second finds the first's ledger row."""
+    return store_lease(store, f"customer:{connection_id}:{external_id}", CUSTOMER_LEASE_SECONDS,
+                       what="the customer's upsert")
+
+
 class StoreTokenStore:
     """OAuth tokens of one connection, encrypted in the connection store. The newest token
     set is saved before it is used, so a crash never strands a rotated refresh token.
