@@ -61,7 +61,7 @@ def erp_worker_limits(requests_per_minute: int) -> dict[str, float | int]:
     slot, while bounding how long a started attempt waits for its own."""
     per_second = requests_per_minute / 60
     return {"max_task_queue_activities_per_second": 2 * per_second,
-            "max_concurrent_activities": min(50, max(4, math.ceil(2 * per_second)))}
+            "max_concurrent_activities": min(50, max(8, math.ceil(2 * per_second)))}
 
 
 def build_erp_worker(client: Client, runtime: Runtime, task_queue: str,
