@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -49,6 +49,7 @@ ORDER_TYPE = "SO"
 PAYMENT_TYPE = "Payment"
 PAYMENT_REF_LENGTH = 40  # ARPayment.ExtRefNbr
 PAGE_SIZE = 100
+APPLICATION_ROWS = ("DocumentsToApply[", "OrdersToApply[")  # a Payment's application rows
 RELEASE_TIMEOUT = 120.0  # seconds a release may run before the attempt is retried
 ITEM_FIELDS = ("InventoryID,DefaultPrice,LastCost,LastModifiedDateTime,"
                "WarehouseDetails/WarehouseID,WarehouseDetails/QtyOnHand")
@@ -366,6 +367,9 @@ CLOSED_ORDER = frozenset({"Completed", "Cancelled"})
 
 class AcumaticaErp:
     system = SYSTEM
+    # A release runs about a second: the first status poll waits that long, so it usually
+    # finds the release done; later polls come every half second.
+    release_first_poll_seconds = 1.0
     release_poll_seconds = 0.5
 
     def __init__(self, settings: AcumaticaSettings, credentials: AcumaticaCredentials,
@@ -439,15 +443,20 @@ class AcumaticaErp:
     # --- customers ---------------------------------------------------------------------------
 
     async def _find_customer(self, external_id: str, email: str) -> dict[str, Any] | None:
-        filters = [f"AccountRef eq {odata_literal(external_id)}"]
-        if email:
-            filters.append(f"MainContact/Email eq {odata_literal(email)}")
-        for where in filters:
-            rows = await self._list("Customer", {"$filter": where, "$top": 1,
-                                                 "$expand": "MainContact,MainContact/Address"})
-            if rows:
-                return rows[0]
-        return None
+        """One look-up for both matches (``or``); the AccountRef match wins over an e-mail
+        match. Only when a full page of e-mail matches hides whether the AccountRef one exists
+        is it looked up on its own."""
+        by_ref = f"AccountRef eq {odata_literal(external_id)}"
+        where = f"{by_ref} or MainContact/Email eq {odata_literal(email)}" if email else by_ref
+        rows = await self._customers(where)
+        ours = [r for r in rows if _text(r.get("AccountRef")).casefold() == external_id.casefold()]
+        if not ours and len(rows) == PAGE_SIZE:
+            ours = await self._customers(by_ref)
+        return (ours or rows or [None])[0]
+
+    async def _customers(self, where: str) -> list[dict[str, Any]]:
+        return await self._list("Customer", {"$filter": where, "$top": PAGE_SIZE,
+                                             "$expand": "MainContact,MainContact/Address"})
 
     async def upsert_customer(self, customer: Customer, external_id: str) -> ErpDocumentRef:
         found = await self._find_customer(external_id, customer.email)
@@ -521,11 +530,18 @@ class AcumaticaErp:
 
     async def create_receipt(self, receipt: ReceiptDocument) -> ErpDocumentRef:
         """A Payment applied to the invoice (or sales order) up to what is still open on it; the
-        rest stays on the payment as its available balance."""
-        applied = min(receipt.amount, await self._open_balance(receipt.applies_to))
+        rest stays on the payment as its available balance. A receipt follows its invoice, so
+        the invoice is taken to be open for its whole total; only when Acumatica refuses that
+        application (more than is open, or nothing open: paid, closed) is the balance read and
+        the payment sent again with what is open."""
         cash_account = self.settings.cash_account_for(receipt.currency)
+        target = receipt.applies_to
+
+        def record(applied: Decimal) -> dict[str, Any]:
+            return _payment_record(receipt, cash_account, applied)
+
         try:
-            saved = await self._put("Payment", _payment_record(receipt, cash_account, applied))
+            saved = await self._put_applied("Payment", record, receipt.amount, target)
         except Rejected as exc:
             mapped = _receipt_mapping_error(exc, receipt, cash_account)
             if mapped is exc:
@@ -536,6 +552,21 @@ class AcumaticaErp:
         if self.settings.release_documents:
             await self._release(PAYMENT, saved)
         return ref
+
+    async def _put_applied(self, entity: str, record: Callable[[Decimal], dict[str, Any]],
+                           amount: Decimal, target: ErpDocumentRef) -> dict[str, Any]:
+        """PUT ``record(applied)`` applying ``amount`` up to the target's total (what a fresh
+        invoice or order has open); refused on its application row, again with what is open."""
+        if target.total is not None:
+            try:
+                return await self._put(entity, record(min(amount, target.total)))
+            except Rejected as exc:
+                if not _application_refused(exc):
+                    raise
+        return await self._put(entity, record(await self._applicable(amount, target)))
+
+    async def _applicable(self, amount: Decimal, target: ErpDocumentRef) -> Decimal:
+        return min(amount, await self._open_balance(target))
 
     async def _open_balance(self, ref: ErpDocumentRef) -> Decimal:
         """What is still open on the invoice or order a credit memo or payment applies to:
@@ -556,7 +587,9 @@ class AcumaticaErp:
         for an order posted as a sales order, stays open as the customer's credit."""
         if not _is_invoice(memo_of):
             return None
-        amount = min(total, await self._open_balance(memo_of))
+        # Read first: a refund usually meets an invoice its receipt has paid already (closed),
+        # where an optimistic application would be refused and cost a second PUT.
+        amount = await self._applicable(total, memo_of)
         if amount <= 0:
             return None
         return {"DocType": memo_of.doc_type or "Invoice", "ReferenceNbr": memo_of.number,
@@ -589,11 +622,13 @@ class AcumaticaErp:
             return
         status_url = str(resp.request.url.join(location))  # polls answer 202 without a Location
         deadline = asyncio.get_running_loop().time() + RELEASE_TIMEOUT
+        wait = self.release_first_poll_seconds
         while resp.status_code == 202:
             if asyncio.get_running_loop().time() > deadline:
                 raise Unavailable(f"release of {' '.join(map(str, keys.values()))} still "
                                   f"running after {RELEASE_TIMEOUT:.0f} s", system=SYSTEM)
-            await asyncio.sleep(self.release_poll_seconds)
+            await asyncio.sleep(wait)
+            wait = self.release_poll_seconds
             resp = await self._call("GET", status_url)
 
     # --- catalog -----------------------------------------------------------------------------
@@ -726,6 +761,12 @@ def _doc_type(kind: str) -> str:
     except KeyError:
         raise Rejected(f"the Acumatica connector does not post {kind} documents",
                        system=SYSTEM) from None
+
+
+def _application_refused(exc: Rejected) -> bool:
+    """Acumatica refused a payment's application row: more than the document has open, or a
+    document that takes none (paid, closed, not released)."""
+    return any(key.startswith(APPLICATION_ROWS) for key in exc.field_errors)
 
 
 def _is_invoice(ref: ErpDocumentRef) -> bool:

@@ -94,6 +94,7 @@ SALES_ORDER_FIELDS = "OrderID,OrderNumber,YourRef"
 # The external id(s) of an account live in its Remarks as "[ml-connector WC-C5]": the account
 # code is a one-way digest of the external id, and an account matched by e-mail keeps its own.
 EXTERNAL_ID_TAG = re.compile(r"\[ml-connector ([^\]\s]+)\]")
+PAGE_SIZE = 60  # records per page of a CRUD endpoint
 FILTER_CHUNK = 20  # codes per "Code eq 'a' or Code eq 'b' ..." look-up (URLs ≤ 6000 chars)
 
 
@@ -507,6 +508,11 @@ class ExactOnlineErp:
             return row
         return None
 
+    async def _page(self, resource: str, params: Mapping[str, Any]) -> list[dict]:
+        """The first page (``PAGE_SIZE`` records) and no more."""
+        url = with_query(await self._path(resource), {**params, "$top": PAGE_SIZE})
+        return results(await self._call("GET", url))
+
     async def _post(self, resource: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return entity(await self._call("POST", await self._path(resource), body=body))
 
@@ -532,13 +538,7 @@ class ExactOnlineErp:
         store field never blanks Exact's), or a customer account is created."""
         code = customer_code_for(external_id)
         tag = external_id_tag(external_id)
-        found = await self._first("crm/Accounts", {
-            "$filter": f"Code eq {string_literal(account_code(code))} or "
-                       f"substringof({string_literal(tag)},Remarks)",
-            "$select": ACCOUNT_FIELDS})
-        if found is None and customer.email:
-            found = await self._first("crm/Accounts", {
-                "$filter": f"Email eq {string_literal(customer.email)}", "$select": ACCOUNT_FIELDS})
+        found = await self._find_account(code, tag, customer.email)
         wanted = _account_fields(customer)
         if found is None:
             record = {"Code": code, "Status": "C", **wanted, "Remarks": tag}
@@ -554,6 +554,20 @@ class ExactOnlineErp:
             await self._call("PUT", f"{await self._path('crm/Accounts')}"
                                     f"({guid_literal(found['ID'])})", body=changes)
         return self._customer_ref(found, external_id, created=False)
+
+    async def _find_account(self, code: str, tag: str, email: str) -> dict | None:
+        """One look-up for every match (``or``): an account of ours (by code or by the tag in
+        its Remarks) wins over one with the e-mail. Only when a full page of e-mail matches
+        hides whether ours exists is it looked up on its own."""
+        ours = (f"Code eq {string_literal(account_code(code))} or "
+                f"substringof({string_literal(tag)},Remarks)")
+        where = f"{ours} or Email eq {string_literal(email)}" if email else ours
+        rows = await self._page("crm/Accounts", {"$filter": where, "$select": ACCOUNT_FIELDS})
+        mine = [r for r in rows if str(r.get("Code") or "").strip() == code
+                or tag in (r.get("Remarks") or "")]
+        if not mine and len(rows) == PAGE_SIZE:
+            mine = await self._page("crm/Accounts", {"$filter": ours, "$select": ACCOUNT_FIELDS})
+        return (mine or rows or [None])[0]
 
     async def get_customer(self, external_id: str) -> Customer | None:
         """The account ml-connector keeps for ``external_id``, in canonical form."""

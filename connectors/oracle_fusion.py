@@ -54,6 +54,7 @@ LABEL = "Oracle Fusion"
 RESOURCE_ITEM = "application/vnd.oracle.adf.resourceitem+json"
 ACTION = "application/vnd.oracle.adf.action+json"
 UNIT_PLACES = Decimal("0.000001")
+PARTY_PAGE = 25  # parties per customer look-up
 MEMO_LINK = re.compile(r"\[invoice (\S+) id (\S+)\]$")
 CUSTOMER_NS = "http://xmlns.oracle.com/apps/cdm/foundation/parties/customerAccountService/"
 CREDIT_MEMO_NS = ("http://xmlns.oracle.com/apps/financials/receivables/transactions/creditMemos/"
@@ -267,6 +268,26 @@ def _differences(current: Mapping[str, Any], wanted: Mapping[str, str]) -> dict[
     return {k: v for k, v in wanted.items() if v and str(current.get(k) or "") != v}
 
 
+def _best_party(rows: list[dict[str, Any]], source_system: str, external_id: str, email: str,
+                name: str) -> tuple[int, dict[str, Any]] | None:
+    """(rank, party) of the best match: 0 the party carrying the external id, 1 one with the
+    e-mail, 2 one with the exact name and no different e-mail; None when none matches."""
+    def rank(row: Mapping[str, Any]) -> int | None:
+        if (row.get("SourceSystem") == source_system
+                and row.get("SourceSystemReferenceValue") == external_id):
+            return 0
+        theirs = str(row.get("EmailAddress") or "").strip()
+        if email and theirs == email:
+            return 1
+        if name and str(row.get("OrganizationName") or "").strip() == name and (
+                not theirs or theirs.lower() == email.lower()):
+            return 2
+        return None
+
+    ranked = [(r, i, row) for i, row in enumerate(rows) if (r := rank(row)) is not None]
+    return min(ranked)[::2] if ranked else None
+
+
 def _line_kind_word(line: DocumentLine) -> str:
     return f"SKU {line.sku}" if line.sku else f"{line.kind} line '{line.description}'"
 
@@ -392,7 +413,7 @@ class OracleFusionErp:
             party, created = await self._create_party(customer, external_id), True
         else:
             await self._update_party(party, customer, external_id)
-        account = await self._account_of(party)
+        account = None if created else await self._account_of(party)  # a new party has none
         if account is None:
             account = await self._create_account(party, customer)
             created = True
@@ -428,24 +449,26 @@ class OracleFusionErp:
         return rows[0] if rows else None
 
     async def _find_party(self, customer: Customer, external_id: str) -> dict[str, Any] | None:
-        party = await self._party_by_reference(external_id)
-        if party is not None:
-            return party
-        email = customer.email.strip()
-        if email:
-            rows = await self._items("accounts", q_equals(EmailAddress=email),
-                                     family="crmRestApi", limit=1, expand="PrimaryAddress")
-            if rows:
-                return rows[0]
-        name = customer.display_name.strip()
-        if name:
-            rows = await self._items("accounts", q_equals(OrganizationName=name),
-                                     family="crmRestApi", limit=10, expand="PrimaryAddress")
-            for row in rows:
-                theirs = (row.get("EmailAddress") or "").strip().lower()
-                if not theirs or theirs == email.lower():
-                    return row
+        """One look-up for the three matches (``or``), ranked by :func:`_best_party`. Only when a
+        full page may hide a better match is each asked for on its own, best first."""
+        email, name = customer.email.strip(), customer.display_name.strip()
+        clauses = [q_equals(SourceSystemReferenceValue=external_id)]
+        clauses += [q_equals(EmailAddress=email)] if email else []
+        clauses += [q_equals(OrganizationName=name)] if name else []
+        rows = await self._parties(" or ".join(clauses))
+        best = _best_party(rows, self.settings.customer_source_system, external_id, email, name)
+        if len(rows) < PARTY_PAGE or (best is not None and best[0] == 0):
+            return best[1] if best else None
+        for where in clauses:
+            best = _best_party(await self._parties(where), self.settings.customer_source_system,
+                               external_id, email, name)
+            if best is not None:
+                return best[1]
         return None
+
+    async def _parties(self, q: str) -> list[dict[str, Any]]:
+        return await self._items("accounts", q, family="crmRestApi", limit=PARTY_PAGE,
+                                 expand="PrimaryAddress")
 
     async def _update_party(self, party: dict[str, Any], customer: Customer,
                             external_id: str) -> None:

@@ -24,7 +24,8 @@ What it simulates
   ``If-Match: *`` / ``If-None-Match: *`` give 412; PATCH updates an existing record only; DELETE
   answers 204.
 * ``ReleaseSalesInvoice`` and ``ReleasePayment``: 202 + server-relative ``Location``; the status
-  URL answers 202 ``action_polls`` times (default 1) and then 204, at which point the document
+  URL answers 202 ``action_polls`` times (default 1), and until ``action_ms`` (default 0) have
+  passed since the action was asked for, then 204, at which point the document
   is released (Balanced -> Open, or Closed at zero balance): credit memo and payment
   applications reduce the invoices' balances (an invoice paid in full is Closed), payment
   applications to sales orders reduce the orders' ``Totals.UnpaidBalance``.  ``ConfirmShipment`` works
@@ -43,7 +44,8 @@ the currency defaults to the tenant's base currency); ``GET|POST /_sandbox/payme
 method's default cash account, ``CashAccounts`` further accounts it allows; accounts not seeded
 yet are added in the base currency; a method without accounts takes no payments);
 ``GET|POST /_sandbox/settings`` (``requests_per_minute``, ``send_retry_after``,
-``token_lifetime``, ``action_polls``); ``GET /_sandbox/documents[?type=]`` (invoices and credit
+``token_lifetime``, ``action_polls``, ``action_ms``: with both 0 an action answers 204 at once);
+``GET /_sandbox/documents[?type=]`` (invoices and credit
 memos, then payments -- ``type`` "Payment", ``amount`` = PaymentAmount, ``balance`` = the
 unapplied balance -- then sales orders -- ``type`` "Sales Order", ``amount`` = OrderTotal,
 ``balance`` = the unpaid balance --, each with ``external_ref`` = its ExternalRef);
@@ -120,6 +122,10 @@ Choices where the reference says "unconfirmed" (or says nothing)
   currency, ``AmountPaid`` (default: what both sides have left) within its balance; orders in
   ``OrdersToApply`` must be open, of the same customer and currency, ``AppliedToOrder`` within the
   unpaid balance; all applications together within ``PaymentAmount`` (entity error otherwise).
+  An application above what is open answers 422 with the error on that row's ``AmountPaid``
+  (``AppliedToOrder``), one to a document no longer open (paid, not released) on its
+  ``ReferenceNbr`` (``OrderNbr``), and nothing is saved: the reference gives the shape (422, the
+  error on the failing field); the message text is the simulator's own.
   ``AppliedToDocuments`` / ``AppliedToOrders`` / ``AvailableBalance`` are computed.  ``Hold``
   defaults to false (status "Balanced"); once released "Closed" when nothing is left unapplied
   and nothing went to orders, else "Open".  Released payments ignore PUT changes.
@@ -903,6 +909,7 @@ class Settings:
     send_retry_after: bool = True
     token_lifetime: int = 3600
     action_polls: int = 1
+    action_ms: int = 0
 
     def configure(self, values: dict) -> None:
         known = {f.name: f for f in fields(self)}
@@ -926,6 +933,8 @@ class Operation:
     doc_id: str
     polls_left: int
     entity: str = "SalesInvoice"
+    asked_at: float = 0.0  # the state's clock when the action was asked for
+    ready_at: float = 0.0  # ... and when the operation has run its course
     done: bool = False
     error: str | None = None
 
@@ -1162,7 +1171,7 @@ class AcumaticaState:
 
     def record_request(self, method: str, path: str, query: str, entity: str | None, status: int) -> None:
         self.request_log.append({"method": method, "path": path, "query": query, "entity": entity,
-                                 "status": status})
+                                 "status": status, "at": self.clock()})
         self.stats["total"] += 1
         _bump(self.stats["by_method"], method)
         _bump(self.stats["by_entity"], entity or "-")
@@ -2367,12 +2376,15 @@ class EntityApi:
             record = doc or {"id": None, **changes}
             path = (key,) if doc is None else ("",)
             return JSON(self._render(call, record, View(errors={path: problem})), status_code=422)
-        operation = Operation(new_id(), doc["id"], self.state.settings.action_polls, call.entity.name)
+        settings = self.state.settings
+        now = self.state.clock()
+        operation = Operation(new_id(), doc["id"], settings.action_polls, call.entity.name,
+                              asked_at=now, ready_at=now + settings.action_ms / 1000)
         self.state.operations[operation.id] = operation
         if self.faults.take_lost_commit():
             self._finish(operation)
             return lost_response()
-        if operation.polls_left <= 0:
+        if operation.polls_left <= 0 and settings.action_ms <= 0:
             self._finish(operation)
             return Response(status_code=204)
         location = (f"{self.site_path}/entity/{ENDPOINT}/{call.version}/{call.entity.name}/{action}"
@@ -2389,7 +2401,7 @@ class EntityApi:
         operation = self.state.operations.get(operation_id.lower())
         if operation is None:
             return not_found()
-        if not operation.done and operation.polls_left > 0:
+        if not operation.done and (operation.polls_left > 0 or self.state.clock() < operation.ready_at):
             operation.polls_left -= 1
             return Response(status_code=202)
         self._finish(operation)

@@ -49,7 +49,7 @@ is none, and a goods delivery of every open quantity); ``GET|POST /_sandbox/sett
 ``GET|POST /_sandbox/faults``; ``POST /_sandbox/expire-tokens``; ``POST /_sandbox/authorize``
 (``{"redirect_uri", "state"?}`` → ``{"code", "location"}``, no browser); ``POST
 /_sandbox/clock`` (``{"advance": seconds}``); ``GET /_sandbox/stats`` (``by_route`` counts API
-calls as ``"METHOD service/Entity"``);
+calls as ``"METHOD service/Entity"``; the state's ``request_log`` lists every ``/api/v1`` request);
 ``GET /_sandbox/webhook-deliveries``.
 
 Choices where the reference says "unconfirmed" (or nothing) — the conservative reading
@@ -508,6 +508,7 @@ class ExactState:
                                       "by_grant": {}, "refreshes": 0, "refresh_reused": 0,
                                       "refresh_too_early": 0, "refresh_expired": 0, "rate_limited": 0,
                                       "unauthorized": 0, "authorizations": 0, "by_route": {}}
+        self.request_log: list[dict] = []  # every /api/v1 request: method, path, query, status
 
     def add_division(self, code: int, description: str, currency: str = "EUR", country: str = "NL") -> Division:
         div = self.divisions.get(code) or Division(code, description, currency, country)
@@ -963,7 +964,9 @@ class Api:
             return odata_error(status, "An error occurred. Simulated failure.")
         return None
 
-    def _count(self, response: Response) -> Response:
+    def _count(self, response: Response, request: Request) -> Response:
+        self.state.request_log.append({"method": request.method, "path": request.url.path,
+                                       "query": request.url.query, "status": response.status_code})
         by = self.state.stats["by_status"]
         by[str(response.status_code)] = by.get(str(response.status_code), 0) + 1
         self.state.stats["api_requests"] += 1
@@ -985,31 +988,32 @@ class Api:
     async def guarded(self, request: Request, division: int | None, handler) -> Response:
         response = await self._fault()
         if response is not None:
-            return self._count(response)
+            return self._count(response, request)
         chain = self.state.authenticated(request)
         if chain is None:
             self.state.stats["unauthorized"] += 1
-            return self._count(odata_error(401, "Unauthorized: the access token is missing, invalid or expired."))
+            return self._count(odata_error(401, "Unauthorized: the access token is missing, invalid or expired."),
+                               request)
         if division is not None and division not in self.state.divisions:
-            return self._count(odata_error(403, "Forbidden - WrongDivision"))
+            return self._count(odata_error(403, "Forbidden - WrongDivision"), request)
         headers, allowed = self.state.admit(division if division is not None else chain.division)
         if not allowed:
             self.state.stats["rate_limited"] += 1
-            return self._count(odata_error(429, "API rate limit exceeded.", headers))
+            return self._count(odata_error(429, "API rate limit exceeded.", headers), request)
         try:
             response = await handler(chain)
         except BadRequest as exc:
             response = odata_error(exc.status, str(exc))
         response.headers.update(headers)
         if request.method != "GET" and response.status_code < 300 and self.faults.take_lost_commit():
-            return self._count(lost_response())
-        return self._count(response)
+            return self._count(lost_response(), request)
+        return self._count(response, request)
 
     async def resource(self, request: Request) -> Response:
         try:
             division = int(request.path_params["division"])
         except ValueError:
-            return self._count(odata_error(404, "Not found"))
+            return self._count(odata_error(404, "Not found"), request)
         rest = request.path_params["rest"]
         m = re.match(r"^(?P<path>[A-Za-z]+/[A-Za-z]+)(?:\((?P<key>[^)]*)\))?$", rest)
         entity = ENTITIES.get(m.group("path").lower()) if m else None
@@ -1400,7 +1404,7 @@ class WebhookApi(Api):
                 if status is None or not 200 <= status < 300:
                     return self._count(odata_error(
                         500, f"Error 500: Invalid: Post to callback URL endpoint returns {status or 500} "
-                             f"An error occurred while sending the request."))
+                             f"An error occurred while sending the request."), request)
         return await super().resource(request)
 
 

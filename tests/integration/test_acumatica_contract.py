@@ -46,7 +46,7 @@ def connector(url: str, ca: LocalCA, version: str = "24.200.001", store=None,
                           **settings),
         AcumaticaCredentials(client_id=CLIENT, client_secret="secret", username="admin", password="admin"),
         store or MemoryTokenStore())
-    erp.release_poll_seconds = 0.01  # the sandbox finishes a release on its second poll
+    erp.release_first_poll_seconds = erp.release_poll_seconds = 0.01  # done on the second poll
     return erp
 
 
@@ -170,6 +170,36 @@ async def test_invoice_paid_by_a_receipt_then_refunded(erp_server, ca):
         assert refund.total == D("12.34")
         [credit] = by_type(app, "Credit Memo")
         assert (credit["status"], credit["balance"], credit["applications"]) == ("Open", "12.34", [])
+    finally:
+        await erp.aclose()
+
+
+async def test_receipt_meeting_a_part_paid_invoice_applies_what_is_open(erp_server, ca):
+    """The sandbox refuses an application above the invoice's balance, as Acumatica does (422,
+    the error on the row's AmountPaid): the payment is sent again with what is open, and a
+    third one, meeting a paid invoice, goes unapplied. The books add up to the cent."""
+    served, app = erp_server
+    erp = connector(served.url, ca, cash_accounts={"EUR": "10250"})
+    log = app.state.acumatica.request_log
+    try:
+        cust = await erp.upsert_customer(ANN, "WC-C5")
+        inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+        start = len(log)
+        await erp.create_receipt(receipt(inv, cust.number, external_ref="WC-1-P1", amount=D("60.00")))
+        assert [(e["method"], e["entity"]) for e in log[start:] if "/status/" not in e["path"]] == [
+            ("PUT", "Payment"), ("POST", "Payment")]  # no balance read for a fresh invoice
+        start = len(log)
+        await erp.create_receipt(receipt(inv, cust.number, external_ref="WC-1-P2"))
+        sent = [(e["method"], e["entity"], e["status"]) for e in log[start:] if "/status/" not in e["path"]]
+        assert sent == [("PUT", "Payment", 422), ("GET", "SalesInvoice", 200), ("PUT", "Payment", 200),
+                        ("POST", "Payment", 202)]
+        await erp.create_receipt(receipt(inv, cust.number, external_ref="WC-1-P3", amount=D("5.00")))
+        [doc] = by_type(app, "Invoice")
+        assert (doc["status"], D(doc["balance"])) == ("Closed", 0)
+        payments = {p["external_ref"]: p for p in by_type(app, "Payment")}
+        assert {ref: (p["amount"], p["balance"], p["status"]) for ref, p in payments.items()} == {
+            "WC-1-P1": ("60.00", "0.00", "Closed"), "WC-1-P2": ("102.84", "60.00", "Open"),
+            "WC-1-P3": ("5.00", "5.00", "Open")}
     finally:
         await erp.aclose()
 

@@ -130,3 +130,17 @@ async def test_429_is_rate_limited_with_the_server_retry_after(pod):
         await erp.find_document("invoice", "WC-1")
     assert caught.value.retry_after == 3
     assert await erp.find_document("invoice", "WC-1") is None  # the storm is over
+
+
+async def test_a_new_customer_costs_one_look_up_its_party_and_its_account(pod):
+    """One ``or`` look-up for the three matches, the party, then the account over SOAP: a party
+    just created has no account to read first."""
+    erp, control = pod
+    before = await ADAPTER.requests_by_route(control, str(control.base_url))
+    cust = await erp.upsert_customer(ANN, "WC-C5")
+    after = await ADAPTER.requests_by_route(control, str(control.base_url))
+    spent = {route: n - before.get(route, 0) for route, n in after.items() if n != before.get(route, 0)}
+    assert cust.created and spent == {"GET accounts": 1, "POST accounts": 1,
+                                      "POST CustomerAccountService": 1}
+    again = await erp.upsert_customer(ANN, "WC-C5")
+    assert (again.number, again.created) == (cust.number, False)

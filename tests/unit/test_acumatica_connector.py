@@ -51,6 +51,7 @@ class FakeAcumatica:
         self.fail_next: list[httpx.Response] = []
         self.lose_next_put = False
         self.amount_offset = Decimal(0)
+        self.running_polls = 0  # status polls that answer 202 before the 204
 
     # --- plumbing ---
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -97,6 +98,9 @@ class FakeAcumatica:
                 return httpx.Response(202, headers={
                     "Location": f"{BASE}{entity}/{action}/status/{uuid.uuid4()}"})
             if route.startswith(f"{entity}/{action}/status/"):
+                if self.running_polls:
+                    self.running_polls -= 1
+                    return httpx.Response(202)
                 return httpx.Response(204)
         by_keys = re.fullmatch(r"(SalesInvoice|SalesOrder)/([^/]+)/([^/]+)", route)
         if method == "GET" and by_keys:
@@ -126,8 +130,9 @@ class FakeAcumatica:
             for part in path.split("/"):
                 rec = (rec or {}).get(part)
             return rec
+        match = any if " or " in query.get("$filter", "") else all
         rows = [c for c in self.customers.values()
-                if all(field(c, f) == val for f, val in self.conditions(query))]
+                if match(field(c, f) == val for f, val in self.conditions(query))]
         return httpx.Response(200, content=to_json([wrap(r) for r in rows]))
 
     def customer_put(self, body: dict) -> httpx.Response:
@@ -166,6 +171,17 @@ class FakeAcumatica:
         self.puts.append(body)
         if body["PaymentMethod"]["value"] not in self.methods:
             body["PaymentMethod"]["error"] = "'Payment Method' cannot be found in the system."
+            return httpx.Response(422, content=to_json(body))
+        refused = False
+        for row in body.get("DocumentsToApply", []):  # open invoices only, within the balance
+            invoice = self.invoices.get((row["DocType"]["value"], row["ReferenceNbr"]["value"]))
+            if invoice is None or invoice["Status"] != "Open":
+                row["ReferenceNbr"]["error"] = "'Reference Nbr.' cannot be found in the system."
+                refused = True
+            elif row["AmountPaid"]["value"] > invoice["Balance"]:
+                row["AmountPaid"]["error"] = "The amount paid exceeds the balance of the document."
+                refused = True
+        if refused:
             return httpx.Response(422, content=to_json(body))
         rec = v(body)
         nbr = f"{len(self.payments) + 1:06d}"
@@ -212,7 +228,7 @@ def erp_for(fake: FakeAcumatica, **settings: Any) -> AcumaticaErp:
         AcumaticaCredentials(client_id="guid@Tenant", client_secret="secret", username="admin",
                              password="pw"),
         MemoryTokenStore(), transport=httpx.MockTransport(fake.handler))
-    erp.release_poll_seconds = 0
+    erp.release_first_poll_seconds = erp.release_poll_seconds = 0
     return erp
 
 
@@ -316,6 +332,22 @@ async def test_find_then_create_posts_once_and_releases() -> None:
     await erp.aclose()
 
 
+async def test_release_polls_first_after_a_release_has_had_time_then_more_often(monkeypatch) -> None:
+    fake = FakeAcumatica()
+    fake.running_polls = 2
+    erp = erp_for(fake)
+    erp.release_first_poll_seconds, erp.release_poll_seconds = 1.0, 0.5
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("connectors.acumatica.asyncio.sleep", sleep)
+    await erp.create_document(invoice_doc())
+    assert slept == [1.0, 0.5, 0.5]
+    assert len([r for r in fake.requests if "/status/" in r.url.path]) == 3
+
+
 async def test_credit_memo_applies_to_its_invoice() -> None:
     fake = FakeAcumatica()
     erp = erp_for(fake)
@@ -414,8 +446,8 @@ async def test_receipt_is_a_payment_applied_to_its_invoice_then_released() -> No
         "CurrencyID": "USD", "Hold": False, "CashAccount": "10200",
         "DocumentsToApply": [{"DocType": "Invoice", "ReferenceNbr": "INV000001",
                               "AmountPaid": Decimal("76.80")}]}
-    balance = next(r for r in fake.requests if r.url.path.endswith("/SalesInvoice/Invoice/INV000001"))
-    assert unquote(balance.url.query.decode()) == "$select=Status,Balance"
+    # a fresh invoice is open for its total: no balance read before the application
+    assert not [r for r in fake.requests if r.url.path.endswith("/SalesInvoice/Invoice/INV000001")]
     find = [unquote(r.url.query.decode()) for r in fake.requests
             if r.method == "GET" and r.url.path.endswith("/Payment")]
     assert find == ["$filter=ExternalRef eq 'WC-1001-P1' and Type eq 'Payment'"
@@ -425,17 +457,35 @@ async def test_receipt_is_a_payment_applied_to_its_invoice_then_released() -> No
 
 
 async def test_receipt_applies_only_what_is_open_on_the_invoice() -> None:
+    """Refused on its application row (more than is open, or a paid invoice), the payment reads
+    the balance once and goes again with what is open: nothing when the invoice is closed."""
     fake = FakeAcumatica()
     erp = erp_for(fake, cash_accounts={"EUR": "10250"})
     invoice = await erp.create_document(invoice_doc(currency="EUR"))
     fake.invoices[("Invoice", invoice.number)]["Balance"] = Decimal("50.00")
     await erp.create_receipt(receipt_doc(invoice, currency="EUR", reference="x" * 60))
-    sent = v(fake.puts[-1])
-    assert (sent["CashAccount"], sent["PaymentRef"]) == ("10250", "x" * 40)
-    assert sent["DocumentsToApply"][0]["AmountPaid"] == Decimal("50.00")
+    sent = [v(p) for p in fake.puts[-2:]]
+    assert [p["DocumentsToApply"][0]["AmountPaid"] for p in sent] == [Decimal("76.80"), Decimal("50.00")]
+    assert (sent[1]["CashAccount"], sent[1]["PaymentRef"]) == ("10250", "x" * 40)
+    balance = [r for r in fake.requests if r.url.path.endswith(f"/SalesInvoice/Invoice/{invoice.number}")]
+    assert [unquote(r.url.query.decode()) for r in balance] == ["$select=Status,Balance"]
+    assert len(fake.payments) == 1
     fake.invoices[("Invoice", invoice.number)]["Status"] = "Closed"
     await erp.create_receipt(receipt_doc(invoice, external_ref="WC-1001-P2"))
+    assert "DocumentsToApply" in v(fake.puts[-2])
     assert "DocumentsToApply" not in v(fake.puts[-1]) and "CashAccount" not in v(fake.puts[-1])
+    assert len(fake.payments) == 2
+
+
+async def test_receipt_refused_for_another_reason_is_not_sent_again() -> None:
+    fake = FakeAcumatica()
+    erp = erp_for(fake)
+    invoice = await erp.create_document(invoice_doc())
+    fake.fail_next.append(httpx.Response(422, json={
+        "CustomerID": {"value": "C0000000A", "error": "'Customer' cannot be found in the system."}}))
+    with pytest.raises(Rejected, match="'Customer' cannot be found"):
+        await erp.create_receipt(receipt_doc(invoice))
+    assert not [r for r in fake.requests if r.url.path.endswith(f"/SalesInvoice/Invoice/{invoice.number}")]
 
 
 async def test_unknown_payment_method_is_a_mapping_naming_the_method() -> None:
@@ -559,11 +609,24 @@ async def test_match_by_email_updates_only_what_changed() -> None:
     assert [v(p) for p in fake.puts] == [{"CustomerID": "JOHNGOOD",
                                           "MainContact": {"Phone1": "555-0100"},
                                           "AccountRef": "WC-C42"}]
-    email_lookup = [unquote(r.url.query.decode()) for r in fake.requests
-                    if r.url.path.endswith("/Customer") and r.method == "GET"][1]
-    assert "$filter=MainContact/Email eq 'o''brien@example.com'" in email_lookup
+    lookups = [unquote(r.url.query.decode()) for r in fake.requests
+               if r.url.path.endswith("/Customer") and r.method == "GET"]
+    assert len(lookups) == 1  # one look-up for both matches
+    assert ("$filter=AccountRef eq 'WC-C42' or MainContact/Email eq 'o''brien@example.com'"
+            in lookups[0])
     assert await erp_for(fake).upsert_customer(buyer(), "WC-C42") == ref
     assert len(fake.puts) == 1  # matched by AccountRef now, nothing changed
+
+
+async def test_the_account_ref_match_wins_over_an_email_match() -> None:
+    fake = FakeAcumatica()
+    fake.customers["OTHER"] = {"id": "g-0", "CustomerID": "OTHER", "CustomerName": "Pat O'Brien",
+                               "MainContact": {"Email": "o'brien@example.com"}}
+    fake.customers["OURS"] = {"id": "g-1", "CustomerID": "OURS", "CustomerName": "Pat O'Brien",
+                              "AccountRef": "WC-C42", "MainContact": {"Email": "pat@old.example"}}
+    ref = await erp_for(fake).upsert_customer(buyer(), "WC-C42")
+    assert (ref.number, ref.created) == ("OURS", False)
+    assert all(v(p)["CustomerID"] == "OURS" for p in fake.puts)
 
 
 # --- catalog and health ----------------------------------------------------------------------

@@ -152,3 +152,21 @@ def test_shipment_of_a_delivery_of_two_orders_is_one_per_order():
     first = eo._shipment(delivery, 1, "WC-1", several=True)
     assert (first.shipment_id, first.tracking_numbers) == ("7-1", ["T1", "T2"])
     assert eo._shipment(delivery, 2, "WC-2", several=True).tracking_numbers == ["T1"]
+
+
+async def test_one_look_up_finds_our_account_before_one_with_the_email(app, erp, control):
+    """Code, Remarks tag and e-mail go in one ``or`` filter; an account of ours wins over an
+    account that only shares the e-mail, whatever order Exact returns them in."""
+    await control.post("/_sandbox/seed", json={"accounts": [
+        {"Code": "400", "Name": "Ann B.", "Email": "ann.new@example.com"},
+        {"Code": "401", "Name": "Ann Buyer", "Email": "ann@old.example",
+         "Remarks": "[ml-connector WC-C5]"}]})
+    reads = app.state.exact.stats["by_route"]
+    before = reads.get("GET crm/Accounts", 0)
+    ref = await erp.upsert_customer(ANN.model_copy(update={"email": "ann.new@example.com"}), "WC-C5")
+    assert reads["GET crm/Accounts"] - before == 1
+    ours = next(a for a in await accounts(control) if a["Code"].strip() == "401")
+    assert (ref.id, ref.created) == (ours["ID"], False) and ours["Email"] == "ann.new@example.com"
+    fresh = await erp.upsert_customer(ANN.model_copy(update={"email": "new@example.com",
+                                                             "store_id": "6"}), "WC-C6")
+    assert fresh.created and reads["GET crm/Accounts"] - before == 2

@@ -16,6 +16,7 @@ from connectors.auth import MemoryTokenStore
 from connectors.documents import DocumentLine, DocumentTax, ErpDocument, ReceiptDocument
 from connectors.errors import AuthFailed, MappingMissing, RateLimited, Rejected, Unavailable
 from connectors.model import Address, Customer, ErpDocumentRef
+from connectors import oracle_fusion as oracle
 from connectors.oracle_fusion import allocate_taxes, open_connector, read_error
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "oracle_fusion"
@@ -204,17 +205,15 @@ async def test_customer_matched_by_external_id_then_email_then_name():
                                                    "CustomerId": 300100012}], "count": 1,
                                         "hasMore": False})
     rec = Recorder({("GET", "accounts"): [
-        httpx.Response(200, content=fixture("empty_collection.json")),  # external id
-        httpx.Response(200, content=fixture("empty_collection.json")),  # e-mail
-        httpx.Response(200, content=fixture("accounts_by_name.json")),  # name
+        httpx.Response(200, content=fixture("accounts_by_name.json")),  # the three matches
         httpx.Response(200, content=fixture("empty_collection.json"))],  # its addresses
         ("GET", "receivablesCustomerAccountActivities"): account})
     ann = Customer(store_id="5", email="ann@example.com", first_name="Ann", last_name="Buyer",
                    billing=Address(country="US"))
     ref = await erp(rec).upsert_customer(ann, "WC-C5")
     assert rec.queries("accounts") == [
-        "SourceSystem='WEBSTORE' and SourceSystemReferenceValue='WC-C5'",
-        "EmailAddress='ann@example.com'", "OrganizationName='Ann Buyer'"]
+        "SourceSystemReferenceValue='WC-C5' or EmailAddress='ann@example.com' or "
+        "OrganizationName='Ann Buyer'"]
     # the first "Ann Buyer" has another e-mail: a different person; the second is taken
     assert rec.queries("receivablesCustomerAccountActivities") == ["CustomerId='300100012'"]
     assert (ref.kind, ref.number, ref.created) == ("customer", "10007", False)
@@ -223,6 +222,35 @@ async def test_customer_matched_by_external_id_then_email_then_name():
     assert rec.patches() == [("accounts/CDRM_300100012", {
         "EmailAddress": "ann@example.com", "SourceSystem": "WEBSTORE",
         "SourceSystemReferenceValue": "WC-C5"})]
+
+
+def party(number: int, **fields) -> dict:
+    return {"PartyId": number, "PartyNumber": f"CDRM_{number}", "OrganizationName": "Ann Buyer",
+            "EmailAddress": None, "SourceSystem": None, "SourceSystemReferenceValue": None, **fields}
+
+
+def test_the_party_with_the_external_id_wins_then_the_email_then_the_name():
+    rows = [party(1), party(2, EmailAddress="ann@example.com"),
+            party(3, SourceSystem="OTHER", SourceSystemReferenceValue="WC-C5", OrganizationName="X"),
+            party(4, SourceSystem="WEBSTORE", SourceSystemReferenceValue="WC-C5")]
+    def best(rows: list[dict]) -> int | None:
+        found = oracle._best_party(rows, "WEBSTORE", "WC-C5", "ann@example.com", "Ann Buyer")
+        return found[1]["PartyId"] if found else None
+    assert (best(rows), best(rows[:3]), best(rows[:1]), best(rows[2:3])) == (4, 2, 1, None)
+    assert best([party(5, EmailAddress="someone.else@example.com")]) is None
+
+
+async def test_a_full_page_of_matches_asks_for_each_match_on_its_own():
+    page = {"items": [party(n, EmailAddress=f"x{n}@example.com") for n in range(25)],
+            "count": 25, "hasMore": True}
+    ours = {"items": [party(99, SourceSystem="WEBSTORE", SourceSystemReferenceValue="WC-C5")],
+            "count": 1, "hasMore": False}
+    rec = Recorder({("GET", "accounts"): [httpx.Response(200, json=page),
+                                          httpx.Response(200, json=ours)]})
+    ann = Customer(store_id="5", email="ann@example.com", first_name="Ann", last_name="Buyer")
+    found = await erp(rec)._find_party(ann, "WC-C5")
+    assert found["PartyId"] == 99
+    assert rec.queries("accounts")[1:] == ["SourceSystemReferenceValue='WC-C5'"]
 
 
 async def test_line_without_gl_rule_parks_before_any_request():

@@ -551,6 +551,44 @@ async def test_payment_applied_to_an_invoice_closes_it_on_release(app, api, anon
     assert again.status_code == 422
 
 
+async def test_payment_applying_more_than_is_open_is_refused_on_that_row(app, api, anon):
+    """As Acumatica: 422 with the error on the application row's AmountPaid (a paid invoice is
+    no longer one to select: the error is on its ReferenceNbr), and nothing is saved."""
+    await seed_payment_methods(anon)
+    invoice = await open_invoice(api)  # 48.00 open
+    over = await put_payment(api, payment_body(PaymentAmount=w(Decimal("60.00")), DocumentsToApply=[
+        {"DocType": w("Invoice"), "ReferenceNbr": w(invoice), "AmountPaid": w(Decimal("60.00"))}]))
+    assert over.status_code == 422
+    assert "exceed the balance" in over.json()["DocumentsToApply"][0]["AmountPaid"]["error"]
+    assert app.state.acumatica.documents("Payment") == []
+    paid = await put_payment(api, payment_body(DocumentsToApply=[
+        {"DocType": w("Invoice"), "ReferenceNbr": w(invoice), "AmountPaid": w(Decimal("48.00"))}]))
+    assert paid.status_code == 200
+    started = await api.post(f"{BASE}/Payment/ReleasePayment",
+                             json={"entity": {"Type": w("Payment"), "ReferenceNbr": w("000001")}})
+    while (await api.get(started.headers["Location"])).status_code == 202:
+        pass
+    closed = await put_payment(api, payment_body(ExternalRef=w("shop-1001-P2"), DocumentsToApply=[
+        {"DocType": w("Invoice"), "ReferenceNbr": w(invoice), "AmountPaid": w(Decimal("1.00"))}]))
+    assert closed.status_code == 422
+    assert closed.json()["DocumentsToApply"][0]["ReferenceNbr"]["error"] == (
+        "'Reference Nbr.' cannot be found in the system.")
+
+
+async def test_a_release_runs_for_action_ms_whatever_the_polls(app, api, anon, clock):
+    await anon.post("/_sandbox/settings", json={"action_polls": 0, "action_ms": 1000})
+    number = (await put_invoice(api)).json()["ReferenceNbr"]["value"]
+    started = await api.post(f"{BASE}/SalesInvoice/ReleaseSalesInvoice",
+                             json={"entity": {"Type": w("Invoice"), "ReferenceNbr": w(number)}})
+    assert started.status_code == 202
+    clock.now += 0.6
+    assert (await api.get(started.headers["Location"])).status_code == 202
+    clock.now += 0.4
+    assert (await api.get(started.headers["Location"])).status_code == 204
+    [doc] = app.state.acumatica.documents("Invoice")
+    assert doc["status"] == "Open"
+
+
 async def test_payment_method_and_cash_account_come_from_reference_data(app, api, anon):
     await seed_payment_methods(anon)
     unknown = await put_payment(api, payment_body(PaymentMethod=w("BITCOIN")))
