@@ -35,9 +35,6 @@ from connectors.model import (ZERO, Customer, DocumentKind, ErpDocumentRef, Item
                               Shipment, quantize, to_decimal)
 
 SYSTEM = "acumatica"
-# ERP requests per order activity (a post, its release, its status polls: 3.4-4.1 measured): the
-# worker rate limits the connection's quota queue in activities, the licence counts requests.
-REQUESTS_PER_ACTIVITY = 4.0
 # Entity members sent and returned as they are (reference §3); every other field is wrapped.
 PLAIN_FIELDS = frozenset({"id", "rowNumber", "delete", "custom", "error", "files", "_links"})
 DOC_TYPES: dict[str, str] = {"invoice": "Invoice", "adjustment_invoice": "Invoice",

@@ -63,9 +63,6 @@ from connectors.model import (ZERO, Address, Customer, DocumentKind, ErpDocument
                               Shipment, quantize, to_decimal)
 
 SYSTEM = "exact_online"
-# ERP requests per order activity on average (a post, a new customer, token refreshes): the
-# worker rate limits the connection's quota queue in activities, the licence counts requests.
-REQUESTS_PER_ACTIVITY = 2.0
 SYSTEM_NAME = "Exact Online"
 REGIONS = {
     "NL": "https://start.exactonline.nl",

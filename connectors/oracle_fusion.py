@@ -47,9 +47,6 @@ from connectors.model import (ZERO, Address, Customer, DocumentKind, ErpDocument
                               quantize, to_decimal)
 
 SYSTEM = "oracle_fusion"
-# ERP requests per order activity on average (a document, then its application): the
-# worker rate limits the connection's quota queue in activities, the licence counts requests.
-REQUESTS_PER_ACTIVITY = 2.0
 LABEL = "Oracle Fusion"
 RESOURCE_ITEM = "application/vnd.oracle.adf.resourceitem+json"
 ACTION = "application/vnd.oracle.adf.action+json"

@@ -21,8 +21,15 @@ class AcumaticaSandbox:
     payment_methods = ("CARD", "EFT")
     cash_accounts = {"USD": "10200", "EUR": "10250", "GBP": "10260", "CAD": "10270"}
 
+    # A release runs for a while, as a real one does (about a second), and its status is
+    # polled once, after the connector's first wait.
+    release_ms = 500
+
     def create_app(self, **options: Any) -> Any:
-        return app.create_app(client_id=CLIENT_ID, **options)
+        tenant = app.create_app(client_id=CLIENT_ID, **options)
+        settings = tenant.state.acumatica.settings
+        settings.action_polls, settings.action_ms = 0, self.release_ms
+        return tenant
 
     def connection(self, url: str, ca_file: str, *, endpoint_version: str = "24.200.001",
                    **options: Any) -> tuple[dict, dict]:
