@@ -16,7 +16,7 @@ from activities.errors import classified
 from activities.messages import (CustomerInput, OrderRef, OrderStateInput, PostAdjustmentInput,
                                  PostCreditMemoInput, PostInvoiceInput, PostReceiptInput,
                                  PostResult)
-from activities.runtime import Runtime, store_lease
+from activities.runtime import Runtime, customer_lease
 from connections.config import Connection
 from connectors.base import post_document
 from connectors.documents import (ErpDocument, PostedTotals, ReceiptDocument, build_adjustment,
@@ -25,7 +25,6 @@ from connectors.errors import NotFound
 from connectors.model import Customer, ErpDocumentRef, Order
 
 POSTED = "posted"
-CUSTOMER_LEASE_SECONDS = 60.0
 
 
 def customer_external_id(conn: Connection, customer: Customer) -> str:
@@ -51,17 +50,25 @@ class OrderActivities:
     async def upsert_customer(self, inp: CustomerInput) -> ErpDocumentRef:
         conn = self.rt.connection(inp.connection_id)
         external_id = customer_external_id(conn, inp.customer)
-        # Two orders of one new buyer at once must not create the customer twice: the second
-        # waits for the first and then finds it in the ledger.
-        async with classified(), store_lease(self.rt.store, f"customer:{conn.id}:{external_id}",
-                                             CUSTOMER_LEASE_SECONDS, what="the customer's upsert"):
-            row = self.rt.store.ledger_get(conn.id, "customer", external_id)
-            if row and row.state == POSTED and row.erp_ref:
-                return ErpDocumentRef.model_validate(row.erp_ref).model_copy(update={"created": False})
-            ref = await self.rt.erp(conn).upsert_customer(inp.customer, external_id)
-            self.rt.store.ledger_mark(conn.id, "customer", external_id, POSTED,
-                                      erp_ref=ref.model_dump(mode="json"))
+        async with classified():
+            # A buyer already in the ledger needs no lease: it only keeps two creators apart.
+            if known := self._known_customer(conn.id, external_id):
+                return known
+            # Two orders of one new buyer at once must not create the customer twice: the
+            # second waits for the first and then finds it in the ledger.
+            async with customer_lease(self.rt.store, conn.id, external_id):
+                if known := self._known_customer(conn.id, external_id):
+                    return known
+                ref = await self.rt.erp(conn).upsert_customer(inp.customer, external_id)
+                self.rt.store.ledger_mark(conn.id, "customer", external_id, POSTED,
+                                          erp_ref=ref.model_dump(mode="json"))
         return ref
+
+    def _known_customer(self, connection_id: str, external_id: str) -> ErpDocumentRef | None:
+        row = self.rt.store.ledger_get(connection_id, "customer", external_id)
+        if row and row.state == POSTED and row.erp_ref:
+            return ErpDocumentRef.model_validate(row.erp_ref).model_copy(update={"created": False})
+        return None
 
     @activity.defn(name="post_invoice")
     async def post_invoice(self, inp: PostInvoiceInput) -> PostResult:

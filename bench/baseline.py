@@ -1,15 +1,21 @@
-"""The throughput baseline: a bare workflow with the shape of OrderSync and none of its work.
+"""The throughput baseline: a bare workflow with the naive shape of OrderSync and none of its work.
 
 Started the way the receiver starts an order (signal-with-start), it runs ``activities``
 no-op activities one after the other, then ``local_activities`` no-op local activities (the
-last one stamps the order done in this process), then idles on a timer as OrderSync does.
-So the Temporal server does the same number of round trips per order and nothing else.
-Kept apart from the benchmark code so the workflow sandbox re-imports only this module.
+last one notes the order done), then idles on a timer as OrderSync does. The benchmark gives
+it one activity for every step of an order but the last, which is a local activity as the
+ledger write is: each step a server round trip, nothing else.
+
+``python -m bench.baseline`` runs its worker in a process of its own, as ml-connector's
+worker runs in its own; done orders are appended, one workflow id a line, to the file named
+by ``BENCH_BASELINE_DONE``. Kept apart from the benchmark code so the workflow sandbox
+re-imports only this module.
 """
 from __future__ import annotations
 
-import time
+import os
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import BaseModel
 from temporalio import activity, workflow
@@ -17,7 +23,7 @@ from temporalio import activity, workflow
 with workflow.unsafe.imports_passed_through():
     from activities.messages import OrderEvent, OrderRef
 
-DONE: dict[str, float] = {}  # workflow id -> when its last local activity ran (monotonic)
+DONE_FILE = "BENCH_BASELINE_DONE"
 IDLE = timedelta(days=7)
 
 
@@ -34,7 +40,8 @@ async def noop(ref: OrderRef) -> None:
 
 @activity.defn(name="bench_done")
 async def done(key: str) -> None:
-    DONE.setdefault(key, time.monotonic())
+    with open(os.environ[DONE_FILE], "a") as out:  # one short write: whole lines
+        out.write(key + "\n")
 
 
 @workflow.defn(name="BenchBaseline")
@@ -64,3 +71,46 @@ class Baseline:
 
 ACTIVITIES = [noop, done]
 WORKFLOWS = [Baseline]
+
+
+class DoneOrders:
+    """The ids the baseline worker has noted done, read on as the file grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self._offset, self.ids = path, 0, set()
+        path.touch()
+
+    def __contains__(self, wf_id: str) -> bool:
+        if wf_id not in self.ids:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+            whole = data[:data.rfind(b"\n") + 1]
+            self._offset += len(whole)
+            self.ids.update(whole.decode().split())
+        return wf_id in self.ids
+
+
+async def serve() -> None:
+    """The baseline's worker, on the task queue and Temporal of the environment (what the
+    ml-connector worker reads), with the same encrypted data converter and concurrency."""
+    from temporalio.worker import Worker
+
+    from connections.config import Environment, open_store
+    from starter.temporal import connect
+
+    env = Environment()
+    client = await connect(env, open_store(env).vault.keyring)
+    await Worker(client, task_queue=env.task_queue, workflows=WORKFLOWS, activities=ACTIVITIES,
+                 max_concurrent_activities=200).run()
+
+
+if __name__ == "__main__":
+    import asyncio
+    import logging
+
+    from bench import baseline  # the importable module, not __main__: the sandbox re-imports it
+    from starter.logs import configure
+
+    configure(logging.INFO)  # as ``ml-connector worker`` logs
+    asyncio.run(baseline.serve())

@@ -12,6 +12,8 @@ import os
 import platform
 import random
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from connections.store import ConnectionStore
 from sandbox import traffic
 from sandbox.server import free_port
 from sandbox.woocommerce import sign_payload
-from starter.stack import Stack, start_temporal_server
+from starter.stack import Stack, _die_with_parent, start_temporal_server
 from starter.temporal import connect
 
 API = "wp-json/wc/v3/"
@@ -120,6 +122,31 @@ class RssSampler:
         return max((rss for _, rss in self.samples), default=0)
 
 
+class CpuMeter:
+    """CPU seconds spent by named processes between ``start`` and ``stop``, per unit of work."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self._t0: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        out = {}
+        for name, proc in self.procs.items():
+            try:
+                t = proc.cpu_times()
+                out[name] = t.user + t.system
+            except psutil.Error:
+                out[name] = 0.0
+        return out
+
+    def start(self) -> None:
+        self._t0 = self._now()
+
+    def ms_per(self, units: int) -> dict[str, float]:
+        now = self._now()
+        return {name: (now[name] - self._t0[name]) * 1000 / units for name in now}
+
+
 def mib(n_bytes: float) -> str:
     return f"{n_bytes / 2**20:.0f} MiB"
 
@@ -133,6 +160,7 @@ class Bench:
     def __init__(self, home: Path) -> None:
         self.home = home
         self._stacks: list[Stack] = []
+        self._children: list[subprocess.Popen] = []
         self._made = 0
 
     async def __aenter__(self) -> "Bench":
@@ -147,6 +175,8 @@ class Bench:
         return self
 
     async def __aexit__(self, *exc) -> None:
+        for child in reversed(self._children):
+            await self.stop_child(child)
         for stack in reversed(self._stacks):
             await self.close(stack)
         self.store.db.close()
@@ -161,6 +191,44 @@ class Bench:
         return {**os.environ, "ML_CONNECTOR_HOME": str(self.home), "ML_CONNECTOR_DB": self.env.db_url,
                 "TEMPORAL_ADDRESS": self.env.temporal_address, "TEMPORAL_NAMESPACE": "default",
                 "ML_CONNECTOR_TASK_QUEUE": task_queue}
+
+    def spawn(self, name: str, args: list[str], task_queue: str,
+              extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        """``python <args>`` joined to this run on ``task_queue``: its own OS process (its own
+        event loop and core), dying with this one, logging to ``logs/<name>.log``."""
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {**self.child_env(task_queue), **(extra_env or {})}
+        # Byte-compiled as an installed package is: the workflow sandbox re-imports each
+        # workflow's module for every new run, and without bytecode it compiles it each time.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(self.home / "pycache")
+        with open(logs / f"{name}.log", "ab") as log:
+            child = subprocess.Popen([sys.executable, *args], cwd=Path(__file__).parents[1],
+                                     env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
+        self._children.append(child)
+        return child
+
+    def children_alive(self) -> bool:
+        """True, or why a child of this run is gone (a wait on its work would only time out)."""
+        for child in self._children:
+            if child.poll() is not None:
+                raise RuntimeError(f"{' '.join(child.args[1:])} exited ({child.returncode}); "
+                                   f"see {self.home / 'logs'}")
+        return True
+
+    async def stop_child(self, child: subprocess.Popen, timeout: float = 10) -> None:
+        if child in self._children:
+            self._children.remove(child)
+        if child.poll() is None:
+            child.terminate()
+        deadline = time.monotonic() + timeout
+        while child.poll() is None:
+            if time.monotonic() > deadline:
+                child.kill()
+                deadline = float("inf")
+            await asyncio.sleep(0.05)
 
     async def stack(self, *, seed: bool = True, **options: Any) -> Stack:
         self._made += 1  # before any await: stacks may be built concurrently
@@ -228,7 +296,10 @@ async def wait_until(check: Callable[[], Awaitable[Any] | Any], *, timeout: floa
 
 
 def posted_orders(stack: Stack, conn: Connection) -> int:
-    return len(stack.store.ledger_rows(conn.id, kind="order", state="posted"))
+    """Counted in SQL: polled every few milliseconds, it must cost the run next to nothing."""
+    [(n,)] = stack.store.db.query("SELECT COUNT(*) FROM ledger WHERE connection_id = ? AND "
+                                  "kind = 'order' AND state = 'posted'", (conn.id,))
+    return int(n)
 
 
 def settled_orders(stack: Stack, conn: Connection) -> dict[str, int]:
@@ -331,27 +402,37 @@ class Shop:
 
 ROUND_TRIP_EVENTS = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: "activities",
-    EventType.EVENT_TYPE_MARKER_RECORDED: "local_activities",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: "signals",
     EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: "workflow_tasks",
     EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: "search_attribute_upserts",
 }
+# A marker is a local activity's result or a ``workflow.patched`` note: neither is a task.
+MARKERS = {"core_local_activity": "local_activities", "core_patch": "patches"}
 
 
 async def round_trips(client: Client, workflow_ids: list[str]) -> dict[str, float]:
-    """Per workflow, from its history: activities, local activities (markers), signals,
-    workflow tasks and search-attribute upserts (medians over ``workflow_ids``)."""
-    counts: dict[str, list[int]] = {name: [] for name in ROUND_TRIP_EVENTS.values()}
+    """Per workflow, from its history (medians over ``workflow_ids``): activities, local
+    activities, patch markers, signals, workflow tasks and search-attribute upserts;
+    ``steps``: the order's pieces of work (activities + local activities + signals);
+    ``server_round_trips``: what the server hands out and takes back (activity tasks +
+    workflow tasks + signals); local activities run inside a workflow task and cost none.
+    ``round_trips`` is ``steps`` (its older name)."""
+    names = [*ROUND_TRIP_EVENTS.values(), *MARKERS.values()]
+    counts: dict[str, list[int]] = {name: [] for name in names}
     for wf_id in workflow_ids:
         seen = dict.fromkeys(counts, 0)
         async for event in client.get_workflow_handle(wf_id).fetch_history_events():
-            name = ROUND_TRIP_EVENTS.get(event.event_type)
+            if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+                name = MARKERS.get(event.marker_recorded_event_attributes.marker_name)
+            else:
+                name = ROUND_TRIP_EVENTS.get(event.event_type)
             if name:
                 seen[name] += 1
         for name, n in seen.items():
             counts[name].append(n)
     out = {name: median(values) for name, values in counts.items()}
-    out["round_trips"] = out["activities"] + out["local_activities"] + out["signals"]
+    out["steps"] = out["round_trips"] = out["activities"] + out["local_activities"] + out["signals"]
+    out["server_round_trips"] = out["activities"] + out["workflow_tasks"] + out["signals"]
     return out
 
 

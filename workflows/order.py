@@ -25,6 +25,12 @@ with workflow.unsafe.imports_passed_through():
 
 CLOSED_STATUSES = ("cancelled", "failed", "trash")
 RECEIPTS_PATCH = "post-receipts"  # runs started before receipts existed replay without them
+# The order is fetched by a local activity (no activity task, no extra workflow task), and the
+# connection's search attribute, set by the start, is not upserted again: runs started
+# before replay with a fetch activity and the upsert.
+FEWER_TRIPS_PATCH = "local-fetch"
+# A local activity has no heartbeat: a fetch is one store read, retried like any other.
+STORE_READ_LOCAL = {k: v for k, v in policies.STORE_READ.items() if k != "heartbeat_timeout"}
 
 
 def order_workflow_id(connection_id: str, order_id: str) -> str:
@@ -55,7 +61,9 @@ class OrderSync:
     async def run(self, inp: OrderSyncInput) -> OrderSyncState:
         if inp.state is not None:
             self._state = inp.state
-        workflow.upsert_search_attributes([SA_CONNECTION.value_set(inp.connection_id)])
+        started_with = workflow.info().typed_search_attributes.get(SA_CONNECTION)
+        if not (started_with == inp.connection_id and workflow.patched(FEWER_TRIPS_PATCH)):
+            workflow.upsert_search_attributes([SA_CONNECTION.value_set(inp.connection_id)])
         ref = OrderRef(connection_id=inp.connection_id, order_id=inp.order_id)
         while True:
             self._pending.clear()  # this pass re-reads the order, so it covers them all
@@ -72,8 +80,12 @@ class OrderSync:
     async def _sync(self, ref: OrderRef) -> None:
         st = self._state
         try:
-            order = await workflow.execute_activity(
-                "fetch_order", ref, result_type=Order, **policies.STORE_READ)
+            if workflow.patched(FEWER_TRIPS_PATCH):
+                order = await workflow.execute_local_activity(
+                    "fetch_order", ref, result_type=Order, **STORE_READ_LOCAL)
+            else:
+                order = await workflow.execute_activity(
+                    "fetch_order", ref, result_type=Order, **policies.STORE_READ)
             if order.number != st.order_number:
                 st.order_number = order.number
                 workflow.upsert_search_attributes([SA_ORDER_NUMBER.value_set(order.number)])
