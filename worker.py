@@ -130,6 +130,11 @@ async def run(env: Environment | None = None) -> None:
 
 
 if __name__ == "__main__":
+    import logging
+
+    from starter.logs import configure
+
+    configure(logging.INFO)  # as ``ml-connector worker`` logs: redacted, no debug lines
     try:
         asyncio.run(run())
     except KeyboardInterrupt:

@@ -129,11 +129,13 @@ class Database:
         return sql.replace("?", "%s") if self.is_postgres else sql
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, *, write: bool = True) -> Iterator[Any]:
+        """SQLite takes the write lock up front for a writing transaction (no deadlock when
+        two processes upgrade at once); a read-only one takes none."""
         with self._lock:
             cur = self._conn.cursor()
             if not self.is_postgres:
-                cur.execute("BEGIN IMMEDIATE")
+                cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield _Cursor(cur, self._sql)
             except BaseException:
@@ -143,7 +145,7 @@ class Database:
                 self._conn.commit()
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self.transaction() as cur:
+        with self.transaction(write=False) as cur:
             return cur.execute(sql, params).fetchall()
 
     def execute(self, sql: str, params: tuple = ()) -> None:

@@ -17,6 +17,9 @@ from connectors.errors import (AuthExpired, AuthFailed, NotFound, RateLimited, R
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_RETRY_AFTER = 30.0
+# As many idle connections kept as may be open (httpx keeps 20): a burst of concurrent
+# activities to one API then reuses its TLS sessions instead of handshaking anew.
+POOL = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0)
 
 ErrorReader = Callable[[httpx.Response], tuple[str, dict[str, str]]]
 # Set by the worker's activity interceptor around each attempt: called with the system name
@@ -48,7 +51,7 @@ def build_client(base_url: str, *, auth: httpx.Auth | None = None, verify: str |
     ``transport`` replaces the network, for tests."""
     return httpx.AsyncClient(base_url=base_url, auth=auth, verify=verify, timeout=timeout,
                              headers={"Accept": "application/json", **(headers or {})},
-                             follow_redirects=False, transport=transport)
+                             follow_redirects=False, transport=transport, limits=POOL)
 
 
 def retry_after_seconds(resp: httpx.Response, default: float = DEFAULT_RETRY_AFTER) -> float:
