@@ -215,6 +215,15 @@ class _HistoryReader:
                 if entry is not None:
                     what, detail = entry
                     add(at, what, detail + retried, attempt, activity=name)
+            elif (t == EventType.EVENT_TYPE_MARKER_RECORDED
+                  and ev.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER):
+                details = ev.marker_recorded_event_attributes.details
+                meta = _marker_data(details.get("data"))
+                result = await self._first(details["result"]) if "result" in details else None
+                entry = _completed(meta.get("activity_type", "?"), {}, result)
+                if entry is not None:  # the order fetch: a local activity since "local-fetch"
+                    add(at, entry[0], entry[1], meta.get("attempt"),
+                        activity=meta.get("activity_type"))
             elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
                 a = ev.activity_task_failed_event_attributes
                 name, _ = scheduled.get(a.scheduled_event_id, ("?", None))
@@ -275,6 +284,17 @@ class _HistoryReader:
             out.append(TimelineEntry(now, "retrying", detail, pa.attempt, "history",
                                      self.workflow_id, run_id, {"activity": pa.activity_type.name}))
         return out
+
+
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
+
+def _marker_data(payloads: Any) -> dict:
+    """The SDK's own (plain JSON) record of a local activity: its type and attempt."""
+    try:
+        return json.loads(payloads.payloads[0].data)
+    except (AttributeError, IndexError, ValueError):
+        return {}
 
 
 def _received(signal: str, event: dict) -> str:
