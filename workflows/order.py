@@ -29,8 +29,6 @@ RECEIPTS_PATCH = "post-receipts"  # runs started before receipts existed replay 
 # connection's search attribute, set by the start, is not upserted again: runs started
 # before replay with a fetch activity and the upsert.
 FEWER_TRIPS_PATCH = "local-fetch"
-# A local activity has no heartbeat: a fetch is one store read, retried like any other.
-STORE_READ_LOCAL = {k: v for k, v in policies.STORE_READ.items() if k != "heartbeat_timeout"}
 
 
 def order_workflow_id(connection_id: str, order_id: str) -> str:
@@ -82,7 +80,7 @@ class OrderSync:
         try:
             if workflow.patched(FEWER_TRIPS_PATCH):
                 order = await workflow.execute_local_activity(
-                    "fetch_order", ref, result_type=Order, **STORE_READ_LOCAL)
+                    "fetch_order", ref, result_type=Order, **policies.STORE_READ_LOCAL)
             else:
                 order = await workflow.execute_activity(
                     "fetch_order", ref, result_type=Order, **policies.STORE_READ)

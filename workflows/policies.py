@@ -18,6 +18,8 @@ _BACKOFF = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficien
 _BEAT = timedelta(seconds=15)
 STORE_READ = {"start_to_close_timeout": timedelta(seconds=90), "heartbeat_timeout": _BEAT,
               "retry_policy": _BACKOFF}
+# A local activity has no heartbeat: the order fetch is one store read, retried like any other.
+STORE_READ_LOCAL = {k: v for k, v in STORE_READ.items() if k != "heartbeat_timeout"}
 ERP_WRITE = {"start_to_close_timeout": timedelta(minutes=5), "heartbeat_timeout": _BEAT,
              "retry_policy": _BACKOFF}
 LEDGER = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": _BACKOFF}
