@@ -5,7 +5,8 @@ store (``ConnectionStore.reserve_request``): each request to its ERP, from any a
 any worker, books the next slot and waits for it, so the rate holds to the request whatever
 mix of calls an activity makes. The Temporal server's rate limit on the connection's ERP
 task queue (worker.build_erp_worker) keeps the backlog in Temporal, where operators see it;
-this gate makes the rate exact. Requests to the store side are never gated.
+this gate makes the rate exact. Requests to the store side are never gated. Slots are
+wall-clock milliseconds, so the hosts' clocks must agree (NTP) to within a slot or so.
 """
 from __future__ import annotations
 
