@@ -21,12 +21,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from bench.common import Bench, Row, Shop, add_connection, app_of, verdict, wait_until
+from bench.common import Bench, Row, Shop, add_connection, erp_state, verdict, wait_until
 
 TARGET = 1.3
 WRITES = {"PUT", "POST", "PATCH", "DELETE"}
 ERPS = ("acumatica", "exact_online", "oracle_fusion")
-STATE_NAMES = {"acumatica": "acumatica", "exact_online": "exact", "oracle_fusion": "oracle"}
 
 
 @dataclass(frozen=True)
@@ -100,10 +99,6 @@ ROUTES = {"acumatica": acumatica_route, "exact_online": exact_route, "oracle_fus
 
 # --- one ERP -----------------------------------------------------------------------------------
 
-def sandbox_state(stack):
-    """The ERP sandbox's in-memory state (its ``request_log`` and ``stats``)."""
-    return getattr(app_of(stack.erp_server).state, STATE_NAMES[stack.erp_system])
-
 
 def ledger_count(stack, conn, kind: str) -> int:
     return len(stack.store.ledger_rows(conn.id, kind=kind, state="posted"))
@@ -114,7 +109,7 @@ async def _settled(stack, conn, invoices: int, memos: int, timeout: float, quiet
     await wait_until(lambda: ledger_count(stack, conn, "invoice") >= invoices
                      and ledger_count(stack, conn, "credit_memo") >= memos,
                      timeout=timeout, interval=0.1, what=f"{invoices} invoices and {memos} credit memos")
-    log = sandbox_state(stack).request_log
+    log = erp_state(stack).request_log
     last, quiet_since = len(log), time.monotonic()
     while time.monotonic() - quiet_since < quiet:
         await asyncio.sleep(0.1)
@@ -150,7 +145,7 @@ async def measure(bench: Bench, erp: str, size: Size) -> dict:
     for person in shop.pool:  # warm-up: each returning customer exists in the ERP
         shop.place(person)
     await _settled(stack, conn, len(shop.pool), 0, timeout, size.quiet)
-    state = sandbox_state(stack)
+    state = erp_state(stack)
     start_log, start_tokens = len(state.request_log), state.stats["token_requests"]
 
     orders = [shop.place(returning_ratio=size.returning_ratio) for _ in range(size.orders)]

@@ -272,9 +272,13 @@ def woo(stack: Stack):
     return app_of(stack.shop).state.woo
 
 
+# Where each ERP sandbox keeps its in-memory state on its app (``app.state.<name>``).
+ERP_STATES = {"acumatica": "acumatica", "exact_online": "exact", "oracle_fusion": "oracle"}
+
+
 def erp_state(stack: Stack):
-    state = app_of(stack.erp_server).state
-    return getattr(state, stack.erp_system, None) or getattr(state, "exact", None) or state
+    """The ERP sandbox's in-memory state (its ``request_log`` and ``stats``)."""
+    return getattr(app_of(stack.erp_server).state, ERP_STATES[stack.erp_system])
 
 
 def new_id(prefix: str) -> str:
