@@ -405,6 +405,18 @@ class AcumaticaErp:
         rows = parse_json(await self._call("GET", with_query(entity, params)))
         return [unwrap(row) for row in rows]
 
+    async def _pages(self, entity: str,
+                     params: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Every row the query selects, PAGE_SIZE at a time ($top/$skip)."""
+        skip = 0
+        while True:
+            rows = await self._list(entity, {**params, "$top": PAGE_SIZE, "$skip": skip})
+            for row in rows:
+                yield row
+            if len(rows) < PAGE_SIZE:
+                return
+            skip += PAGE_SIZE
+
     async def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
         return unwrap(parse_json(await self._call("GET", with_query(path, params))))
 
@@ -631,17 +643,10 @@ class AcumaticaErp:
     # --- catalog -----------------------------------------------------------------------------
 
     async def iter_item_changes(self, since: datetime) -> AsyncIterator[ItemChange]:
-        skip = 0
-        while True:
-            rows = await self._list("StockItem", {
+        async for row in self._pages("StockItem", {
                 "$filter": f"LastModifiedDateTime gt {odata_datetime(since)}",
-                "$expand": "WarehouseDetails", "$select": ITEM_FIELDS,
-                "$top": PAGE_SIZE, "$skip": skip})
-            for row in rows:
-                yield self._item_change(row)
-            if len(rows) < PAGE_SIZE:
-                return
-            skip += PAGE_SIZE
+                "$expand": "WarehouseDetails", "$select": ITEM_FIELDS}):
+            yield self._item_change(row)
 
     def _item_change(self, row: Mapping[str, Any]) -> ItemChange:
         def amount(name: str) -> Decimal | None:
@@ -673,23 +678,16 @@ class AcumaticaErp:
             return
         statuses = " or ".join(f"Status eq {odata_literal(s)}" for s in SHIPPED_STATUSES)
         refs: dict[tuple[str, str], str] = {}
-        skip = 0
-        while True:
-            rows = await self._list("Shipment", {
+        async for row in self._pages("Shipment", {
                 "$filter": f"LastModifiedDateTime gt {odata_datetime(since)} and ({statuses})",
-                "$expand": "Orders,Packages", "$select": SHIPMENT_FIELDS,
-                "$top": PAGE_SIZE, "$skip": skip})
-            for row in rows:
-                if row.get("Operation") == "Receipt":
-                    continue  # goods coming back (a return), not a shipment to the buyer
-                for order_type, order_nbr, shipment_id in _shipment_orders(row):
-                    key = (order_type, order_nbr)
-                    if key not in refs:
-                        refs[key] = await self._order_ref(order_type, order_nbr)
-                    yield _shipment(row, shipment_id, refs[key])
-            if len(rows) < PAGE_SIZE:
-                return
-            skip += PAGE_SIZE
+                "$expand": "Orders,Packages", "$select": SHIPMENT_FIELDS}):
+            if row.get("Operation") == "Receipt":
+                continue  # goods coming back (a return), not a shipment to the buyer
+            for order_type, order_nbr, shipment_id in _shipment_orders(row):
+                key = (order_type, order_nbr)
+                if key not in refs:
+                    refs[key] = await self._order_ref(order_type, order_nbr)
+                yield _shipment(row, shipment_id, refs[key])
 
     async def _order_ref(self, order_type: str, order_nbr: str) -> str:
         """The sales order's ExternalRef ("" for an order deleted since, or not ours)."""
