@@ -419,8 +419,7 @@ async def round_trips(client: Client, workflow_ids: list[str]) -> dict[str, floa
     activities, patch markers, signals, workflow tasks and search-attribute upserts;
     ``steps``: the order's pieces of work (activities + local activities + signals);
     ``server_round_trips``: what the server hands out and takes back (activity tasks +
-    workflow tasks + signals); local activities run inside a workflow task and cost none.
-    ``round_trips`` is ``steps`` (its older name)."""
+    workflow tasks + signals); local activities run inside a workflow task and cost none."""
     names = [*ROUND_TRIP_EVENTS.values(), *MARKERS.values()]
     counts: dict[str, list[int]] = {name: [] for name in names}
     for wf_id in workflow_ids:
@@ -435,7 +434,7 @@ async def round_trips(client: Client, workflow_ids: list[str]) -> dict[str, floa
         for name, n in seen.items():
             counts[name].append(n)
     out = {name: median(values) for name, values in counts.items()}
-    out["steps"] = out["round_trips"] = out["activities"] + out["local_activities"] + out["signals"]
+    out["steps"] = out["activities"] + out["local_activities"] + out["signals"]
     out["server_round_trips"] = out["activities"] + out["workflow_tasks"] + out["signals"]
     return out
 
