@@ -58,12 +58,12 @@ class BusinessMetrics:
         if value:
             self.meter.create_counter(name, description).add(value, labels or None)
 
-    def document_posted(self, kind: str, created: bool, attempt: int = 1) -> None:
+    def document_posted(self, kind: str, created: bool, retried: bool = False) -> None:
         """A post returned its document. ``created`` False means it was already there (a
         ledger hit or a look-up by external reference): a duplicate avoided. On a retry
         that is this order's own earlier attempt, committed before its answer was lost, so
         the document still counts as posted now; on a first attempt it was booked before."""
-        if created or attempt > 1:
+        if created or retried:
             self._count(DOCUMENTS_POSTED, "ERP documents booked", kind=kind)
             if kind == "invoice":
                 self._count(ORDERS_POSTED, "orders whose invoice was booked in the ERP")
@@ -198,9 +198,11 @@ def _succeeded(info: activity.Info, connection_id: str, arg: Any, result: Any) -
     elif name in DOCUMENT_KINDS and result is not None:
         ref = getattr(result, "ref", None)
         created = bool(getattr(ref, "created", True))
-        metrics.document_posted(DOCUMENT_KINDS[name], created, info.attempt)
+        # A retry by Temporal, or the activity that took over a failed local first try.
+        retried = info.attempt > 1 or bool(getattr(result, "retried", False))
+        metrics.document_posted(DOCUMENT_KINDS[name], created, retried)
         order = getattr(arg, "order", None)
-        if name == "post_invoice" and (created or info.attempt > 1) and order is not None:
+        if name == "post_invoice" and (created or retried) and order is not None:
             latency = posting_latency_seconds(order)
             if latency is not None:
                 metrics.posting_latency(latency)

@@ -68,6 +68,9 @@ class PostAdjustmentInput(BaseModel):
 class PostResult(BaseModel):
     ref: ErpDocumentRef
     totals: PostedTotals
+    # An earlier attempt of this post had begun (its ledger row was left posting or error):
+    # a document found by look-up is its own, committed before the answer was lost.
+    retried: bool = False
 
 
 class OrderStateInput(BaseModel):

@@ -4,10 +4,14 @@ Each post is idempotent on its own: a ledger row marked "posted" answers without
 the ERP; a row left "posting" (an earlier attempt that may have reached the ERP) makes the
 post look the document up by its external reference before creating it. A first attempt
 with no row creates directly, saving the look-up call.
+
+Ledger writes run in a thread: each commit waits on the disk (or on PostgreSQL's round trip),
+and the worker's event loop runs every other activity and workflow task meanwhile.
 """
 from __future__ import annotations
 
 import hashlib
+from asyncio import to_thread
 from collections.abc import Awaitable, Callable
 
 from temporalio import activity
@@ -60,8 +64,8 @@ class OrderActivities:
                 if known := self._known_customer(conn.id, external_id):
                     return known
                 ref = await self.rt.erp(conn).upsert_customer(inp.customer, external_id)
-                self.rt.store.ledger_mark(conn.id, "customer", external_id, POSTED,
-                                          erp_ref=ref.model_dump(mode="json"))
+                await to_thread(self.rt.store.ledger_mark, conn.id, "customer", external_id,
+                                POSTED, erp_ref=ref.model_dump(mode="json"))
         return ref
 
     def _known_customer(self, connection_id: str, external_id: str) -> ErpDocumentRef | None:
@@ -120,8 +124,8 @@ class OrderActivities:
 
     @activity.defn(name="record_order_state")
     async def record_order_state(self, inp: OrderStateInput) -> None:
-        self.rt.store.ledger_mark(inp.connection_id, "order", inp.order_id, inp.state,
-                                  order_number=inp.order_number, error=inp.message or None)
+        await to_thread(self.rt.store.ledger_mark, inp.connection_id, "order", inp.order_id,
+                        inp.state, order_number=inp.order_number, error=inp.message or None)
 
     async def _post(self, conn: Connection, kind: str, key: str, order_number: str,
                     build: Callable[[], ErpDocument | ReceiptDocument], sign: int = 1) -> PostResult:
@@ -134,19 +138,19 @@ class OrderActivities:
         try:
             async with classified():
                 doc = build()
-                store.ledger_mark(conn.id, kind, key, "posting", order_number=order_number,
-                                  count_attempt=True)
+                await to_thread(store.ledger_mark, conn.id, kind, key, "posting",
+                                order_number=order_number, count_attempt=True)
                 may_exist = row is not None or activity.info().attempt > 1
                 ref = await post_document(self.rt.erp(conn), doc, look_up_first=may_exist)
         except Exception as exc:
-            store.ledger_mark(conn.id, kind, key, "error", order_number=order_number,
-                              error=str(exc)[:1000])
+            await to_thread(store.ledger_mark, conn.id, kind, key, "error",
+                            order_number=order_number, error=str(exc)[:1000])
             raise
         # What the order's sales documents booked; a receipt moves cash, not the sale.
         totals = PostedTotals.of(doc, sign) if isinstance(doc, ErpDocument) else PostedTotals()
-        store.ledger_mark(conn.id, kind, key, POSTED, order_number=order_number,
-                          erp_ref=ref.model_dump(mode="json"), totals=totals.model_dump(mode="json"))
-        return PostResult(ref=ref, totals=totals)
+        await to_thread(store.ledger_mark, conn.id, kind, key, POSTED, order_number=order_number,
+                        erp_ref=ref.model_dump(mode="json"), totals=totals.model_dump(mode="json"))
+        return PostResult(ref=ref, totals=totals, retried=may_exist)
 
     def all(self) -> list[Callable[..., Awaitable]]:
         return [self.fetch_order, self.upsert_customer, self.post_invoice, self.post_credit_memo,

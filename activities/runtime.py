@@ -40,14 +40,15 @@ async def store_lease(store: ConnectionStore, name: str, seconds: float, *, what
     runs; waits for a holder that is still inside it, for at most twice its lease."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
     deadline = time.monotonic() + 2 * seconds
-    while not store.try_lease(name, owner, seconds):
+    while not await asyncio.to_thread(store.try_lease, name, owner, seconds):
         if time.monotonic() > deadline:
             raise Unavailable(f"{what} is still held by another worker", system="connection store")
         await asyncio.sleep(poll_seconds * random.uniform(0.5, 1.5))
     try:
         yield
     finally:
-        store.release_lease(name, owner)
+        # Shielded: a cancelled block still hands the lease back rather than let it expire.
+        await asyncio.shield(asyncio.to_thread(store.release_lease, name, owner))
 
 
 CUSTOMER_LEASE_SECONDS = 60.0  # longer than a customer look-up and create may take

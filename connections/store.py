@@ -106,24 +106,37 @@ class ConnectionNotFound(KeyError):
 
 
 class Database:
-    """A thin DB-API wrapper: ``?`` placeholders everywhere, translated for psycopg."""
+    """A thin DB-API wrapper: ``?`` placeholders everywhere, translated for psycopg.
+
+    Reads have a connection of their own: a reader never waits behind a writer's commit
+    (its disk flush, or PostgreSQL's round trip), and an asyncio worker that reads inline
+    while its ledger writes run in threads keeps its event loop moving."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_postgres = url.startswith(("postgresql://", "postgres://"))
+        self._path = ""
+        if not self.is_postgres:
+            self._path = url.removeprefix("sqlite:///") if url.startswith("sqlite:") else url
+            if self._path != ":memory:":
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._conn = self._connect()
+        # An in-memory database exists once per connection: it reads through the writer's.
+        shared = self._path == ":memory:"
+        self._read_lock = self._lock if shared else threading.RLock()
+        self._reader = self._conn if shared else None  # opened on first read, after migrate
+
+    def _connect(self) -> Any:
         if self.is_postgres:
             import psycopg
 
-            self._conn = psycopg.connect(url, autocommit=False)
-        else:
-            path = url.removeprefix("sqlite:///") if url.startswith("sqlite:") else url
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, check_same_thread=False, timeout=30,
-                                         isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA busy_timeout=30000")
+            return psycopg.connect(self.url, autocommit=False)
+        conn = sqlite3.connect(self._path, check_same_thread=False, timeout=30,
+                               isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.is_postgres else sql
@@ -132,17 +145,21 @@ class Database:
     def transaction(self, *, write: bool = True) -> Iterator[Any]:
         """SQLite takes the write lock up front for a writing transaction (no deadlock when
         two processes upgrade at once); a read-only one takes none."""
-        with self._lock:
-            cur = self._conn.cursor()
+        with self._lock if write else self._read_lock:
+            if write:
+                conn = self._conn
+            else:
+                conn = self._reader = self._reader or self._connect()
+            cur = conn.cursor()
             if not self.is_postgres:
                 cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield _Cursor(cur, self._sql)
             except BaseException:
-                self._conn.rollback()
+                conn.rollback()
                 raise
             else:
-                self._conn.commit()
+                conn.commit()
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self.transaction(write=False) as cur:
@@ -165,6 +182,8 @@ class Database:
             return len(MIGRATIONS)
 
     def close(self) -> None:
+        if self._reader is not None and self._reader is not self._conn:
+            self._reader.close()
         self._conn.close()
 
 

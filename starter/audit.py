@@ -220,10 +220,17 @@ class _HistoryReader:
                 details = ev.marker_recorded_event_attributes.details
                 meta = _marker_data(details.get("data"))
                 result = await self._first(details["result"]) if "result" in details else None
-                entry = _completed(meta.get("activity_type", "?"), {}, result)
-                if entry is not None:  # the order fetch: a local activity since "local-fetch"
-                    add(at, entry[0], entry[1], meta.get("attempt"),
-                        activity=meta.get("activity_type"))
+                name = meta.get("activity_type", "?")
+                if name == "fetch_order" and isinstance(result, dict) and result.get("customer"):
+                    self._customers.append(result["customer"])
+                # The order fetch since "local-fetch"; an ERP step's first try since "local-first".
+                if ev.marker_recorded_event_attributes.HasField("failure"):
+                    kind, message = await self._failure(ev.marker_recorded_event_attributes.failure)
+                    add(at, "retrying", f"{name}: first try failed ({kind}: {message}); "
+                        f"handed to an activity that retries it", meta.get("attempt"),
+                        activity=name, error=kind)
+                elif (entry := _completed(name, {}, result)) is not None:
+                    add(at, entry[0], entry[1], meta.get("attempt"), activity=name)
             elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
                 a = ev.activity_task_failed_event_attributes
                 name, _ = scheduled.get(a.scheduled_event_id, ("?", None))
@@ -337,15 +344,20 @@ def _completed(name: str, inp: dict, result: Any) -> tuple[str, str] | None:
     if name == "post_invoice" and ref:
         return "posted", f"posted {_document(ref)}"
     if name == "post_credit_memo" and ref:
-        return "credit_memo", f"refund {inp.get('refund_id')} → credit memo {_document(ref)}"
+        return "credit_memo", f"{_named('refund', inp.get('refund_id'))} → credit memo {_document(ref)}"
     if name == "post_receipt":
         if not ref:
-            return "receipt", (f"payment {inp.get('payment_id')}: this connection does not book "
-                               f"receipts")
-        return "receipt", f"payment {inp.get('payment_id')} → receipt {_document(ref)}"
+            return "receipt", (f"{_named('payment', inp.get('payment_id'))}: this connection "
+                               f"does not book receipts")
+        return "receipt", f"{_named('payment', inp.get('payment_id'))} → receipt {_document(ref)}"
     if name == "post_adjustment" and ref:
         return "adjustment", f"edit after posting → adjustment {_document(ref)}"
     return None
+
+
+def _named(what: str, store_id: Any) -> str:
+    """A local activity's input is not in history: then the id is left out."""
+    return f"{what} {store_id}" if store_id else what
 
 
 def _ledger_entry(row: LedgerRow) -> TimelineEntry:

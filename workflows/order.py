@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.messages import (CustomerInput, OrderEvent, OrderRef, OrderStateInput,
@@ -29,6 +30,13 @@ RECEIPTS_PATCH = "post-receipts"  # runs started before receipts existed replay 
 # connection's search attribute, set by the start, is not upserted again: runs started
 # before replay with a fetch activity and the upsert.
 FEWER_TRIPS_PATCH = "local-fetch"
+# An ERP step of a connection without a licensed quota first runs as a local activity, in the
+# workflow task: runs started before call every ERP step as an activity.
+LOCAL_FIRST_PATCH = "local-first"
+
+
+def _cancelled(err: BaseException) -> bool:
+    return isinstance(err, CancelledError) or isinstance(getattr(err, "cause", None), CancelledError)
 
 
 def order_workflow_id(connection_id: str, order_id: str) -> str:
@@ -47,9 +55,23 @@ class OrderSync:
         self._pending.append(event)
         self._erp_queue = event.erp_task_queue  # the newest event knows the connection's setting
 
-    def _erp(self) -> dict:
-        """Options of an ERP activity: its retry policy, on the connection's quota queue."""
-        return {**policies.ERP_WRITE, "task_queue": self._erp_queue}
+    async def _erp_step(self, name: str, arg: object, result_type: type) -> Any:
+        """One ERP step. With a licensed quota it queues on the connection's ERP task queue,
+        where the server paces it and shows the backlog. Without one, its first attempt runs
+        as a local activity inside this workflow task (no activity task, no extra workflow
+        task); if it fails, the step goes to an activity with the full retry policy, which
+        operators see pending in the UI and which retries or refuses as it always has. Either
+        way the step's ledger row makes a second attempt look the document up before
+        creating it."""
+        if self._erp_queue is None and workflow.patched(LOCAL_FIRST_PATCH):
+            try:
+                return await workflow.execute_local_activity(
+                    name, arg, result_type=result_type, **policies.ERP_FIRST_TRY)
+            except FailureError as err:
+                if _cancelled(err):
+                    raise
+        return await workflow.execute_activity(name, arg, result_type=result_type,
+                                               **policies.ERP_WRITE, task_queue=self._erp_queue)
 
     @workflow.query(name="state")
     def state(self) -> OrderSyncState:
@@ -99,16 +121,17 @@ class OrderSync:
                 await self._post_receipts(ref, order)
             for refund in order.refunds:
                 if refund.store_id not in st.credit_memos:
-                    result = await workflow.execute_activity(
+                    result = await self._erp_step(
                         "post_credit_memo",
                         PostCreditMemoInput(connection_id=ref.connection_id, order=order,
                                             refund_id=refund.store_id, invoice=st.invoice,
                                             customer_key=st.customer_key),
-                        result_type=PostResult, **self._erp())
+                        result_type=PostResult)
                     st.credit_memos[refund.store_id] = result.ref
             await self._set(ref, "posted", self._summary())
-        except ActivityError as err:
-            cause = err.cause
+        except (ActivityError, ApplicationError) as err:
+            # A local activity's failure arrives as the activity's own error, unwrapped.
+            cause = err.cause if isinstance(err, ActivityError) else err
             if isinstance(cause, ApplicationError) and cause.type in PARKING_KINDS:
                 await self._set(ref, "parked", cause.message)
                 return
@@ -118,17 +141,17 @@ class OrderSync:
 
     async def _post_invoice(self, ref: OrderRef, order: Order) -> None:
         st = self._state
-        customer = await workflow.execute_activity(
+        customer = await self._erp_step(
             "upsert_customer",
             CustomerInput(connection_id=ref.connection_id, order_id=order.store_id,
                           order_number=order.number, customer=order.customer),
-            result_type=ErpDocumentRef, **self._erp())
+            result_type=ErpDocumentRef)
         st.customer_key = customer.number
-        result = await workflow.execute_activity(
+        result = await self._erp_step(
             "post_invoice",
             PostInvoiceInput(connection_id=ref.connection_id, order=order,
                              customer_key=customer.number),
-            result_type=PostResult, **self._erp())
+            result_type=PostResult)
         st.invoice, st.posted = result.ref, result.totals
         workflow.upsert_search_attributes([SA_ERP_DOCUMENT.value_set(result.ref.label)])
 
@@ -139,22 +162,22 @@ class OrderSync:
         for payment in order.payments:
             if payment.store_id in st.receipts:
                 continue
-            result = await workflow.execute_activity(
+            result = await self._erp_step(
                 "post_receipt",
                 PostReceiptInput(connection_id=ref.connection_id, order=order,
                                  payment_id=payment.store_id, invoice=st.invoice,
                                  customer_key=st.customer_key),
-                result_type=PostResult | None, **self._erp())
+                result_type=PostResult | None)
             st.receipts[payment.store_id] = result.ref if result else None
 
     async def _post_adjustment(self, ref: OrderRef, order: Order) -> None:
         st = self._state
-        result = await workflow.execute_activity(
+        result = await self._erp_step(
             "post_adjustment",
             PostAdjustmentInput(connection_id=ref.connection_id, order=order, posted=st.posted,
                                 invoice=st.invoice, customer_key=st.customer_key,
                                 seq=len(st.adjustments) + 1),
-            result_type=PostResult | None, **self._erp())
+            result_type=PostResult | None)
         if result is not None:
             st.adjustments.append(result.ref)
             st.posted = st.posted.plus(result.totals)

@@ -23,3 +23,7 @@ STORE_READ_LOCAL = {k: v for k, v in STORE_READ.items() if k != "heartbeat_timeo
 ERP_WRITE = {"start_to_close_timeout": timedelta(minutes=5), "heartbeat_timeout": _BEAT,
              "retry_policy": _BACKOFF}
 LEDGER = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": _BACKOFF}
+# The first try of an ERP step as a local activity (workflows/order.py): one attempt, then the
+# step goes to an activity with ERP_WRITE, whose retries operators see in the UI.
+ERP_FIRST_TRY = {"start_to_close_timeout": timedelta(minutes=1),
+                 "retry_policy": RetryPolicy(maximum_attempts=1)}
