@@ -132,11 +132,12 @@ async def run(env: Environment | None = None) -> None:
 if __name__ == "__main__":
     import logging
 
+    from starter import eventloop
     from starter.logs import configure
 
     configure(logging.INFO)  # as ``ml-connector worker`` logs: redacted, no debug lines
     try:
-        asyncio.run(run())
+        eventloop.run(run())
     except KeyboardInterrupt:
         pass
     os._exit(0)

@@ -116,6 +116,7 @@ class Runtime:
         self.client = client
         self._transports = transports or {}
         self._connectors: dict[tuple[str, str], Any] = {}
+        self._retired: set[asyncio.Task] = set()
 
     def connection(self, connection_id: str) -> Connection:
         return self.store.get_connection(connection_id)
@@ -144,7 +145,18 @@ class Runtime:
             tokens=StoreTokenStore(self.store, conn.id), transport=self._transports.get(system),
             on_settings_change=lambda changes: self._remember(conn.id, side, changes))
         self._connectors[key[0]] = (key[1], connector)
+        if cached:
+            self._retire(cached[1])
         return connector
+
+    def _retire(self, connector: Any) -> None:
+        """Close a replaced connector once the attempts still using it are done."""
+        try:
+            task = asyncio.get_running_loop().create_task(_close_later(connector))
+        except RuntimeError:  # no loop runs: nothing can still be using it
+            return
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
 
     def _remember(self, connection_id: str, side: str, changes: dict[str, Any]) -> None:
         conn = self.store.get_connection(connection_id)
@@ -155,3 +167,16 @@ class Runtime:
         for _, connector in self._connectors.values():
             await connector.aclose()
         self._connectors.clear()
+        for task in list(self._retired):
+            task.cancel()  # closes its connector now
+        await asyncio.gather(*self._retired, return_exceptions=True)
+
+
+RETIRED_CONNECTOR_GRACE_SECONDS = 300.0  # longer than any attempt's start-to-close timeout
+
+
+async def _close_later(connector: Any) -> None:
+    try:
+        await asyncio.sleep(RETIRED_CONNECTOR_GRACE_SECONDS)
+    finally:
+        await connector.aclose()

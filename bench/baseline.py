@@ -106,11 +106,11 @@ async def serve() -> None:
 
 
 if __name__ == "__main__":
-    import asyncio
     import logging
 
     from bench import baseline  # the importable module, not __main__: the sandbox re-imports it
+    from starter import eventloop
     from starter.logs import configure
 
-    configure(logging.INFO)  # as ``ml-connector worker`` logs
-    asyncio.run(baseline.serve())
+    configure(logging.INFO)  # as ``ml-connector worker`` logs and on its event loop
+    eventloop.run(baseline.serve())

@@ -309,8 +309,9 @@ def cmd_keys_retire(args, env: Environment) -> int:
 
 def cmd_worker(args, env: Environment) -> int:
     import worker
+    from starter import eventloop
 
-    asyncio.run(worker.run(env))
+    eventloop.run(worker.run(env))
     return 0
 
 
