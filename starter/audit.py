@@ -344,7 +344,8 @@ def _completed(name: str, inp: dict, result: Any) -> tuple[str, str] | None:
     if name == "post_invoice" and ref:
         return "posted", f"posted {_document(ref)}"
     if name == "post_credit_memo" and ref:
-        return "credit_memo", f"{_named('refund', inp.get('refund_id'))} → credit memo {_document(ref)}"
+        refund = _named("refund", inp.get("refund_id"))
+        return "credit_memo", f"{refund} → credit memo {_document(ref)}"
     if name == "post_receipt":
         if not ref:
             return "receipt", (f"{_named('payment', inp.get('payment_id'))}: this connection "

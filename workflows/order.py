@@ -36,7 +36,7 @@ LOCAL_FIRST_PATCH = "local-first"
 
 
 def _cancelled(err: BaseException) -> bool:
-    return isinstance(err, CancelledError) or isinstance(getattr(err, "cause", None), CancelledError)
+    return any(isinstance(e, CancelledError) for e in (err, getattr(err, "cause", None)))
 
 
 def order_workflow_id(connection_id: str, order_id: str) -> str:
