@@ -123,7 +123,8 @@ class Runtime:
 
     def _cache_key(self, conn: Connection, side: str, secret_name: str) -> tuple[str, str]:
         settings = conn.store if side == "store" else conn.erp
-        secret = self.store.get_secret(conn.id, secret_name) or ""
+        # A re-encrypted secret (key rotation) rebuilds the connector once, harmlessly.
+        secret = self.store.secret_stamp(conn.id, secret_name)
         digest = hashlib.sha256(f"{settings}|{secret}".encode()).hexdigest()
         return (f"{side}:{conn.id}", digest)
 

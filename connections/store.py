@@ -236,9 +236,14 @@ class ConnectionStore:
             (connection_id, name, self.vault.encrypt(plain), _now()))
 
     def get_secret(self, connection_id: str, name: str) -> str | None:
+        ciphertext = self.secret_stamp(connection_id, name)
+        return self.vault.decrypt(ciphertext) if ciphertext else None
+
+    def secret_stamp(self, connection_id: str, name: str) -> str:
+        """Changes whenever the secret does (it is the ciphertext); decrypts nothing."""
         rows = self.db.query("SELECT ciphertext FROM secrets WHERE connection_id = ? AND name = ?",
                              (connection_id, name))
-        return self.vault.decrypt(rows[0][0]) if rows else None
+        return rows[0][0] if rows else ""
 
     def get_secret_json(self, connection_id: str, name: str) -> dict | None:
         plain = self.get_secret(connection_id, name)
