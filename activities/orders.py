@@ -22,6 +22,7 @@ from activities.messages import (CustomerInput, OrderRef, OrderStateInput, PostA
                                  PostResult)
 from activities.runtime import Runtime, customer_lease
 from connections.config import Connection
+from connections.store import LedgerRow
 from connectors.base import post_document
 from connectors.documents import (ErpDocument, PostedTotals, ReceiptDocument, build_adjustment,
                                   build_credit_memo, build_invoice, build_receipt)
@@ -38,6 +39,13 @@ def customer_external_id(conn: Connection, customer: Customer) -> str:
         return f"{prefix}C{customer.store_id}"
     digest = hashlib.sha256(customer.email.strip().lower().encode()).hexdigest()[:12].upper()
     return f"{prefix}G{digest}"
+
+
+def _posted_ref(row: LedgerRow | None) -> ErpDocumentRef | None:
+    """The ERP document a ledger row says is booked, marked as found rather than created."""
+    if row and row.state == POSTED and row.erp_ref:
+        return ErpDocumentRef.model_validate(row.erp_ref).model_copy(update={"created": False})
+    return None
 
 
 class OrderActivities:
@@ -69,10 +77,7 @@ class OrderActivities:
         return ref
 
     def _known_customer(self, connection_id: str, external_id: str) -> ErpDocumentRef | None:
-        row = self.rt.store.ledger_get(connection_id, "customer", external_id)
-        if row and row.state == POSTED and row.erp_ref:
-            return ErpDocumentRef.model_validate(row.erp_ref).model_copy(update={"created": False})
-        return None
+        return _posted_ref(self.rt.store.ledger_get(connection_id, "customer", external_id))
 
     @activity.defn(name="post_invoice")
     async def post_invoice(self, inp: PostInvoiceInput) -> PostResult:
@@ -131,10 +136,8 @@ class OrderActivities:
                     build: Callable[[], ErpDocument | ReceiptDocument], sign: int = 1) -> PostResult:
         store = self.rt.store
         row = store.ledger_get(conn.id, kind, key)
-        if row and row.state == POSTED and row.erp_ref:
-            return PostResult(
-                ref=ErpDocumentRef.model_validate(row.erp_ref).model_copy(update={"created": False}),
-                totals=PostedTotals.model_validate(row.totals or {}))
+        if known := _posted_ref(row):
+            return PostResult(ref=known, totals=PostedTotals.model_validate(row.totals or {}))
         try:
             async with classified():
                 doc = build()

@@ -173,7 +173,8 @@ class Runtime:
         await asyncio.gather(*self._retired, return_exceptions=True)
 
 
-RETIRED_CONNECTOR_GRACE_SECONDS = 300.0  # longer than any attempt's start-to-close timeout
+# Longer than the longest start-to-close timeout (an ERP write's, 5 minutes).
+RETIRED_CONNECTOR_GRACE_SECONDS = 360.0
 
 
 async def _close_later(connector: Any) -> None:

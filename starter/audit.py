@@ -185,6 +185,12 @@ class _HistoryReader:
             out.append(TimelineEntry(at, what, detail, attempts, "history", self.workflow_id,
                                      run_id, extra))
 
+        def refused(at: datetime, name: str, kind: str, message: str,
+                    attempts: int | None) -> None:
+            """An activity's last failure: parked when it names a fix, else failed."""
+            add(at, "parked" if kind in PARKING_KINDS else "failed", f"{name}: {kind}: {message}",
+                attempts, activity=name, error=kind)
+
         for ev in history.events:
             at, t = _time(ev), ev.event_type
             if t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
@@ -226,9 +232,12 @@ class _HistoryReader:
                 # The order fetch since "local-fetch"; an ERP step's first try since "local-first".
                 if ev.marker_recorded_event_attributes.HasField("failure"):
                     kind, message = await self._failure(ev.marker_recorded_event_attributes.failure)
-                    add(at, "retrying", f"{name}: first try failed ({kind}: {message}); "
-                        f"handed to an activity that retries it", meta.get("attempt"),
-                        activity=name, error=kind)
+                    if name == "fetch_order":  # retried locally until it succeeds or refuses
+                        refused(at, name, kind, message, meta.get("attempt"))
+                    else:
+                        add(at, "retrying", f"{name}: first try failed ({kind}: {message}); "
+                            f"handed to an activity that retries it", meta.get("attempt"),
+                            activity=name, error=kind)
                 elif (entry := _completed(name, {}, result)) is not None:
                     add(at, entry[0], entry[1], meta.get("attempt"), activity=name)
             elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
@@ -236,8 +245,7 @@ class _HistoryReader:
                 name, _ = scheduled.get(a.scheduled_event_id, ("?", None))
                 attempt, _ = await self._attempts(started.get(a.scheduled_event_id))
                 kind, message = await self._failure(a.failure)
-                what = "parked" if kind in PARKING_KINDS else "failed"
-                add(at, what, f"{name}: {kind}: {message}", attempt, activity=name, error=kind)
+                refused(at, name, kind, message, attempt)
             elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
                 a = ev.activity_task_timed_out_event_attributes
                 name, _ = scheduled.get(a.scheduled_event_id, ("?", None))
