@@ -30,6 +30,7 @@ from connectors.errors import NotFound
 from connectors.model import Customer, ErpDocumentRef, Order
 
 POSTED = "posted"
+GUEST_ACCOUNT = "guest account"  # doc_type of the connection's shared account of guests
 
 
 def customer_external_id(conn: Connection, customer: Customer) -> str:
@@ -39,6 +40,13 @@ def customer_external_id(conn: Connection, customer: Customer) -> str:
         return f"{prefix}C{customer.store_id}"
     digest = hashlib.sha256(customer.email.strip().lower().encode()).hexdigest()[:12].upper()
     return f"{prefix}G{digest}"
+
+
+def guest_account(conn: Connection) -> ErpDocumentRef:
+    """The shared account of guest checkouts: named by the connection, so no ERP call."""
+    key = conn.mappings.guest_customer
+    return ErpDocumentRef(system=conn.erp_system, kind="customer", doc_type=GUEST_ACCOUNT,
+                          number=key, id=key, external_ref=key, created=False)
 
 
 def _posted_ref(row: LedgerRow | None) -> ErpDocumentRef | None:
@@ -61,6 +69,8 @@ class OrderActivities:
     @activity.defn(name="upsert_customer")
     async def upsert_customer(self, inp: CustomerInput) -> ErpDocumentRef:
         conn = self.rt.connection(inp.connection_id)
+        if inp.customer.is_guest and conn.mappings.guest_customer:
+            return guest_account(conn)
         external_id = customer_external_id(conn, inp.customer)
         async with classified():
             # A buyer already in the ledger needs no lease: it only keeps two creators apart.

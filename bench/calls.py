@@ -2,11 +2,11 @@
 
 The store sandbox delivers its own webhooks (``order.created`` + ``order.updated`` per order,
 ``order.updated`` per refund). A warm-up gives every returning customer one order, so their
-ERP customer records exist (and the connector's reference-data caches are filled); then N
-orders (70% returning customers, 30% first-time guests) and refunds of 10% of them. The ERP
-sandbox's request log over the measured part, divided by N, is the figure; it is broken down
-by route so the calls can be cut. Acumatica, Exact Online and Oracle Fusion run in one run,
-one after the other.
+ERP customer records exist (and, with one guest order, the connector's reference-data caches
+are filled); then N orders (70% returning customers, 30% first-time guests) and refunds of 10%
+of them. The ERP sandbox's request log over the measured part, divided by N, is the figure; it
+is broken down by route so the calls can be cut. Acumatica, Exact Online and Oracle Fusion run
+in one run, one after the other, each with both bookkeeping choices of ``PROFILES``.
 
 Acumatica's releases are long-running operations (202 + ``Location``, then status polls); the
 sandbox is set to finish one ``release_ms`` after it was asked for, as a real release takes
@@ -21,7 +21,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from bench.common import Bench, Row, Shop, add_connection, erp_state, verdict, wait_until
+from bench.common import Bench, Row, Shop, add_connection, erp_state, wait_until
+from connectors.exact_online import customer_code_for
+from connectors.model import Customer
 
 TARGET = 1.3
 WRITES = {"PUT", "POST", "PATCH", "DELETE"}
@@ -39,6 +41,12 @@ class Size:
 
 
 TINY, REDUCED, FULL = Size(5, 2, quiet=0.5, release_ms=0), Size(100, 20), Size(500, 60)
+
+# The merchant's bookkeeping choices (README: connection options). "full": every guest an ERP
+# customer of their own, every payment a receipt, Acumatica documents released by ml-connector.
+# "lean": guests booked to one guest account, payments booked from payouts (no receipts),
+# Acumatica documents left balanced for the accountant's release run.
+PROFILES = ("full", "lean")
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -77,11 +85,14 @@ def exact_route(entry: dict) -> str:
 
 def oracle_route(entry: dict) -> str:
     """``GET accounts ?q``, ``GET receivablesInvoices/{id}/child/receivablesInvoiceInstallments``,
-    ``POST standardReceipts/{id}/action/applyReceipt``, ``POST CreditMemoService (SOAP)``."""
+    ``POST standardReceipts/{id}/action/applyReceipt``, ``POST CreditMemoService (SOAP)``, a
+    ``POST`` batch on the context root."""
     path = entry["path"]
     if path.endswith("Service"):
         return f"{entry['method']} {path.rsplit('/', 1)[-1]} (SOAP)"
     parts = [p for p in path.split("/") if p]
+    if len(parts) == 3 and parts[1] == "resources":
+        return f"{entry['method']} batch (installment read + memo or receipt)"
     if len(parts) < 4 or parts[1] != "resources":
         return f"{entry['method']} {path}"
     rest, words = parts[3:], []
@@ -134,23 +145,39 @@ def release_polls(log: list[dict], operations: dict) -> dict[str, float]:
             "median_wait": statistics.median(waits) if waits else 0.0}
 
 
-async def measure(bench: Bench, erp: str, size: Size) -> dict:
+async def _lean_connection(stack, erp: str):
+    """A connection with the lean choices, its guest account made in the ERP beforehand."""
+    mappings = stack.default_mappings().model_copy(update={"post_receipts": False})
+    conn = await add_connection(stack, f"lean-{erp[:3]}", register_webhooks=True, mappings=mappings,
+                                erp={"release_documents": False} if erp == "acumatica" else None)
+    guests = await stack.runtime.erp(conn).upsert_customer(
+        Customer(email="guests@shop.example", company="Web shop guests"), "GUESTS")
+    # Exact's guest account is named by its code, as a merchant would; the others by number.
+    conn.mappings.guest_customer = (customer_code_for("GUESTS") if erp == "exact_online"
+                                    else guests.number)
+    stack.store.save_connection(conn)
+    return conn
+
+
+async def measure(bench: Bench, erp: str, size: Size, profile: str = "full") -> dict:
     stack = await bench.stack(erp_system=erp)
     if erp == "acumatica":
         await stack.control("erp", "/_sandbox/settings",
                             {"action_polls": 0, "action_ms": size.release_ms})
-    conn = await add_connection(stack, f"calls-{erp[:3]}", register_webhooks=True)
+    conn = (await _lean_connection(stack, erp) if profile == "lean"
+            else await add_connection(stack, f"calls-{erp[:3]}", register_webhooks=True))
     shop = await Shop.open(stack, seed=23, pool=size.pool)
     timeout = 120 + size.orders * 2.0
     for person in shop.pool:  # warm-up: each returning customer exists in the ERP
         shop.place(person)
-    await _settled(stack, conn, len(shop.pool), 0, timeout, size.quiet)
+    shop.place(returning_ratio=0)  # and a guest, so reference-data caches are warm
+    await _settled(stack, conn, len(shop.pool) + 1, 0, timeout, size.quiet)
     state = erp_state(stack)
     start_log, start_tokens = len(state.request_log), state.stats["token_requests"]
 
     orders = [shop.place(returning_ratio=size.returning_ratio) for _ in range(size.orders)]
     refunds = [shop.refund(o) for o in shop.rng.sample(orders, round(size.orders * size.refund_ratio))]
-    await _settled(stack, conn, len(shop.pool) + size.orders, len(refunds), timeout, size.quiet)
+    await _settled(stack, conn, len(shop.pool) + 1 + size.orders, len(refunds), timeout, size.quiet)
 
     log = state.request_log[start_log:]
     tokens = state.stats["token_requests"] - start_tokens
@@ -159,7 +186,7 @@ async def measure(bench: Bench, erp: str, size: Size) -> dict:
     n = size.orders
     writes = sum(1 for e in log if e["method"] in WRITES)
     by_route = Counter(ROUTES[erp](e) for e in log)
-    result = {"erp": erp, "orders": n, "refunds": len(refunds),
+    result = {"erp": erp, "profile": profile, "orders": n, "refunds": len(refunds),
               "guests": sum(1 for o in orders if not o.get("customer_id")),
               "reads": len(log) - writes, "writes": writes, "total": len(log), "tokens": tokens,
               "per_order": len(log) / n, "by_route": dict(by_route.most_common()),
@@ -184,27 +211,32 @@ def _figure(r: dict) -> str:
 
 
 async def run(bench: Bench, size: Size = REDUCED) -> Row:
+    runs = [(erp, profile) for erp in ERPS for profile in PROFILES]
     results = []
-    for erp in ERPS:  # one after the other: a loaded machine would retry activities, not the ERP's cost
+    for erp, profile in runs:  # one after the other: a loaded machine would retry activities
         try:
-            results.append(await measure(bench, erp, size))
+            results.append(await measure(bench, erp, size, profile))
         except Exception as exc:  # noqa: BLE001 - one failing ERP still reports the others
             results.append(exc)
     figures: dict[str, str] = {}
     detail: dict = {"by_route": {}}
-    worst, ok = 0.0, True
-    for erp, result in zip(ERPS, results):
+    worst = dict.fromkeys(PROFILES, 0.0)
+    for (erp, profile), result in zip(runs, results):
+        name = f"{erp} ({profile})"
         if isinstance(result, BaseException):
-            figures[erp] = f"failed ({type(result).__name__}: {str(result)[:160]})"
-            ok = False
+            figures[name] = f"failed ({type(result).__name__}: {str(result)[:160]})"
+            worst[profile] = float("inf")
             continue
-        detail[erp] = result
-        detail["by_route"].update({f"{erp} {k}": v for k, v in result["by_route"].items()})
-        figures[erp] = _figure(result)
-        worst = max(worst, result["per_order"])
-        ok &= result["per_order"] <= TARGET
-    figures = {"total/order": f"{worst:.2f}", **figures}  # the highest of the ERPs
+        detail[name] = result
+        detail["by_route"].update({f"{name} {k}": v for k, v in result["by_route"].items()})
+        figures[name] = _figure(result)
+        worst[profile] = max(worst[profile], result["per_order"])
+    figures = {f"highest/order ({p})": f"{worst[p]:.2f}" for p in PROFILES} | figures
+    met = {p: worst[p] <= TARGET for p in PROFILES}
     n = size.orders
     return Row("3 ERP calls per order (70% returning, 10% refunds)",
-               f"{n} orders x {len(ERPS)} ERPs, {round(n * size.refund_ratio)} refunds each",
-               figures, target=f"<= {TARGET} calls/order", verdict=verdict(ok), detail=detail)
+               f"{n} orders x {len(ERPS)} ERPs x {len(PROFILES)} bookkeeping choices, "
+               f"{round(n * size.refund_ratio)} refunds each",
+               figures, target=f"<= {TARGET} calls/order",
+               verdict="; ".join(f"{p}: {'met' if met[p] else 'missed'}" for p in PROFILES),
+               detail=detail)

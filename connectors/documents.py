@@ -53,6 +53,10 @@ class Mappings(BaseModel):
     payment_methods: dict[str, str] = Field(default_factory=dict)  # store method -> ERP method
     default_payment_method: str = ""  # for store methods not in ``payment_methods``
     post_receipts: bool = True  # book the store's captured payments as ERP receipts
+    # The ERP customer every guest checkout is booked to (Acumatica CustomerID, Oracle account
+    # number, Exact account code), e.g. a "web shop guests" account; "" gives each guest an ERP
+    # customer of their own, matched by e-mail or created.
+    guest_customer: str = ""
 
     def item_for(self, line: OrderLine | None, sku: str | None, kind: str, name: str) -> str:
         if kind == "shipping":

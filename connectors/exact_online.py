@@ -526,6 +526,23 @@ class ExactOnlineErp:
         return {c: c if _is_guid(c) else self._guids[(resource, c)]
                 for c in codes if _is_guid(c) or (resource, c) in self._guids}
 
+    async def _account_id(self, key: str) -> str:
+        """The guid an account is posted to: a customer upserted before is one already; a
+        connection's guest account is named by its code, looked up once."""
+        cached = self._guids.get(("crm/Accounts", key))
+        if cached or _is_guid(key):
+            return cached or key
+        row = await self._first("crm/Accounts", {
+            "$filter": f"Code eq {string_literal(account_code(key))}", "$select": "ID"})
+        if row is None:
+            raise MappingMissing(
+                f"Exact Online has no account with code {key} (the connection's guest customer)",
+                system=SYSTEM, resolution="create that account in Exact Online, or set the guest "
+                "customer to an existing account's code (ml-connector connections map CONNECTION "
+                "--guest-customer CODE)")
+        self._guids[("crm/Accounts", key)] = str(row["ID"])
+        return str(row["ID"])
+
     # --- customers ---------------------------------------------------------------------------
 
     async def upsert_customer(self, customer: Customer, external_id: str) -> ErpDocumentRef:
@@ -644,7 +661,8 @@ class ExactOnlineErp:
             lines.append({**anchor, "Quantity": 0, "NetPrice": ZERO, "AmountFC": ZERO,
                           "VATCode": code, "VATAmountFC": sign * amount,
                           "Description": f"VAT {code}"})
-        return {"Type": _doc_type(doc.kind), "OrderedBy": doc.customer_key,
+        ordered_by = await self._account_id(doc.customer_key)
+        return {"Type": _doc_type(doc.kind), "OrderedBy": ordered_by,
                 "Journal": self.settings.sales_journal, "YourRef": _your_ref(doc.external_ref),
                 "Currency": doc.currency, "OrderDate": odata_date(doc.date),
                 "Description": (doc.description or doc.external_ref)[:60],
@@ -683,8 +701,9 @@ class ExactOnlineErp:
     async def create_receipt(self, receipt: ReceiptDocument) -> ErpDocumentRef:
         """A bank entry in the payment method's journal (a bank or payment-service journal):
         one line for the customer, ``OurRef`` = the invoice number so Exact matches it."""
+        account = await self._account_id(receipt.customer_key)
         line: dict[str, Any] = {
-            "Account": receipt.customer_key, "AmountFC": receipt.amount,
+            "Account": account, "AmountFC": receipt.amount,
             "Date": odata_date(receipt.date), "Description": _your_ref(receipt.external_ref),
             "Notes": f"{receipt.description} ({receipt.reference})".strip()}
         if receipt.applies_to.number.isdigit():

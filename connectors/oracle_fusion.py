@@ -16,6 +16,9 @@ What goes where (shared/reference/oracle-fusion.md):
   the Receivables customer account with its primary bill-to site through the SOAP
   ``CustomerAccountService`` (REST creates parties only); accounts read back from
   ``receivablesCustomerAccountActivities``.
+* A memo or receipt for an invoice is created in one batch request (the framework's
+  ``application/vnd.oracle.adf.batch+json``, all or nothing) with the read of the invoice's open
+  installment that its application needs: one request fewer per document.
 * Every document is found again by its ``TransactionNumber`` / ``ReceiptNumber`` = the external
   reference (the transaction sources must number manually).
 * Reference data (account combinations, receipt methods) is read once per TTL and checked before
@@ -50,6 +53,7 @@ SYSTEM = "oracle_fusion"
 LABEL = "Oracle Fusion"
 RESOURCE_ITEM = "application/vnd.oracle.adf.resourceitem+json"
 ACTION = "application/vnd.oracle.adf.action+json"
+BATCH = "application/vnd.oracle.adf.batch+json"
 UNIT_PLACES = Decimal("0.000001")
 PARTY_PAGE = 25  # parties per customer look-up
 MEMO_LINK = re.compile(r"\[invoice (\S+) id (\S+)\]$")
@@ -83,6 +87,8 @@ def read_error(resp: httpx.Response) -> tuple[str, dict[str, str]]:
         body = parse_json(resp)
     except ValueError:
         return (resp.text.strip()[:500] or resp.reason_phrase), {}
+    if isinstance(body, dict) and isinstance(body.get("parts"), list) and body["parts"]:
+        body = body["parts"][0].get("payload")  # a refused batch answers its failing part
     if not isinstance(body, dict):
         return str(body)[:500], {}
     details = [d for d in body.get("o:errorDetails") or [] if isinstance(d, dict)]
@@ -100,6 +106,15 @@ def read_error(resp: httpx.Response) -> tuple[str, dict[str, str]]:
         if isinstance(body.get(key), str):
             return body[key], {}
     return str(body)[:500], {}
+
+
+def _open_installment_of(rows: list[dict[str, Any]]) -> tuple[str, Decimal] | None:
+    """The first installment with a balance due: its id and what it still owes."""
+    for row in rows:
+        balance = to_decimal(row.get("InstallmentBalanceDue"))
+        if balance > 0:
+            return _id(row.get("InstallmentId")), balance
+    return None
 
 
 def _soap_fault(text: str) -> str | None:
@@ -369,6 +384,32 @@ class OracleFusionErp:
         return parse_json(await self._call("POST", f"{self.settings.root(family)}/{resource}",
                                            body=body))
 
+    async def _batch(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        """Several operations in one request and one transaction (all or none): each part's
+        payload by its id."""
+        body = parse_json(await self._call("POST", self.settings.root(), body={"parts": parts},
+                                           content_type=BATCH))
+        return {p.get("id"): p.get("payload") for p in body.get("parts") or []
+                if isinstance(p, dict)}
+
+    async def _create_for_invoice(self, resource: str, body: Mapping[str, Any], invoice_id: str
+                                  ) -> tuple[dict[str, Any], tuple[str, Decimal] | None]:
+        """A memo or receipt created, and the invoice's open installment read, in one batch:
+        applying it to the invoice needs both."""
+        installments = (f"/receivablesInvoices/{invoice_id}/child/receivablesInvoiceInstallments"
+                        f"?onlyData=true&limit=100")
+        out = await self._batch([
+            {"id": "installments", "path": installments, "operation": "get"},
+            {"id": "created", "path": f"/{resource}", "operation": "create", "payload": body}])
+        if not isinstance(out.get("created"), dict):
+            # Committed or not, a retry finds the document by its number before creating it.
+            raise Unavailable(f"Oracle's batch answer has no created {resource} part",
+                              system=SYSTEM)
+        page = out.get("installments") or {}
+        installment = (_open_installment_of(page.get("items") or []) if not page.get("hasMore")
+                       else await self._open_installment(invoice_id))
+        return out["created"], installment
+
     async def _soap(self, path: str, namespace: str, operation: str, payload: str
                     ) -> ElementTree.Element:
         """One SOAP call; a fault (HTTP 500 with ``env:Fault``) is Oracle refusing the request."""
@@ -626,7 +667,7 @@ class OracleFusionErp:
                 return None
             link = MEMO_LINK.search(str(rows[0].get("CreditMemoComments") or ""))
             if link and to_decimal(rows[0].get("TransactionBalanceDue")) != 0:
-                await self._apply_memo(rows[0], link.group(2))
+                await self._apply_memo(rows[0], await self._open_installment(link.group(2)))
             return self._memo_ref(rows[0], created=False)
         if kind == "receipt":
             rows = await self._items("standardReceipts", q_equals(ReceiptNumber=external_ref),
@@ -643,9 +684,14 @@ class OracleFusionErp:
         combos = await self.validate_accounts(doc)
         memo = doc.kind == "credit_memo"
         body = self._memo_body(doc, combos) if memo else self._invoice_body(doc, combos)
+        invoice_id = doc.applies_to.id if memo and doc.applies_to is not None else ""
         try:
-            saved = await self._create("receivablesCreditMemos" if memo else "receivablesInvoices",
-                                       body)
+            if invoice_id:
+                saved, installment = await self._create_for_invoice(
+                    "receivablesCreditMemos", body, invoice_id)
+            else:
+                saved = await self._create(
+                    "receivablesCreditMemos" if memo else "receivablesInvoices", body)
         except Rejected as exc:
             mapped = _mapping_error(exc, doc)
             if mapped is exc:
@@ -653,8 +699,8 @@ class OracleFusionErp:
             raise mapped from exc
         if not memo:
             return self._invoice_ref(doc.kind, saved, created=True)
-        if doc.applies_to is not None and doc.applies_to.id:
-            await self._apply_memo(saved, doc.applies_to.id)
+        if invoice_id:
+            await self._apply_memo(saved, installment)
         return self._memo_ref(saved, created=True)
 
     def _header(self, doc: ErpDocument) -> dict[str, Any]:
@@ -728,18 +774,15 @@ class OracleFusionErp:
         return tax
 
     async def _open_installment(self, invoice_id: str) -> tuple[str, Decimal] | None:
-        rows = await self._all(f"{self.settings.root()}/receivablesInvoices/{invoice_id}"
-                               f"/child/receivablesInvoiceInstallments")
-        for row in rows:
-            balance = to_decimal(row.get("InstallmentBalanceDue"))
-            if balance > 0:
-                return _id(row.get("InstallmentId")), balance
-        return None
+        return _open_installment_of(await self._all(
+            f"{self.settings.root()}/receivablesInvoices/{invoice_id}"
+            f"/child/receivablesInvoiceInstallments"))
 
-    async def _apply_memo(self, memo: Mapping[str, Any], invoice_id: str) -> None:
-        """Apply what the invoice still owes (never more); the rest stays on account. The
-        parameter element is named after the documented ``ApplyOnAccountCreditMemo`` object."""
-        installment = await self._open_installment(invoice_id)
+    async def _apply_memo(self, memo: Mapping[str, Any],
+                          installment: tuple[str, Decimal] | None) -> None:
+        """Apply what the invoice's open installment still owes (never more); the rest stays on
+        account. The parameter element is named after the documented
+        ``ApplyOnAccountCreditMemo`` object."""
         unapplied = abs(to_decimal(memo.get("TransactionBalanceDue", memo.get("EnteredAmount"))))
         if installment is None or unapplied == 0:
             return
@@ -794,9 +837,12 @@ class OracleFusionErp:
                                       "ReferenceAmount": receipt.amount}]}
         if self.settings.remittance_bank_account_number:
             body["RemittanceBankAccountNumber"] = self.settings.remittance_bank_account_number
-        saved = await self._create("standardReceipts", body)
         if self.settings.receipt_application == "action" and invoice.id:
-            await self._apply_receipt(saved, invoice.id)
+            saved, installment = await self._create_for_invoice("standardReceipts", body,
+                                                                invoice.id)
+            await self._apply_receipt(saved, installment)
+        else:
+            saved = await self._create("standardReceipts", body)
         return self._receipt_ref(saved, created=True)
 
     async def _apply_unapplied(self, row: Mapping[str, Any]) -> None:
@@ -809,12 +855,13 @@ class OracleFusionErp:
         invoices = await self._items("receivablesInvoices",
                                      q_equals(TransactionNumber=str(number)), limit=1)
         if invoices:
-            await self._apply_receipt(row, _id(invoices[0].get("CustomerTransactionId")))
+            await self._apply_receipt(row, await self._open_installment(
+                _id(invoices[0].get("CustomerTransactionId"))))
 
-    async def _apply_receipt(self, receipt: Mapping[str, Any], invoice_id: str) -> None:
-        """The ``applyReceipt`` action; a release without it (404) leaves the receipt to
-        AutoMatch, which its remittance reference feeds."""
-        installment = await self._open_installment(invoice_id)
+    async def _apply_receipt(self, receipt: Mapping[str, Any],
+                             installment: tuple[str, Decimal] | None) -> None:
+        """The ``applyReceipt`` action to the invoice's open installment; a release without it
+        (404) leaves the receipt to AutoMatch, which its remittance reference feeds."""
         unapplied = to_decimal(receipt.get("UnappliedAmount", receipt.get("Amount")))
         if installment is None or unapplied <= 0:
             return

@@ -82,14 +82,20 @@ Unconfirmed in the reference → the conservative choice made here
   reference included, unique as on create) and their ``PrimaryAddress`` child items, and ``POST``
   adds a primary address (``Country`` required); only the attributes sent change, and the
   party's ``LastUpdateDate`` moves on.  The answer is the changed item (200, 201 for a POST).
-* Not modelled: batch, ``Upsert-Mode``, ``If-Match``/412, PATCH of Receivables resources,
-  ``describe``.
+* Batch (``POST`` on the context root, ``application/vnd.oracle.adf.batch+json``): the parts run
+  in order as the requests they stand for, in one transaction. The answer mirrors the parts with
+  each one's ``payload`` (200); when a part fails, nothing is kept and the answer holds that part
+  alone, its error document as ``payload``, with the part's status as the batch's. A custom
+  action in a batch is refused (400, "isn't enabled for batch execution"). The batch is one
+  request for the quota, the log and fault injection.
+* Not modelled: ``Upsert-Mode``, ``If-Match``/412, PATCH of Receivables resources, ``describe``.
 * ``/_sandbox/reset`` clears business data, counters, the quota window, settings and faults;
   lookups are reseeded with the defaults; issued tokens survive.
 """
 from __future__ import annotations
 
 import base64
+import copy
 import itertools
 import json
 import math
@@ -115,6 +121,9 @@ from sandbox.faults import Faults, fault_routes, lost_response
 VERSIONS = ("11.13.18.05", "latest")
 FRAMEWORK_VERSIONS = tuple(str(v) for v in range(1, 10))
 PAGE_DEFAULT, PAGE_MAX = 25, 500
+BATCH_MEDIA_TYPE = "application/vnd.oracle.adf.batch+json"
+BATCH_OPERATIONS = {"get": "GET", "create": "POST", "update": "PATCH", "replace": "PUT",
+                    "delete": "DELETE"}
 QUOTA_WINDOW = 60
 ZERO = Decimal(0)
 MINOR_UNITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3,
@@ -400,6 +409,16 @@ class OracleState:
         self.stats: dict[str, Any] = {"total": 0, "by_status": {}, "by_route": {}, "throttled": 0,
                                       "token_requests": 0}
         self.request_log: list[dict] = []
+
+    BUSINESS = ("lookups", "seq", "parties", "accounts", "invoices", "memos", "receipts",
+                "applications", "combination_ids")
+
+    def snapshot(self) -> dict[str, Any]:
+        """The business data, for a batch to roll back to (counters and the log stay)."""
+        return copy.deepcopy({name: getattr(self, name) for name in self.BUSINESS})
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.__dict__.update(saved)
 
     def next_id(self) -> int:
         return next(self.seq)
@@ -1064,6 +1083,7 @@ class Api:
     def __init__(self, state: OracleState, faults: Faults, credentials: dict[str, str]) -> None:
         self.state, self.faults, self.credentials = state, faults, credentials
         self.ar = Receivables(state)
+        self._batching = False
 
     # ---- guard
     def _version(self, request: Request) -> int:
@@ -1125,7 +1145,9 @@ class Api:
         return PlainTextResponse("Simulated failure.", status_code=status)
 
     def _committed(self, response: Response) -> Response:
-        """A write that committed: its answer may be lost on the way back."""
+        """A write that committed: its answer may be lost on the way back (a batch's as one)."""
+        if self._batching:
+            return response
         return lost_response() if self.faults.take_lost_commit() else response
 
     # ---- REST
@@ -1149,15 +1171,86 @@ class Api:
         route = parts[0] if parts else "-"
 
         async def handler(v: int) -> Response:
-            if version not in VERSIONS or family not in FAMILIES or route not in FAMILIES[family]:
-                raise ApiError(404, f"The resource {route} doesn't exist.")
-            base = f"{request.url.scheme}://{request.url.netloc}/{family}/resources/{version}"
-            params = request.query_params
-            view = View(v, base, params.get("onlyData") == "true",
-                        params["fields"].split(",") if params.get("fields") else None,
-                        set(filter(None, params.get("expand", "").split(","))))
-            return await self.dispatch(request, route, parts[1:], view)
+            return await self._serve(request, family, version, parts, v)
         return await self.guarded(request, route, handler)
+
+    async def _serve(self, request: Request, family: str, version: str, parts: list[str],
+                     v: int) -> Response:
+        route = parts[0] if parts else "-"
+        if version not in VERSIONS or family not in FAMILIES or route not in FAMILIES[family]:
+            raise ApiError(404, f"The resource {route} doesn't exist.")
+        base = f"{request.url.scheme}://{request.url.netloc}/{family}/resources/{version}"
+        params = request.query_params
+        view = View(v, base, params.get("onlyData") == "true",
+                    params["fields"].split(",") if params.get("fields") else None,
+                    set(filter(None, params.get("expand", "").split(","))))
+        return await self.dispatch(request, route, parts[1:], view)
+
+    async def batch(self, request: Request) -> Response:
+        """``POST`` on the context root: the parts in order, in one transaction. A failing part
+        undoes the others and is the only one in the answer, with its own status."""
+        family, version = request.path_params["family"], request.path_params["version"]
+
+        async def handler(v: int) -> Response:
+            if version not in VERSIONS or family not in FAMILIES:
+                raise ApiError(404, "The requested resource doesn't exist.")
+            if not request.headers.get("content-type", "").startswith(BATCH_MEDIA_TYPE):
+                raise ApiError(415, f"A batch needs Content-Type {BATCH_MEDIA_TYPE}.")
+            body = await _json(request)
+            parts = body.get("parts") if isinstance(body, dict) else None
+            if not isinstance(parts, list) or not parts:
+                raise bad("A batch request needs a non-empty array parts.", "parts")
+            saved = self.state.snapshot()
+            answered, wrote = [], False
+            for part in parts:
+                answer, status = await self._part(request, family, version, part, v)
+                if status >= 400:
+                    self.state.restore(saved)
+                    return JSON({"parts": [answer]}, status_code=status)
+                answered.append(answer)
+                wrote |= part.get("operation") != "get"
+            response = JSON({"parts": answered})
+            return self._committed(response) if wrote else response
+        return await self.guarded(request, "batch", handler)
+
+    async def _part(self, request: Request, family: str, version: str, part: Any,
+                    v: int) -> tuple[dict, int]:
+        """One part served as the request it stands for, without faults or quota of its own."""
+        if not isinstance(part, dict) or not all(isinstance(part.get(k), str)
+                                                 for k in ("id", "path", "operation")):
+            raise bad("Every part needs the strings id, path and operation.", "parts")
+        method = BATCH_OPERATIONS.get(part["operation"])
+        if method is None:
+            raise bad(f"The operation {part['operation']} isn't valid in a batch.", "operation")
+        path, _, query = part["path"].partition("?")
+        if "/action/" in path:
+            raise bad(f"The action {path.rsplit('/', 1)[-1]} isn't enabled for batch execution.")
+        payload = json.dumps(part.get("payload"), default=str).encode() if "payload" in part else b""
+        prefix = f"/{family}/resources/{version}"
+        headers = [(k, v) for k, v in request.scope["headers"]
+                   if k not in (b"content-type", b"content-length")]
+        scope = {**{k: v for k, v in request.scope.items() if k != "raw_path"},
+                 "method": method, "path": prefix + path, "query_string": query.encode(),
+                 "headers": headers + [(b"content-type", b"application/json")]}
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": payload, "more_body": False}
+
+        try:
+            self._batching = True
+            response = await self._serve(Request(scope, receive), family, version,
+                                         [p for p in path.split("/") if p], v)
+        except ApiError as exc:
+            response = error_response(exc, v)
+        finally:
+            self._batching = False
+        content = response.body.decode() if response.body else ""
+        try:
+            answer_payload = json.loads(content, parse_float=Decimal) if content else None
+        except ValueError:
+            answer_payload = content
+        return ({"id": part["id"], "path": part["path"], "operation": part["operation"],
+                 "payload": answer_payload}, response.status_code)
 
     def records(self, resource: str) -> list[dict]:
         s = self.state
@@ -1667,6 +1760,8 @@ def create_app(*, username: str = "integration.user", password: str = "Welcome1"
         Route("/fscmService/CreditMemoService", api.soap, methods=["POST"]),
         Route(rest, api.catalog, methods=["GET"]),
         Route(rest + "/", api.catalog, methods=["GET"]),
+        Route(rest, api.batch, methods=["POST"]),
+        Route(rest + "/", api.batch, methods=["POST"]),
         Route(rest + "/{rest:path}", api.resource, methods=["GET", "POST", "PATCH", "DELETE"]),
     ])
     app.state.oracle = state

@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.converter import decode_search_attributes
 from temporalio.service import RPCError
 
-from activities.orders import customer_external_id
+from activities.orders import GUEST_ACCOUNT, customer_external_id
 from connections.store import ConnectionStore, LedgerRow
 from connectors.errors import PARKING_KINDS
 from connectors.model import Customer
@@ -346,7 +346,8 @@ def _completed(name: str, inp: dict, result: Any) -> tuple[str, str] | None:
             f"refund(s), {len(result.get('payments') or [])} payment(s), "
             f"{'paid ' + str(result['paid_at']) if result.get('paid_at') else 'not paid'}")
     if name == "upsert_customer" and isinstance(result, dict):
-        how = "matched (existing)" if result.get("created") is False else "created"
+        how = ("the connection's guest account" if result.get("doc_type") == GUEST_ACCOUNT
+               else "matched (existing)" if result.get("created") is False else "created")
         return "customer", f"customer {result.get('number')} {how} in {result.get('system')}"
     ref = (result or {}).get("ref") if isinstance(result, dict) else None
     if name == "post_invoice" and ref:

@@ -60,7 +60,8 @@ def cmd_connections_add(args, env: Environment) -> int:
         mappings = Mappings(tax_codes=_pairs(args.tax, "--tax"), sku_to_item=_pairs(args.sku, "--sku"),
                             payment_methods=_pairs(args.payment, "--payment"),
                             line_rules=[_gl_rule(v) for v in args.gl_rule or []],
-                            document_prefix=prefix)
+                            document_prefix=prefix, guest_customer=args.guest_customer or "",
+                            post_receipts=args.receipts != "off")
         store_settings, store_creds = side_config(
             args.store, args, _pairs(args.store_setting, "--store-setting"), _secret)
         erp_settings, erp_creds = side_config(
@@ -123,6 +124,10 @@ def cmd_connections_map(args, env: Environment) -> int:
     conn.mappings.payment_methods.update(_pairs(args.payment, "--payment"))
     # A new rule goes first: it is the more specific one the operator just thought of.
     conn.mappings.line_rules[:0] = [_gl_rule(v) for v in args.gl_rule or []]
+    if args.guest_customer is not None:
+        conn.mappings.guest_customer = args.guest_customer.strip()
+    if args.receipts is not None:
+        conn.mappings.post_receipts = args.receipts == "on"
     store.save_connection(conn)
     parked = store.ledger_rows(conn.id, kind="order", state="parked")
     print(f"mappings of {conn.id} saved; replaying {len(parked)} parked order(s)")
@@ -434,6 +439,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--gl-rule", action="append", help="see `connections map --help`")
     add.add_argument("--prefix", help="external reference prefix (default WC- / BC-)")
     add.add_argument("--customer-sync", action="store_true", help="align customers both ways")
+    _add_booking_options(add)
     add.add_argument("--poll-minutes", type=int, default=5)
     add.add_argument("--replace", action="store_true")
     auth = conns.add_parser("authorize", help="run the OAuth consent flow (Exact Online)")
@@ -453,7 +459,18 @@ def parser() -> argparse.ArgumentParser:
     mp.add_argument("--payment", action="append", help="store payment method=ERP payment method")
     mp.add_argument("--gl-rule", action="append",
                     help="sku=GLOB,category=NAME,kind=product|shipping|fee,account=GL,cost_center=CC")
+    _add_booking_options(mp)
     return p
+
+
+def _add_booking_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--guest-customer", metavar="ERP_CUSTOMER",
+                        help="book every guest checkout to this ERP customer (Acumatica "
+                             "CustomerID, Oracle account number, Exact account code); \"\" "
+                             "gives each guest a customer of their own (the default)")
+    parser.add_argument("--receipts", choices=["on", "off"],
+                        help="book the store's payments as ERP receipts (default on; off when "
+                             "payments are booked from the payment provider's payouts)")
 
 
 COMMANDS = {

@@ -144,3 +144,31 @@ async def test_a_new_customer_costs_one_look_up_its_party_and_its_account(pod):
                                       "POST CustomerAccountService": 1}
     again = await erp.upsert_customer(ANN, "WC-C5")
     assert (again.number, again.created) == (cust.number, False)
+
+
+async def test_a_memo_or_receipt_costs_one_batch_and_its_application(pod):
+    """Creating the document and reading the invoice's open installment (which the application
+    needs) go in one batch request; the application follows it."""
+    erp, control = pod
+    cust = await erp.upsert_customer(ANN, "WC-C5")
+    inv = await erp.create_document(invoice(cust.number))
+    memo = ErpDocument(kind="credit_memo", external_ref="WC-1-R1", order_number="1001",
+                       store_order_id="1", currency="USD", date=date(2026, 3, 2),
+                       customer_key=cust.number, applies_to=inv,
+                       lines=[line("HOODIE-M", "product", "1", "4.00", "4.00", "0", "4000")])
+    receipt = ReceiptDocument(
+        external_ref="WC-1-P1", order_number="1001", store_order_id="1", payment_id="1",
+        currency="USD", date=date(2026, 3, 1), customer_key=cust.number, amount=D("98.84"),
+        payment_method="Credit Card", reference="ch_1", applies_to=inv)
+    await erp.validate_receipt_method("Credit Card")  # reference data, read once and cached
+    spent = []
+    for doc, create in ((memo, erp.create_document), (receipt, erp.create_receipt)):
+        before = await ADAPTER.requests_by_route(control, str(control.base_url))
+        await create(doc)
+        after = await ADAPTER.requests_by_route(control, str(control.base_url))
+        spent.append({r: n - before.get(r, 0) for r, n in after.items() if n != before.get(r, 0)})
+    assert spent == [{"POST batch": 1, "POST CreditMemoService": 1},
+                     {"POST batch": 1, "POST standardReceipts": 1}]  # the latter applyReceipt
+    docs = await books(control)
+    assert docs["WC-1"]["balance"] == 0 and docs["WC-1-R1"]["balance"] == 0
+    assert docs["WC-1-P1"]["balance"] == 0

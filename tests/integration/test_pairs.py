@@ -9,9 +9,12 @@ from decimal import Decimal
 import pytest
 
 from activities.messages import OrderEvent
+from connectors.exact_online import customer_code_for
+from connectors.model import Customer
+from starter import audit
 from starter.sandboxes import ERPS, STORES
 from tests.integration.conftest import eventually
-from tests.integration.helpers import settled
+from tests.integration.helpers import settled, wait_order_state
 from workflows.dispatch import signal_order
 
 PAIRS = [(s, e) for s in STORES for e in ERPS]
@@ -131,3 +134,41 @@ async def test_unmapped_line_parks_with_resolution_then_posts_after_mapping(pair
                        task_queue=stack.task_queue)
     [doc] = await wait_docs(stack, f"{prefix}{placed.id}")
     assert doc.amount == placed.total
+
+
+@pytest.fixture(params=ERPS)
+async def woo_erp(request, stack_factory):
+    stack = await stack_factory(store_system="woocommerce", erp_system=request.param)
+    return stack, await stack.add_connection(f"g-{uuid.uuid4().hex[:8]}")
+
+
+def _customer_of(doc) -> str:
+    raw = doc.raw
+    return str(raw.get("customer") or raw.get("ordered_by") or raw)
+
+
+async def test_guest_checkouts_book_to_the_connections_guest_account(woo_erp):
+    """With a guest customer set, guests cost no customer look-up or creation: every guest's
+    invoice and receipt go to that one account, a registered buyer still gets their own, and
+    the books reconcile to the cent."""
+    stack, conn = woo_erp
+    erp = stack.runtime.erp(conn)
+    guests = await erp.upsert_customer(Customer(email="guests@shop.example", company="Web shop guests"),
+                                       "GUESTS")
+    # Exact names an account by its code (the ledger's key is its guid); the others by number.
+    key = customer_code_for("GUESTS") if conn.erp_system == "exact_online" else guests.number
+    conn.mappings.guest_customer = key
+    stack.store.save_connection(conn)
+    prefix = conn.mappings.document_prefix
+    async with stack.store_client() as admin:
+        placed = [await stack.shop_sandbox.place_order(admin, quantities=(1,), email=f"g{i}@example.com")
+                  for i in range(2)]
+        docs = [(await wait_docs(stack, f"{prefix}{p.id}"))[0] for p in placed]
+    rec = await settled(stack, conn)
+    assert rec.invoices == 2 and rec.receipts == rec.payments >= 2 and rec.difference_cents == 0
+    assert {_customer_of(d) for d in docs} == {guests.number}
+    assert len(await stack.erp_sandbox.customers(stack.http, stack.erp_server.url)) == 1
+    await wait_order_state(stack, conn.id, placed[0].id)  # its history is complete
+    number = placed[0].raw.get("number") or placed[0].id
+    timeline = await audit.audit(stack.client, stack.store, conn.id, str(number))
+    assert any(e.what == "customer" and "guest account" in e.detail for e in timeline)

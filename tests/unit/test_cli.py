@@ -93,3 +93,16 @@ def test_keys_rotate_keeps_every_secret_readable(tmp_path):
     assert ciphertexts().isdisjoint(before)
     assert len(_json.loads((tmp_path / "keys.json").read_text())["keys"]) == 2
     assert run(tmp_path, "connections", "show", "shop").returncode == 0
+
+
+def test_guest_customer_and_receipts_are_the_merchants_choice(tmp_path):
+    assert run(tmp_path, *ADD, "--receipts", "off", env=SECRETS).returncode == 0
+    shown = run(tmp_path, "connections", "show", "shop").stdout
+    assert '"post_receipts": false' in shown and '"guest_customer": ""' in shown
+    mapped = run(tmp_path, "connections", "map", "shop", "--guest-customer", "WEBGUEST",
+                 "--receipts", "on")
+    assert mapped.returncode == 0, mapped.stderr
+    shown = run(tmp_path, "connections", "show", "shop").stdout
+    assert '"post_receipts": true' in shown and '"guest_customer": "WEBGUEST"' in shown
+    bad = run(tmp_path, "connections", "map", "shop", "--receipts", "maybe")
+    assert bad.returncode == 2 and "--receipts" in bad.stderr and "Traceback" not in bad.stderr

@@ -180,6 +180,29 @@ async def test_invoice_wire_format():
         "26000017", "66666666-6666-4666-8666-666666666666", D("114.96"), "Sales invoice")
 
 
+def odata(*rows: dict) -> httpx.Response:
+    return httpx.Response(200, json={"d": {"results": list(rows)}})
+
+
+async def test_guest_account_code_is_looked_up_once_and_an_unknown_one_is_a_mapping():
+    guests = "99999999-9999-4999-8999-999999999999"
+    rec = Recorder({("GET", "/api/v1/654321/logistics/Items"): ok("items_by_code.json"),
+                    ("GET", "/api/v1/654321/financial/GLAccounts"): ok("gl_accounts.json"),
+                    ("GET", "/api/v1/654321/crm/Accounts"): [odata({"ID": guests}), odata()]})
+    erp = erp_with(rec, {"division": 654321})
+    try:
+        for _ in range(2):
+            record = await erp._document_record(invoice_doc(customer_key="4000"))
+            assert record["OrderedBy"] == guests
+        with pytest.raises(MappingMissing, match="no account with code 4001"):
+            await erp._document_record(invoice_doc(customer_key="4001"))
+    finally:
+        await erp.aclose()
+    lookups = [r for r in rec.requests if r.url.path.endswith("crm/Accounts")]
+    assert len(lookups) == 2  # 4000 once (then cached), 4001 once
+    assert "Code eq '              4000'" in str(lookups[0].url.params["$filter"])
+
+
 async def test_credit_note_is_type_8021_with_negative_lines():
     rec = Recorder({("GET", "/api/v1/654321/logistics/Items"): ok("items_by_code.json"),
                     ("GET", "/api/v1/654321/financial/GLAccounts"): ok("gl_accounts.json")})

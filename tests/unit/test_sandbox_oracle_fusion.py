@@ -276,3 +276,40 @@ async def test_party_and_primary_address_patch_only_what_is_sent(api):
     added = await api.post(f"{crm}/{loads(other)['PartyNumber']}/child/PrimaryAddress",
                            content=sandbox.dumps({"City": "Reno", "Country": "US"}), headers=headers)
     assert added.status_code == 201 and loads(added)["AddressNumber"].startswith("CDRM_")
+
+
+async def batch(api, parts: list[dict], version: int = 4) -> httpx.Response:
+    return await api.post(ROOT, content=sandbox.dumps({"parts": parts}),
+                          headers={**v(version), "Content-Type": sandbox.BATCH_MEDIA_TYPE})
+
+
+async def test_batch_is_one_request_and_all_or_nothing(api):
+    account = await customer(api)
+    invoice = loads(await post(api, "receivablesInvoices", invoice_body(account)))
+    installments = (f"/receivablesInvoices/{invoice['CustomerTransactionId']}"
+                    f"/child/receivablesInvoiceInstallments?onlyData=true")
+    before = len(api.state.request_log)
+    resp = await batch(api, [
+        {"id": "read", "path": installments, "operation": "get"},
+        {"id": "new", "path": "/receivablesInvoices", "operation": "create",
+         "payload": invoice_body(account, "WC-2")}])
+    assert resp.status_code == 200 and len(api.state.request_log) == before + 1
+    read, new = loads(resp)["parts"]
+    assert read["id"] == "read" and read["payload"]["items"][0]["InstallmentBalanceDue"] == D("43.19")
+    assert new["payload"]["TransactionNumber"] == "WC-2" and len(api.state.invoices) == 2
+
+    refused = await batch(api, [
+        {"id": "ok", "path": "/receivablesInvoices", "operation": "create",
+         "payload": invoice_body(account, "WC-3")},
+        {"id": "bad", "path": "/receivablesInvoices", "operation": "create",
+         "payload": invoice_body(account, "WC-4", BusinessUnit="Nowhere")}])
+    assert refused.status_code == 400
+    [part] = loads(refused)["parts"]
+    assert part["id"] == "bad" and part["payload"]["o:errorDetails"]
+    assert len(api.state.invoices) == 2  # WC-3 was undone with the failing part
+
+    action = await batch(api, [{"id": "a", "path": "/standardReceipts/1/action/applyReceipt",
+                                "operation": "create", "payload": {}}])
+    assert action.status_code == 400 and "enabled for batch" in action.text
+    wrong_type = await api.post(ROOT, json={"parts": []}, headers=v(4))
+    assert wrong_type.status_code == 415
