@@ -56,6 +56,13 @@ def invoice(customer: str) -> ErpDocument:
         taxes=[DocumentTax(tax_code="CA-STD", taxable_amount=D("95.00"), amount=D("7.84"))])
 
 
+def four_off(cust, inv, memo_line: DocumentLine) -> ErpDocument:
+    """Refund R1 of order 1001: one 4.00 line credited against its invoice."""
+    return ErpDocument(kind="credit_memo", external_ref="WC-1-R1", order_number="1001",
+                       store_order_id="1", currency="USD", date=date(2026, 3, 2),
+                       customer_key=cust.number, applies_to=inv, lines=[memo_line])
+
+
 async def books(control: httpx.AsyncClient) -> dict[str, dict]:
     return {d.external_ref: d.raw for d in await ADAPTER.documents(control, str(control.base_url))}
 
@@ -99,10 +106,7 @@ async def test_lost_memo_response_is_found_and_applied_on_retry(pod):
     erp, control = pod
     cust = await erp.upsert_customer(ANN, "WC-C5")
     inv = await erp.create_document(invoice(cust.number))
-    memo = ErpDocument(kind="credit_memo", external_ref="WC-1-R1", order_number="1001",
-                       store_order_id="1", currency="USD", date=date(2026, 3, 2),
-                       customer_key=cust.number, applies_to=inv,
-                       lines=[line("ADJUSTMENT", "adjustment", "1", "4.00", "4.00", "0", "4300")])
+    memo = four_off(cust, inv, line("ADJUSTMENT", "adjustment", "1", "4.00", "4.00", "0", "4300"))
     await control.post("/_sandbox/faults", json={"lose_next_commits": 1})
     with pytest.raises(Exception):
         await erp.create_document(memo)  # the memo committed, its answer was lost
@@ -152,10 +156,7 @@ async def test_a_memo_or_receipt_costs_one_batch_and_its_application(pod):
     erp, control = pod
     cust = await erp.upsert_customer(ANN, "WC-C5")
     inv = await erp.create_document(invoice(cust.number))
-    memo = ErpDocument(kind="credit_memo", external_ref="WC-1-R1", order_number="1001",
-                       store_order_id="1", currency="USD", date=date(2026, 3, 2),
-                       customer_key=cust.number, applies_to=inv,
-                       lines=[line("HOODIE-M", "product", "1", "4.00", "4.00", "0", "4000")])
+    memo = four_off(cust, inv, line("HOODIE-M", "product", "1", "4.00", "4.00", "0", "4000"))
     receipt = ReceiptDocument(
         external_ref="WC-1-P1", order_number="1001", store_order_id="1", payment_id="1",
         currency="USD", date=date(2026, 3, 1), customer_key=cust.number, amount=D("98.84"),
