@@ -11,7 +11,8 @@ While the orders go in:
 * the worker is SIGKILLed ``kills`` times (default 3) and restarted;
 * every ERP sandbox answers 5xx on 10% of its API calls and commits a write but loses the
   response on 2% (``sandbox/faults.py`` ``fail_ratio`` / ``lose_ratio``, seeded);
-* a 429 storm of ``storm_seconds`` (60) hits every ERP at once;
+* a 429 storm of ``storm_seconds`` (60), and of ``storm_requests`` requests at least, hits
+  every ERP at once;
 * 20% of the stores' webhook deliveries are delivered twice more (three times in all), in
   the store's own format and signature, and a few orders are refunded before their
   deliveries arrive, the refund's delivery first (out of order);
@@ -69,6 +70,7 @@ class Plan:
     kills: int = 3
     down_seconds: float = 2.0  # how long the worker stays dead each time
     storm_seconds: float = 60.0
+    storm_requests: int = 0  # and at least this many requests answered 429, however few come
     storm_at: float = 0.30
     fail_ratio: float = 0.10
     lose_ratio: float = 0.02
@@ -84,9 +86,10 @@ class Plan:
     @classmethod
     def small(cls, orders: int = 24) -> "Plan":
         """The test suite's run: every fault, at an intensity whose retry tail fits in it."""
-        return cls(orders=orders, kills=1, down_seconds=1.0, storm_seconds=4.0, fail_ratio=0.05,
-                   out_of_order_per_pair=2, repair_every=3.0, drain_timeout=600.0,
-                   quiet_seconds=2.0)
+        # A 4-s storm can fall between requests of 24 quick orders: three 429s at least.
+        return cls(orders=orders, kills=1, down_seconds=1.0, storm_seconds=4.0, storm_requests=3,
+                   fail_ratio=0.05, out_of_order_per_pair=2, repair_every=3.0,
+                   drain_timeout=600.0, quiet_seconds=2.0)
 
     def kill_points(self) -> list[float]:
         return [0.2 + 0.5 * i / max(1, self.kills - 1) for i in range(self.kills)] if self.kills > 1 \
@@ -276,7 +279,8 @@ class Chaos:
             else:
                 for p in self.pairs:
                     await p.stack.control("erp", "/_sandbox/faults",
-                                          {"storm_seconds": plan.storm_seconds})
+                                          {"storm_seconds": plan.storm_seconds,
+                                           "storm_429": plan.storm_requests})
                 self.report.storm_seconds = plan.storm_seconds
 
     async def outage_at(self) -> None:
