@@ -1225,11 +1225,11 @@ class Api:
         path, _, query = part["path"].partition("?")
         if "/action/" in path:
             raise bad(f"The action {path.rsplit('/', 1)[-1]} isn't enabled for batch execution.")
-        payload = json.dumps(part.get("payload"), default=str).encode() if "payload" in part else b""
+        payload = dumps(part["payload"]).encode() if "payload" in part else b""
         prefix = f"/{family}/resources/{version}"
-        headers = [(k, v) for k, v in request.scope["headers"]
-                   if k not in (b"content-type", b"content-length")]
-        scope = {**{k: v for k, v in request.scope.items() if k != "raw_path"},
+        headers = [(name, value) for name, value in request.scope["headers"]
+                   if name not in (b"content-type", b"content-length")]
+        scope = {**{key: value for key, value in request.scope.items() if key != "raw_path"},
                  "method": method, "path": prefix + path, "query_string": query.encode(),
                  "headers": headers + [(b"content-type", b"application/json")]}
 
