@@ -22,8 +22,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bench.common import Bench, Row, Shop, add_connection, erp_state, wait_until
-from connectors.exact_online import customer_code_for
-from connectors.model import Customer
 
 TARGET = 1.3
 WRITES = {"PUT", "POST", "PATCH", "DELETE"}
@@ -150,12 +148,7 @@ async def _lean_connection(stack, erp: str):
     mappings = stack.default_mappings().model_copy(update={"post_receipts": False})
     conn = await add_connection(stack, f"lean-{erp[:3]}", register_webhooks=True, mappings=mappings,
                                 erp={"release_documents": False} if erp == "acumatica" else None)
-    guests = await stack.runtime.erp(conn).upsert_customer(
-        Customer(email="guests@shop.example", company="Web shop guests"), "GUESTS")
-    # Exact's guest account is named by its code, as a merchant would; the others by number.
-    conn.mappings.guest_customer = (customer_code_for("GUESTS") if erp == "exact_online"
-                                    else guests.number)
-    stack.store.save_connection(conn)
+    await stack.add_guest_account(conn)
     return conn
 
 

@@ -515,12 +515,14 @@ class ExactOnlineErp:
 
     # --- code -> guid ----------------------------------------------------------------------------
 
-    async def _guids_for(self, resource: str, codes: set[str]) -> dict[str, str]:
-        """Guids of records by ``Code`` (items, GL accounts), cached for the connector's life."""
+    async def _guids_for(self, resource: str, codes: set[str],
+                         stored: Callable[[str], str] = str) -> dict[str, str]:
+        """Guids of records by ``Code`` (items, GL accounts, accounts), cached for the
+        connector's life; ``stored`` writes a code as Exact keeps it (an account's is padded)."""
         missing = sorted(c for c in codes if (resource, c) not in self._guids and not _is_guid(c))
         for i in range(0, len(missing), FILTER_CHUNK):
             chunk = missing[i:i + FILTER_CHUNK]
-            where = " or ".join(f"Code eq {string_literal(c)}" for c in chunk)
+            where = " or ".join(f"Code eq {string_literal(stored(c))}" for c in chunk)
             async for row in self._list(resource, {"$filter": where, "$select": "ID,Code"}):
                 self._guids[(resource, str(row["Code"]).strip())] = str(row["ID"])
         return {c: c if _is_guid(c) else self._guids[(resource, c)]
@@ -529,19 +531,14 @@ class ExactOnlineErp:
     async def _account_id(self, key: str) -> str:
         """The guid an account is posted to: a customer upserted before is one already; a
         connection's guest account is named by its code, looked up once."""
-        cached = self._guids.get(("crm/Accounts", key))
-        if cached or _is_guid(key):
-            return cached or key
-        row = await self._first("crm/Accounts", {
-            "$filter": f"Code eq {string_literal(account_code(key))}", "$select": "ID"})
-        if row is None:
+        found = await self._guids_for("crm/Accounts", {key}, stored=account_code)
+        if key not in found:
             raise MappingMissing(
                 f"Exact Online has no account with code {key} (the connection's guest customer)",
                 system=SYSTEM, resolution="create that account in Exact Online, or set the guest "
                 "customer to an existing account's code (ml-connector connections map CONNECTION "
                 "--guest-customer CODE)")
-        self._guids[("crm/Accounts", key)] = str(row["ID"])
-        return str(row["ID"])
+        return found[key]
 
     # --- customers ---------------------------------------------------------------------------
 

@@ -60,7 +60,8 @@ def cmd_connections_add(args, env: Environment) -> int:
         mappings = Mappings(tax_codes=_pairs(args.tax, "--tax"), sku_to_item=_pairs(args.sku, "--sku"),
                             payment_methods=_pairs(args.payment, "--payment"),
                             line_rules=[_gl_rule(v) for v in args.gl_rule or []],
-                            document_prefix=prefix, guest_customer=args.guest_customer or "",
+                            document_prefix=prefix,
+                            guest_customer=(args.guest_customer or "").strip(),
                             post_receipts=args.receipts != "off")
         store_settings, store_creds = side_config(
             args.store, args, _pairs(args.store_setting, "--store-setting"), _secret)

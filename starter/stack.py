@@ -25,6 +25,8 @@ from connections.config import (ERP_CREDENTIALS, STORE_CREDENTIALS, WEBHOOK_SECR
 from connections.store import ConnectionStore
 from connectors.base import ensure_webhooks
 from connectors.documents import Mappings
+from connectors.exact_online import customer_code_for
+from connectors.model import Customer, ErpDocumentRef
 from sandbox.server import LocalCA, Served, start
 from starter.sandboxes import ErpDoc, sandbox
 from starter.receiver import create_receiver
@@ -198,6 +200,16 @@ class Stack:
         if register_webhooks:
             await self.register_webhooks(conn)
         return conn
+
+    async def add_guest_account(self, conn: Connection) -> ErpDocumentRef:
+        """A "web shop guests" customer made in the ERP and set as the connection's guest
+        customer: Exact's by its account code, as a merchant names it; the others' by number."""
+        guests = await self.runtime.erp(conn).upsert_customer(
+            Customer(email="guests@shop.example", company="Web shop guests"), "GUESTS")
+        conn.mappings.guest_customer = (customer_code_for("GUESTS")
+                                        if conn.erp_system == "exact_online" else guests.number)
+        self.store.save_connection(conn)
+        return guests
 
     def webhook_url(self, connection_id: str) -> str:
         return f"{self.receiver.url}/webhooks/{connection_id}/{self.store_system}"

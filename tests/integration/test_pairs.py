@@ -9,8 +9,6 @@ from decimal import Decimal
 import pytest
 
 from activities.messages import OrderEvent
-from connectors.exact_online import customer_code_for
-from connectors.model import Customer
 from starter import audit
 from starter.sandboxes import ERPS, STORES
 from tests.integration.conftest import eventually
@@ -152,22 +150,20 @@ async def test_guest_checkouts_book_to_the_connections_guest_account(woo_erp):
     invoice and receipt go to that one account, a registered buyer still gets their own, and
     the books reconcile to the cent."""
     stack, conn = woo_erp
-    erp = stack.runtime.erp(conn)
-    guests = await erp.upsert_customer(Customer(email="guests@shop.example", company="Web shop guests"),
-                                       "GUESTS")
-    # Exact names an account by its code (the ledger's key is its guid); the others by number.
-    key = customer_code_for("GUESTS") if conn.erp_system == "exact_online" else guests.number
-    conn.mappings.guest_customer = key
-    stack.store.save_connection(conn)
+    guests = await stack.add_guest_account(conn)
     prefix = conn.mappings.document_prefix
     async with stack.store_client() as admin:
         placed = [await stack.shop_sandbox.place_order(admin, quantities=(1,), email=f"g{i}@example.com")
                   for i in range(2)]
         docs = [(await wait_docs(stack, f"{prefix}{p.id}"))[0] for p in placed]
+        buyer = await stack.shop_sandbox.place_order(admin, quantities=(1,), registered=True,
+                                                     email="reg@example.com")
+        [own] = await wait_docs(stack, f"{prefix}{buyer.id}")
     rec = await settled(stack, conn)
-    assert rec.invoices == 2 and rec.receipts == rec.payments >= 2 and rec.difference_cents == 0
+    assert rec.invoices == 3 and rec.receipts == rec.payments >= 3 and rec.difference_cents == 0
     assert {_customer_of(d) for d in docs} == {guests.number}
-    assert len(await stack.erp_sandbox.customers(stack.http, stack.erp_server.url)) == 1
+    assert _customer_of(own) != guests.number
+    assert len(await stack.erp_sandbox.customers(stack.http, stack.erp_server.url)) == 2
     await wait_order_state(stack, conn.id, placed[0].id)  # its history is complete
     number = placed[0].raw.get("number") or placed[0].id
     timeline = await audit.audit(stack.client, stack.store, conn.id, str(number))

@@ -188,7 +188,7 @@ async def test_guest_account_code_is_looked_up_once_and_an_unknown_one_is_a_mapp
     guests = "99999999-9999-4999-8999-999999999999"
     rec = Recorder({("GET", "/api/v1/654321/logistics/Items"): ok("items_by_code.json"),
                     ("GET", "/api/v1/654321/financial/GLAccounts"): ok("gl_accounts.json"),
-                    ("GET", "/api/v1/654321/crm/Accounts"): [odata({"ID": guests}), odata()]})
+                    ("GET", "/api/v1/654321/crm/Accounts"): [odata({"ID": guests, "Code": eo.account_code("4000")}), odata()]})
     erp = erp_with(rec, {"division": 654321})
     try:
         for _ in range(2):
