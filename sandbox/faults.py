@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from sandbox.configure import set_fields
 
 
 @dataclass
@@ -38,16 +41,15 @@ class Faults:
         self.injected = {"failures": 0, "throttled": 0, "lost_commits": 0}
 
     def configure(self, **values: object) -> None:
-        names = {f.name: f.type for f in fields(self)}
-        for key, value in values.items():
-            if key not in names:
-                raise ValueError(f"unknown fault {key!r}; known: {', '.join(sorted(names))}")
-            current = getattr(self, key)
-            setattr(self, key, type(current)(value))
+        set_fields(self, values, what="fault")
         if "seed" in values:
             self._rng.seed(self.seed)
         if "storm_seconds" in values:
             self._storm_until = time.monotonic() + self.storm_seconds
+
+    def reset(self) -> None:
+        """Every fault back to its default, a running storm ended and the RNG reseeded."""
+        self.configure(**asdict(Faults()))
 
     def _draw(self, ratio: float) -> bool:
         return ratio > 0 and self._rng.random() < ratio
@@ -82,6 +84,14 @@ class Faults:
     async def delay(self) -> None:
         if self.slow_ms:
             await asyncio.sleep(self.slow_ms / 1000)
+
+    async def admit(self, expire_tokens: Callable[[], None]) -> None:
+        """What an API request meets before the 429s and failures: the slow-down, then a
+        pending token expiry, which ``expire_tokens`` carries out once."""
+        await self.delay()
+        if self.expire_tokens:
+            self.expire_tokens = False
+            expire_tokens()
 
     def as_dict(self) -> dict:
         return {**asdict(self), "storm_seconds": max(0.0, self._storm_until - time.monotonic()),

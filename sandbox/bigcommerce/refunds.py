@@ -1,0 +1,247 @@
+"""Transactions, capture, refund quotes and refunds (one at a time per order)."""
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Callable
+
+from sandbox.bigcommerce.wire import ApiError, GATEWAYS, ZERO, dec, now_utc, q2
+
+
+class RefundBook:
+    """Transactions, capture, refund quotes and refunds (one at a time per order)."""
+
+    # ---- payments -----------------------------------------------------------------------
+    def add_transaction(self, order: dict, event: str, amount: Decimal, gateway: str,
+                        reference: str = "") -> dict:
+        method, _, _ = GATEWAYS.get(gateway, ("custom", gateway, True))
+        txn = {"id": self.next_id("transaction", 9000), "order_id": str(order["id"]),
+               "event": event, "method": method, "amount": amount, "currency": order["currency"],
+               "gateway": gateway, "gateway_transaction_id": reference or secrets.token_hex(8),
+               "date_created": now_utc(), "test": False, "status": "ok", "fraud_review": False,
+               "reference_transaction_id": None, "offline": None, "custom": None,
+               "payment_method_id": f"{gateway}.card" if method == "credit_card" else None}
+        order["transactions"].append(txn)
+        self.emit("store/order/transaction/created", {
+            "type": "transaction", "order_id": str(order["id"]), "transaction_id": txn["id"],
+            "transaction_status": "ok", "transaction_type": event})
+        return txn
+
+    def take_payment(self, order: dict, gateway: str, capture: bool, reference: str = "") -> dict:
+        """What a checkout's gateway records (control surface; v2 create takes no payment)."""
+        if gateway not in GATEWAYS:
+            raise ApiError(422, f"Unknown payment gateway '{gateway}'.")
+        method, display, offline = GATEWAYS[gateway]
+        event = "settled" if offline else ("purchase" if capture else "authorization")
+        txn = self.add_transaction(order, event, order["total_inc_tax"], gateway, reference)
+        order["payment_method"], order["payment_provider_id"] = display, txn["gateway_transaction_id"]
+        order["payment_status"] = "captured" if event != "authorization" else "authorized"
+        order["gateway"] = gateway
+        target = 11 if event != "authorization" else 7
+        if order["status_id"] in (0, 1, 7):
+            self.order_status(order, target)
+        self.touch(order)
+        return txn
+
+    def capture(self, order: dict) -> None:
+        if order.get("payment_status") != "authorized":
+            raise ApiError(422, "The order has no authorized payment to capture.")
+        order["payment_status"] = "capture pending"
+        self.touch(order)
+
+        def settle() -> None:
+            auth = next(t for t in order["transactions"] if t["event"] == "authorization")
+            txn = self.add_transaction(order, "capture", auth["amount"], auth["gateway"])
+            txn["reference_transaction_id"] = auth["id"]
+            order["payment_status"] = "captured"
+            if order["status_id"] in (0, 1, 7):
+                self.order_status(order, 11)
+            self.touch(order)
+
+        self.later(settle)
+
+    def later(self, action: Callable[[], None], seconds: float | None = None) -> None:
+        delay = self.settings.async_delay_ms / 1000 if seconds is None else seconds
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            action()
+            return
+        self.timers.append(loop.call_later(delay, action))
+
+    # ---- refunds (§5) -------------------------------------------------------------------
+    def refunded_total(self, order: dict) -> Decimal:
+        return sum((self.refunds[r]["total_amount"] for r in order["refund_ids"]), ZERO)
+
+    def _shipping_refunded(self, order: dict, kind: str, address_id: int) -> Decimal:
+        out = ZERO
+        for rid in order["refund_ids"]:
+            for item in self.refunds[rid]["items"]:
+                if item["item_type"] == kind and item["item_id"] == address_id:
+                    out += item["requested_amount"]
+        return out
+
+    def quote(self, order: dict, body: Any) -> dict:
+        """Amounts of a refund request: (total, tax, order-level, items as stored)."""
+        if not isinstance(body, dict):
+            raise ApiError(422, "JSON data is missing or invalid", errors={"items": "error.path.missing"})
+        if order.get("payment_status") not in ("captured", "partially refunded"):
+            raise ApiError(422, "The order has no settled payment to refund.", wrap_data=True)
+        if "tax_adjustment_amount" in body and not body.get("items"):
+            amount = q2(dec(body["tax_adjustment_amount"], "tax_adjustment_amount"))
+            return self._quote_result(order, amount, amount, ZERO, [])
+        items = body.get("items")
+        if not isinstance(items, list) or not items:
+            raise ApiError(422, "JSON data is missing or invalid", errors={"items": "error.path.missing"})
+        total, tax, order_level, stored = ZERO, ZERO, ZERO, []
+        for item in items:
+            net, item_tax, entry = self._refund_item(order, item)
+            total, tax = total + net + item_tax, tax + item_tax
+            order_level += net if entry["item_type"] == "ORDER" else ZERO
+            stored.append(entry)
+        return self._quote_result(order, total, tax, order_level, stored)
+
+    def _quote_result(self, order: dict, total: Decimal, tax: Decimal, order_level: Decimal,
+                      items: list[dict]) -> dict:
+        remaining = order["total_inc_tax"] - self.refunded_total(order)
+        if total > remaining:
+            raise ApiError(422, f"The refund amount {total} exceeds the refundable amount {remaining}.",
+                           wrap_data=True)
+        gateway = order.get("gateway", "custom")
+        offline = GATEWAYS.get(gateway, ("", "", True))[2]
+        methods = [[{"provider_id": gateway, "provider_description": GATEWAYS.get(gateway, ("", gateway))[1],
+                     "amount": total, "offline": offline, "offline_provider": offline,
+                     "offline_reason": "This is an offline payment provider." if offline else ""}]]
+        if gateway != "custom":
+            methods.append([{"provider_id": "custom", "provider_description": "Custom", "amount": total,
+                             "offline": True, "offline_provider": True,
+                             "offline_reason": "This is an offline payment provider."}])
+        if order["customer_id"]:
+            methods.append([{"provider_id": "storecredit", "provider_description": "Store Credit",
+                             "amount": total, "offline": False, "offline_provider": False,
+                             "offline_reason": ""}])
+        return {"order_id": order["id"], "total_refund_amount": total, "total_refund_tax_amount": tax,
+                "order_level_refund_amount": order_level, "rounding": ZERO, "adjustment": ZERO,
+                "tax_inclusive": True, "refund_methods": methods, "items": items}
+
+    def _refund_item(self, order: dict, item: Any) -> tuple[Decimal, Decimal, dict]:
+        if not isinstance(item, dict):
+            raise ApiError(422, "JSON data is missing or invalid", errors={"items": "error.type.object"})
+        kind = str(item.get("item_type") or "")
+        item_id = int(dec(item.get("item_id", 0), "item_id"))
+        reason = str(item.get("reason") or "")[:1000]
+        entry = {"item_type": kind, "item_id": item_id, "reason": reason, "quantity": None,
+                 "requested_amount": None, "adjustments": []}
+        if kind == "PRODUCT":
+            line = next((ln for ln in order["lines"] if ln["id"] == item_id), None)
+            qty = int(dec(item.get("quantity", 0), "quantity"))
+            if line is None:
+                raise ApiError(422, f"Order product {item_id} does not exist.", wrap_data=True)
+            if qty < 1 or qty > line["quantity"] - line["quantity_refunded"]:
+                raise ApiError(422, f"Quantity {qty} of order product {item_id} is not refundable.",
+                               wrap_data=True)
+            entry["quantity"] = qty
+            net = q2(line["net"] * qty / line["quantity"])
+            tax = q2(sum(line["taxes"].values(), ZERO) * qty / line["quantity"])
+            return net, tax, entry
+        if kind in ("SHIPPING", "HANDLING"):
+            address = next((a for a in order["addresses"] if a["id"] == item_id), None)
+            if address is None:
+                raise ApiError(422, f"Order address {item_id} does not exist.", wrap_data=True)
+            amount = q2(dec(item.get("amount", 0), "amount"))
+            base, net, taxes = ((address["base"], address["net"], address["taxes"]) if kind == "SHIPPING"
+                                else (address["handling_base"], address["handling_net"], address["handling_taxes"]))
+            if amount <= 0 or amount > base - self._shipping_refunded(order, kind, item_id):
+                raise ApiError(422, f"Amount {amount} of {kind.lower()} {item_id} is not refundable.",
+                               wrap_data=True)
+            entry["requested_amount"] = amount
+            line_tax = sum(taxes.values(), ZERO)
+            if order["inclusive"]:
+                tax = q2(amount * line_tax / base) if base else ZERO
+                return amount - tax, tax, entry
+            return amount, (q2(amount * line_tax / net) if net else ZERO), entry
+        if kind == "ORDER":
+            if item_id != order["id"]:
+                raise ApiError(422, f"ORDER items refund order {order['id']}, not {item_id}.", wrap_data=True)
+            amount = q2(dec(item.get("amount", 0), "amount"))
+            if amount <= 0:
+                raise ApiError(422, "The amount must be positive.", wrap_data=True)
+            entry["requested_amount"] = amount
+            return amount, ZERO, entry
+        raise ApiError(422, f"Refunds of item_type '{kind}' are not available for this order.",
+                       wrap_data=True)
+
+    async def create_refund(self, order: dict, body: Any) -> dict:
+        lock = self.refund_locks.setdefault(order["id"], asyncio.Lock())
+        if lock.locked():
+            raise ApiError(409, f"A refund for order {order['id']} is still being processed; "
+                                "refunds on one order must be submitted sequentially.")
+        async with lock:
+            quote = self.quote(order, body)
+            total, tax, overridden = quote["total_refund_amount"], quote["total_refund_tax_amount"], False
+            override = body.get("merchant_calculated_override")
+            if isinstance(override, dict):
+                total = q2(dec(override.get("total_amount"), "total_amount"))
+                tax = q2(dec(override.get("total_tax", override.get("tax_amount", 0)), "total_tax"))
+                overridden = True
+            payments = self._check_payments(order, body, quote, total)
+            if self.settings.refund_processing_ms:
+                await asyncio.sleep(self.settings.refund_processing_ms / 1000)
+            return self._commit_refund(order, quote, total, tax, overridden, payments)
+
+    def _check_payments(self, order: dict, body: dict, quote: dict, total: Decimal) -> list[dict]:
+        """Each payment must be one the quote offered, for the amount it offered (with a
+        merchant override: for the override's amount), and together they pay the refund."""
+        payments = body.get("payments")
+        if quote["items"] and (not isinstance(payments, list) or not payments):
+            raise ApiError(422, "JSON data is missing or invalid", errors={"payments": "error.path.missing"})
+        payments = payments or [{"provider_id": order.get("gateway", "custom"), "amount": total,
+                                 "offline": False}]
+        overridden = total != quote["total_refund_amount"]
+        offered = {o["provider_id"]: o["amount"] for method in quote["refund_methods"] for o in method}
+        checked, paid = [], ZERO
+        for p in payments:
+            if not isinstance(p, dict):
+                raise ApiError(422, "JSON data is missing or invalid", errors={"payments": "error.type.object"})
+            provider = str(p.get("provider_id") or "")
+            amount = q2(dec(p.get("amount", 0), "amount"))
+            if provider == "storecredit" and not order["customer_id"]:
+                raise ApiError(422, "Unable to provide store credit for a guest customer.", wrap_data=True)
+            if provider not in offered or (not overridden and amount != offered[provider]):
+                raise ApiError(422, f"The payment of {amount} with '{provider}' does not match the "
+                                    "refund quote.", wrap_data=True)
+            paid += amount
+            checked.append({"provider_id": provider, "amount": amount, "offline": bool(p.get("offline"))})
+        if paid != total:
+            raise ApiError(422, f"The payments add up to {paid}, the refund to {total}.", wrap_data=True)
+        return checked
+
+    def _commit_refund(self, order: dict, quote: dict, total: Decimal, tax: Decimal,
+                       overridden: bool, payments: list[dict]) -> dict:
+        refund_id = self.next_id("refund", 1)
+        out_payments = []
+        for p in payments:
+            txn = None
+            if not p["offline"] and p["provider_id"] not in ("custom", "storecredit"):
+                txn = self.add_transaction(order, "refund", p["amount"], p["provider_id"])
+            out_payments.append({"id": self.next_id("refund_payment", 1), **p, "is_declined": False,
+                                 "declined_message": "", "transaction_id": str(txn["id"]) if txn else None})
+        for item in quote["items"]:
+            if item["item_type"] == "PRODUCT":
+                line = next(ln for ln in order["lines"] if ln["id"] == item["item_id"])
+                line["quantity_refunded"] += item["quantity"]
+        refund = {"id": refund_id, "order_id": order["id"], "user_id": 0, "created": datetime.now(UTC),
+                  "reason": next((i["reason"] for i in quote["items"] if i["reason"]), ""),
+                  "total_amount": total, "total_tax": tax, "uses_merchant_override_values": overridden,
+                  "items": quote["items"], "payments": out_payments}
+        self.refunds[refund_id] = refund
+        order["refund_ids"].append(refund_id)
+        fully = self.refunded_total(order) >= order["total_inc_tax"]
+        order["payment_status"] = "refunded" if fully else "partially refunded"
+        self.emit("store/order/refund/created", {"type": "order", "id": order["id"],
+                                                 "refund": {"refund_id": refund_id}})
+        self.order_status(order, 4 if fully else 14)
+        self.touch(order)
+        return refund
