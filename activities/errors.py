@@ -9,7 +9,7 @@ from datetime import timedelta
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from connectors.errors import ExternalError, RateLimited
+from connectors.errors import ExternalError
 
 
 def jittered(seconds: float) -> timedelta:
@@ -21,11 +21,12 @@ def jittered(seconds: float) -> timedelta:
 async def classified() -> AsyncIterator[None]:
     try:
         yield
-    except RateLimited as exc:
-        raise ApplicationError(str(exc), type=exc.kind,
-                               next_retry_delay=jittered(exc.retry_after)) from exc
     except ExternalError as exc:
-        raise ApplicationError(str(exc), type=exc.kind, non_retryable=not exc.retryable) from exc
+        # Each error carries its decision: whether to retry, and when it names the wait (a
+        # quota's reset, a consent not yet renewed), that wait instead of the policy's back-off.
+        delay = None if exc.retry_after is None else jittered(exc.retry_after)
+        raise ApplicationError(str(exc), type=exc.kind, non_retryable=not exc.retryable,
+                               next_retry_delay=delay) from exc
     except ValidationError as exc:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))

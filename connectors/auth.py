@@ -1,9 +1,15 @@
-"""httpx authentication flows shared by connectors.
+"""Every authentication scheme the connectors speak, each an ``httpx.Auth`` flow.
 
-OAuth 2.0 (:class:`OAuth2Auth`): a bearer token obtained before the first request, refreshed
-shortly before it expires and once more on a 401. Refreshes are single-flight under the token
-store's lock, and every new token set is saved before its access token is used, because
-refresh tokens rotate: a token set used but not saved would be lost with the process.
+- :class:`QueryStringAuth`, :class:`OAuth1Auth` (and httpx's own ``BasicAuth``): WooCommerce's
+  key pair, chosen per connection by ``woocommerce.auth_for``.
+- :class:`XAuthToken`: a BigCommerce API account's token.
+- :class:`OAuth2Auth`: a bearer token obtained before the first request, refreshed shortly
+  before it expires and once more on a 401. Refreshes are single-flight under the token
+  store's lock, and every new token set is saved before its access token is used, because
+  refresh tokens rotate: a token set used but not saved would be lost with the process.
+- :class:`ExactAuth`: OAuth 2 over Exact Online's authorization-code chain, which only a
+  user's consent can restart.
+
 Secrets and tokens never appear in messages.
 """
 from __future__ import annotations
@@ -16,12 +22,66 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
 
 import httpx
+from oauthlib import oauth1
 from pydantic import AwareDatetime, BaseModel, SecretStr
 
-from connectors.errors import AuthFailed, Unavailable
+from connectors.errors import AuthExpired, AuthFailed, ConsentRequired, Unavailable
 from connectors.http import DEFAULT_TIMEOUT, before_request, build_client, raise_for_response
 
 DEFAULT_EXPIRES_IN = 3600  # seconds; what Acumatica and most servers issue when they omit it
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+class QueryStringAuth(httpx.Auth):
+    """Key pair as ``consumer_key``/``consumer_secret`` query parameters (HTTPS only)."""
+
+    def __init__(self, key: str, secret: str) -> None:
+        self._params = {"consumer_key": key, "consumer_secret": secret}
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.url = request.url.copy_merge_params(self._params)
+        yield request
+
+
+class OAuth1Auth(httpx.Auth):
+    """OAuth 1.0a one-legged (no token), signed by oauthlib, parameters in the query string:
+    every WooCommerce version reads them there and hosts cannot strip them. JSON bodies are
+    not signed (WooCommerce signs only query and form parameters)."""
+
+    requires_request_body = True
+    _FORM = "application/x-www-form-urlencoded"
+
+    def __init__(self, key: str, secret: str, method: str = "HMAC-SHA256") -> None:
+        if method not in ("HMAC-SHA256", "HMAC-SHA1"):
+            raise ValueError("WooCommerce accepts HMAC-SHA256 or HMAC-SHA1 only")
+        self._key, self._secret, self._method = key, secret, method
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        content_type = request.headers.get("Content-Type", "")
+        form = content_type.startswith(self._FORM)
+        client = oauth1.Client(self._key, client_secret=self._secret,
+                               signature_method=self._method,
+                               signature_type=oauth1.SIGNATURE_TYPE_QUERY)
+        uri, _, _ = client.sign(str(request.url), request.method,
+                                body=request.content.decode() if form else None,
+                                headers={"Content-Type": self._FORM} if form else None)
+        request.url = httpx.URL(uri)
+        yield request
+
+
+class XAuthToken(httpx.Auth):
+    """A BigCommerce API account's token in ``X-Auth-Token`` (it does not expire)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["X-Auth-Token"] = self._token
+        yield request
+
+
+# --- OAuth 2 ----------------------------------------------------------------------------------
 
 
 class TokenSet(BaseModel):
@@ -219,3 +279,81 @@ class OAuth2Auth(httpx.Auth):
 
 def _authorize(request: httpx.Request, tokens: TokenSet) -> None:
     request.headers["Authorization"] = f"Bearer {tokens.access_token.get_secret_value()}"
+
+
+class ExactAuth(OAuth2Auth):
+    """:class:`OAuth2Auth` for Exact's authorization-code apps: there is no grant a machine can
+    repeat, so a refused refresh token (a broken chain, or unused for 30 days) means a user
+    must consent again. That state is kept in the token store when it can keep it
+    (``consent_required``/``require_consent``, the connection store's health), so no worker
+    keeps spending refresh attempts on a dead chain; orders wait on :class:`ConsentRequired`.
+
+    The single-flight rule is OAuth2Auth's: under the store's refresh lock the stored token set
+    is re-read, and a set another worker just saved is used instead of refreshing again."""
+
+    SYSTEM = "exact_online"
+
+    def __init__(self, token_url: str, client_id: str, client_secret: SecretStr, store: TokenStore,
+                 *, initial: TokenSet | None = None, code: SecretStr | None = None,
+                 redirect_uri: str = "", margin_seconds: float = 25, **kw: Any) -> None:
+        grant = ({"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+                 if code is not None else {})
+        super().__init__(token_url, client_id, client_secret, store, grant=grant,
+                         refresh_margin=timedelta(seconds=margin_seconds), system=self.SYSTEM,
+                         **kw)
+        self._initial = initial
+        self._consent: str | None = None  # for stores that cannot keep the state
+
+    async def exchange_code(self, code: str, redirect_uri: str) -> TokenSet:
+        """A consent's authorization code -> the first token set of a new chain (not saved:
+        the caller stores it). A refused code raises AuthFailed."""
+        try:
+            return await self._request({"grant_type": "authorization_code", "code": code,
+                                        "redirect_uri": redirect_uri}, None)
+        except _Refused as exc:
+            raise self._failed("authorization_code", exc) from None
+
+    async def _consent_reason(self) -> str | None:
+        check = getattr(self._store, "consent_required", None)
+        return (await check()) if check is not None else self._consent
+
+    async def _require_consent(self, reason: str) -> None:
+        mark = getattr(self._store, "require_consent", None)
+        if mark is not None:
+            await mark(reason)
+        else:
+            self._consent = reason
+
+    def _waiting(self, reason: str) -> ConsentRequired:
+        return ConsentRequired(
+            f"the Exact Online authorization needs a user's consent again: {reason}",
+            system=self.SYSTEM, resolution="run `ml-connector connections authorize CONNECTION` "
+                                           "and sign in to Exact Online; waiting orders then "
+                                           "continue")
+
+    async def _obtain(self, stored: TokenSet | None) -> TokenSet:
+        reason = await self._consent_reason()
+        if reason:
+            raise self._waiting(reason)
+        if stored is None and self._initial is not None:
+            return self._initial  # the first token set of the consent, saved by _renew
+        if stored is None and self._grant:
+            form, previous = self._grant, None  # a consent's code, exchanged once
+        elif stored is None or stored.refresh_token is None:
+            raise self._waiting("the connection has no token set yet")
+        else:
+            form = {"grant_type": "refresh_token",
+                    "refresh_token": stored.refresh_token.get_secret_value()}
+            previous = stored
+        try:
+            return await self._request(form, previous)
+        except _Refused as exc:
+            described = self._redact(f"{exc.error or 'refused'}: {exc.description}".rstrip(": "))
+            if exc.error == "invalid_client":
+                raise self._failed(str(form["grant_type"]), exc) from None
+            if exc.status == 401:  # "Access Token not expired": the stored set is still current
+                raise AuthExpired(f"Exact Online refused the refresh for now (HTTP 401: "
+                                  f"{described})", system=self.SYSTEM, status=401) from None
+            reason = f"{form['grant_type']} refused with HTTP {exc.status}: {described}"
+            await self._require_consent(reason)
+            raise self._waiting(reason) from None

@@ -21,7 +21,7 @@ import hmac
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, SecretStr, field_validator
 
+from connectors.auth import XAuthToken
 from connectors.base import CatalogPushResult, Webhook, WebhookEvent
 from connectors.bigcommerce_mapping import (DEFAULT_LOCATION_ID, catalog_fields, customer_from_bc,
                                             order_from_bc, order_summary_from_bc, parse_datetime,
@@ -37,6 +38,7 @@ from connectors.errors import AuthExpired, AuthFailed, ExternalError, NotFound, 
 from connectors.http import build_client, send, to_json
 from connectors.payloads import chunks, path_id, text
 from connectors.model import Customer, ItemChange, Order, Shipment, latest_per_sku
+from connectors.pacing import BIGCOMMERCE, Pacer
 
 SYSTEM = "bigcommerce"
 DEFAULT_BASE_URL = "https://api.bigcommerce.com"
@@ -87,63 +89,10 @@ class BigCommerceCredentials(BaseModel):
     client_secret: SecretStr | None = None
 
 
-class XAuthToken(httpx.Auth):
-    """The API account's token in ``X-Auth-Token`` (§1)."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["X-Auth-Token"] = self._token
-        yield request
-
-
-# --- rate limits -----------------------------------------------------------------------
-
-class RatePacer:
-    """Keeps this client inside the store's quota window (§9). After each response it
-    remembers how many requests are left and when the window resets; before a request it
-    waits for the reset once only ``reserve`` requests are left, and below a tenth of the
-    quota it spreads the remaining requests over the rest of the window."""
-
-    def __init__(self, reserve: int = 3, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
-        self.reserve = reserve
-        self._clock, self._sleep = clock, sleep
-        self.left: int | None = None
-        self.quota: int | None = None
-        self.reset_at = 0.0
-
-    def delay(self) -> float:
-        """Seconds to wait before the next request (0 when there is room)."""
-        now = self._clock()
-        if self.left is None or now >= self.reset_at:
-            return 0.0
-        remaining = self.reset_at - now
-        if self.left <= self.reserve:
-            return remaining
-        if self.quota and self.left < self.quota / 10:
-            return remaining / (self.left - self.reserve + 1)
-        return 0.0
-
-    async def before(self) -> None:
-        wait = self.delay()
-        if wait > 0:
-            await self._sleep(wait)
-            if self._clock() >= self.reset_at:
-                self.left = None  # a new window; the next response says how much
-                return
-        if self.left is not None:
-            self.left -= 1  # concurrent requests spend the same quota
-
-    def observe(self, headers: Mapping[str, str]) -> None:
-        left = _int(headers.get("X-Rate-Limit-Requests-Left"))
-        reset_ms = _int(headers.get("X-Rate-Limit-Time-Reset-Ms"))
-        if left is None or reset_ms is None:
-            return
-        self.left = left
-        self.reset_at = self._clock() + reset_ms / 1000
-        self.quota = _int(headers.get("X-Rate-Limit-Requests-Quota")) or self.quota
+def rate_pacer(reserve: int = 3, **kw: Any) -> Pacer:
+    """Keeps this client inside the store's quota window (§9); the reset is relative, so the
+    monotonic clock measures it."""
+    return Pacer(BIGCOMMERCE, reserve=reserve, system=SYSTEM, **{"clock": time.monotonic, **kw})
 
 
 def _int(value: Any) -> int | None:
@@ -214,7 +163,8 @@ def verify_standard_webhook(headers: Mapping[str, str], body: bytes, secret: str
     if not (wid and ts and signatures):
         return False
     stamp = _int(ts)
-    if stamp is None or abs((time.time() if now is None else now) - stamp) > tolerance:
+    # compared as integers: a 400-digit timestamp is merely out of tolerance, not an overflow
+    if stamp is None or abs(int(time.time() if now is None else now) - stamp) > tolerance:
         return False
     expected = standard_signature(secret, wid, ts.strip(), body).encode()
     for part in signatures.split():
@@ -225,9 +175,11 @@ def verify_standard_webhook(headers: Mapping[str, str], body: bytes, secret: str
 
 
 def verify_webhook(headers: Mapping[str, str], body: bytes, secret: str, *,
-                   now: float | None = None) -> bool:
+                   standard_secret: str | None = None, now: float | None = None) -> bool:
     """The hook's secret header (constant-time), and a Standard Webhooks signature when the
-    delivery carries one: a present but bad signature fails."""
+    delivery carries one: a present but bad signature fails. With ``standard_secret`` (the
+    app's client secret, which BigCommerce signs with) the signature is required, so a
+    delivery whose signature headers were dropped fails too."""
     if not secret:
         return False
     h = {k.lower(): v for k, v in headers.items()}
@@ -235,6 +187,8 @@ def verify_webhook(headers: Mapping[str, str], body: bytes, secret: str, *,
     if token is None or not hmac.compare_digest(secret_header_value(secret).encode(),
                                                 token.strip().encode("utf-8", "replace")):
         return False
+    if standard_secret:
+        return verify_standard_webhook(h, body, standard_secret, now=now)
     if any(k in h for k in ("webhook-id", "webhook-timestamp", "webhook-signature")):
         return verify_standard_webhook(h, body, secret, now=now)
     return True
@@ -289,10 +243,10 @@ class BigCommerceStore:
 
     def __init__(self, settings: BigCommerceSettings, credentials: BigCommerceCredentials, *,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 pacer: RatePacer | None = None) -> None:
+                 pacer: Pacer | None = None) -> None:
         self.settings = settings
         self._token = credentials.access_token.get_secret_value()
-        self.pacer = pacer or RatePacer(settings.rate_limit_reserve)
+        self.pacer = pacer or rate_pacer(settings.rate_limit_reserve)
         self._client = build_client(
             settings.api_url, auth=XAuthToken(self._token), verify=settings.ca_bundle or True,
             timeout=settings.timeout, transport=transport,
@@ -300,7 +254,7 @@ class BigCommerceStore:
         self._client.event_hooks["response"].append(self._observe)
 
     async def _observe(self, resp: httpx.Response) -> None:
-        self.pacer.observe(resp.headers)
+        self.pacer.observe(resp)  # whichever pacer the store has now
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -661,6 +615,6 @@ def open_connector(settings: Mapping[str, Any], credentials: Mapping[str, Any], 
 
 __all__ = ["BigCommerceCredentials", "BigCommerceSettings", "BigCommerceStore", "CUSTOMER_TOPICS",
            "ORDER_TOPICS",
-           "RatePacer", "SECRET_HEADER", "SYSTEM", "is_ping", "open_connector", "parse_datetime",
+           "rate_pacer", "SECRET_HEADER", "SYSTEM", "is_ping", "open_connector", "parse_datetime",
            "parse_webhook", "read_error", "secret_header_value", "standard_signature",
            "verify_standard_webhook", "verify_webhook"]

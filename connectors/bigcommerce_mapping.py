@@ -56,20 +56,39 @@ def _rows(value: Any, what: str) -> list[Mapping]:
     return value
 
 
+class DateUnreadable(ValueError):
+    """A BigCommerce date in neither of the shapes its APIs write (a malformed record)."""
+
+
+_STARTS_WITH_YEAR = re.compile(r"^\d{4}")  # ISO 8601; RFC 2822 starts with a day (name or number)
+
+
 def parse_datetime(value: Any, what: str) -> datetime | None:
-    """v2 dates are RFC 2822 (``Tue, 05 Mar 2019 21:40:11 +0000``), v3 dates ISO 8601; an
-    empty string means "not set" (``date_shipped``)."""
+    """An instant as BigCommerce writes it: v2 in RFC 2822 (``Tue, 05 Mar 2019 21:40:11 +0000``),
+    v3 in ISO 8601 (``2019-03-05T21:40:11Z``); the shape says which. An empty string means "not
+    set" (``date_shipped``); an instant without an offset is UTC, as v2 documents its dates."""
     if value in (None, ""):
         return None
     text = str(value).strip()
+    read = _iso_8601 if _STARTS_WITH_YEAR.match(text) else _rfc_2822
+    moment = read(text)
+    if moment is None:
+        raise DateUnreadable(f"{what}: not a date: {value!r}")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _rfc_2822(text: str) -> datetime | None:
     try:
-        parsed = email.utils.parsedate_to_datetime(text)
+        return email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{what}: not a date: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return None
+
+
+def _iso_8601(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)  # with "Z", fractions and offsets (Python 3.11)
+    except ValueError:
+        return None
 
 
 def _required_datetime(obj: Mapping, key: str, what: str) -> datetime:
@@ -488,7 +507,7 @@ def stock_quantity(change: ItemChange) -> int | None:
     return max(0, int(change.quantity_available.to_integral_value(ROUND_FLOOR)))
 
 
-__all__ = ["STORE", "catalog_fields", "customer_from_bc", "customer_from_order", "order_currency", "order_from_bc",
+__all__ = ["STORE", "DateUnreadable", "catalog_fields", "customer_from_bc", "customer_from_order", "order_currency", "order_from_bc",
            "order_lines", "order_summary_from_bc", "paid_at", "parse_datetime",
            "payments_from_bc", "rate_code", "refund_from_bc", "status_slug", "stock_quantity",
            "tax_lines"]

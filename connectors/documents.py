@@ -7,14 +7,15 @@ adjustments. ERP connectors only translate an :class:`ErpDocument` into their wi
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from connectors.errors import MappingMissing, TotalsMismatch
+from connectors.errors import MappingMissing, Rejected, TotalsMismatch
 from connectors.model import (ZERO, ErpDocumentRef, Order, OrderLine, Payment, Refund,
                               RefundLine, quantize)
 
@@ -104,6 +105,19 @@ def require_rule(line: "DocumentLine", system: str) -> "LineRule":
         resolution=f"add a {system} GL rule for {what} (ml-connector connections map "
                    f"CONNECTION --gl-rule sku={pattern},account=ACCOUNT[,cost_center=CC]), "
                    f"then the parked order is replayed")
+
+
+T = TypeVar("T")
+
+
+def erp_type_of(kind: str, types: Mapping[str, T], label: str, system: str) -> T:
+    """The ERP's own document type for a kind of document, from the connector's table; a kind
+    it does not post is refused (never posted as something else)."""
+    try:
+        return types[kind]
+    except KeyError:
+        raise Rejected(f"the {label} connector does not post {kind} documents",
+                       system=system) from None
 
 
 class DocumentLine(BaseModel):

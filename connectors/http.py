@@ -1,9 +1,7 @@
 """The one place that builds httpx clients and turns responses into typed errors."""
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from datetime import date, datetime
@@ -16,9 +14,9 @@ from httpx_aiohttp import AiohttpTransport
 
 from connectors.errors import (AuthExpired, AuthFailed, NotFound, RateLimited, Rejected,
                                Unavailable)
+from connectors.pacing import retry_after_seconds
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-DEFAULT_RETRY_AFTER = 30.0
 # As many idle connections kept as may be open (httpx keeps 20): a burst of concurrent
 # activities to one API then reuses its TLS sessions instead of handshaking anew.
 POOL = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0)
@@ -72,28 +70,6 @@ def network_transport(verify: str | bool) -> httpx.AsyncBaseTransport:
     return AiohttpTransport(client=session)
 
 
-def retry_after_seconds(resp: httpx.Response, default: float = DEFAULT_RETRY_AFTER) -> float:
-    """Seconds until the server's quota resets, from whichever header it sent."""
-    h = resp.headers
-    value = h.get("Retry-After")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value)
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - time.time())
-    if ms := h.get("X-Rate-Limit-Time-Reset-Ms"):  # BigCommerce
-        return max(0.0, int(ms) / 1000)
-    for name in ("X-RateLimit-Minutely-Reset", "X-RateLimit-Reset"):  # Exact: epoch ms
-        if reset := h.get(name):
-            try:
-                return max(0.0, int(reset) / 1000 - time.time())
-            except ValueError:
-                pass
-    return default
-
-
 def _generic_error(resp: httpx.Response) -> tuple[str, dict[str, str]]:
     try:
         body = resp.json()
@@ -116,7 +92,8 @@ def raise_for_response(resp: httpx.Response, system: str,
     where = f"{resp.request.method} {resp.request.url.path}"
     text = f"HTTP {status} on {where}: {message}"
     if status == 429:
-        raise RateLimited(text, retry_after=retry_after_seconds(resp), system=system, status=status)
+        raise RateLimited(text, retry_after=retry_after_seconds(resp.headers), system=system,
+                          status=status)
     if status == 401:
         raise AuthExpired(text, system=system, status=status)
     if status == 403:

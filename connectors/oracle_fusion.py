@@ -1,4 +1,6 @@
 """Oracle Fusion Cloud ERP (Receivables) over its REST resources, with SOAP where REST has none.
+This module is the client; the wire format and record builders are
+:mod:`connectors.oracle_fusion_mapping`.
 
 What goes where (shared/reference/oracle-fusion.md):
 * Invoices: ``receivablesInvoices`` with inline lines, per-line manual tax lines
@@ -35,7 +37,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 from xml.etree import ElementTree
-from xml.sax.saxutils import escape
 
 import httpx
 from pydantic import BaseModel, SecretStr, field_validator, model_validator
@@ -46,144 +47,23 @@ from connectors.documents import DocumentLine, ErpDocument, ReceiptDocument
 from connectors.errors import (AuthExpired, AuthFailed, ExternalError, MappingMissing, NotFound,
                                Rejected, Unavailable)
 from connectors.http import build_client, parse_json, raise_for_response, send, to_json
-from connectors.model import (ZERO, Address, Customer, DocumentKind, ErpDocumentRef, ItemChange,
-                              quantize, to_decimal)
+from connectors.model import Address, Customer, DocumentKind, ErpDocumentRef, ItemChange, to_decimal
+from connectors.oracle_fusion_mapping import (SYSTEM, address_fields, allocate_taxes, best_party,
+                                              differences, document_line, fault_string, id_text,
+                                              invoice_ref, line_kind_word, mapping_error, memo_ref,
+                                              open_installment_of, party_fields, primary_address,
+                                              q_equals, read_error, receipt_ref, sdo_xml, xml_text)
 
-SYSTEM = "oracle_fusion"
 LABEL = "Oracle Fusion"
 RESOURCE_ITEM = "application/vnd.oracle.adf.resourceitem+json"
 ACTION = "application/vnd.oracle.adf.action+json"
 BATCH = "application/vnd.oracle.adf.batch+json"
-UNIT_PLACES = Decimal("0.000001")
 PARTY_PAGE = 25  # parties per customer look-up
 MEMO_LINK = re.compile(r"\[invoice (\S+) id (\S+)\]$")
 CUSTOMER_NS = "http://xmlns.oracle.com/apps/cdm/foundation/parties/customerAccountService/"
 CREDIT_MEMO_NS = ("http://xmlns.oracle.com/apps/financials/receivables/transactions/creditMemos/"
                   "creditMemoService/")
 
-
-# --- JSON ------------------------------------------------------------------------------------
-
-def q_literal(value: str) -> str:
-    """A quoted literal of the v2+ ``q`` expression syntax."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def q_equals(**fields: str) -> str:
-    return " and ".join(f"{name}={q_literal(str(value))}" for name, value in fields.items())
-
-
-def _id(value: Any) -> str:
-    """Ids are int64 numbers, or strings from framework v9 on: keep them as text."""
-    return "" if value is None else str(value)
-
-
-# --- errors ----------------------------------------------------------------------------------
-
-def read_error(resp: httpx.Response) -> tuple[str, dict[str, str]]:
-    """Oracle's own message: the v4+ ``o:errorDetails`` problem document, or (v1–v3) the
-    plain text body."""
-    try:
-        body = parse_json(resp)
-    except ValueError:
-        return (resp.text.strip()[:500] or resp.reason_phrase), {}
-    if isinstance(body, dict) and isinstance(body.get("parts"), list) and body["parts"]:
-        body = body["parts"][0].get("payload")  # a refused batch answers its failing part
-    if not isinstance(body, dict):
-        return str(body)[:500], {}
-    details = [d for d in body.get("o:errorDetails") or [] if isinstance(d, dict)]
-    if details:
-        fields: dict[str, str] = {}
-        parts = []
-        for d in details:
-            text = str(d.get("detail") or "")
-            code = str(d.get("o:errorCode") or "")
-            parts.append(f"{code}: {text}" if code and code not in text else text)
-            if d.get("o:errorPath"):
-                fields[str(d["o:errorPath"])] = text
-        return "; ".join(p for p in parts if p), fields
-    for key in ("detail", "title", "message"):
-        if isinstance(body.get(key), str):
-            return body[key], {}
-    return str(body)[:500], {}
-
-
-def _open_installment_of(rows: list[dict[str, Any]]) -> tuple[str, Decimal] | None:
-    """The first installment with a balance due: its id and what it still owes."""
-    for row in rows:
-        balance = to_decimal(row.get("InstallmentBalanceDue"))
-        if balance > 0:
-            return _id(row.get("InstallmentId")), balance
-    return None
-
-
-def _soap_fault(text: str) -> str | None:
-    """The ``faultstring`` of a SOAP fault, None when the body is not one."""
-    try:
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError:
-        return None
-    fault = _find(root, "Fault")
-    if fault is None:
-        return None
-    return (_text(fault, "faultstring") or _text(fault, "Text") or "SOAP fault").strip()
-
-
-def _xml(fields: Mapping[str, Any]) -> str:
-    """Service data object fields as ``ns:`` elements (nested objects nest), text escaped."""
-    return "".join(f"<ns:{k}>{_xml(v) if isinstance(v, Mapping) else escape(str(v))}</ns:{k}>"
-                   for k, v in fields.items())
-
-
-def _find(root: ElementTree.Element, name: str) -> ElementTree.Element | None:
-    return next((el for el in root.iter() if el.tag.rpartition("}")[2] == name), None)
-
-
-def _text(root: ElementTree.Element, name: str) -> str:
-    el = _find(root, name)
-    return (el.text or "").strip() if el is not None else ""
-
-
-def _mapping_error(exc: Rejected, doc: ErpDocument) -> ExternalError:
-    """A refused document whose cause is an unknown item or tax code becomes MappingMissing."""
-    text = f"{exc.message} {' '.join(exc.field_errors)}"
-    if "ItemNumber" in text or "INVENTORY_ITEM" in text:
-        for line in doc.lines:
-            if line.item_id and _names(exc.message, line.item_id):
-                return _unknown_item(line, exc)
-    if "Tax" in text:
-        codes = {ln.tax_code for ln in doc.lines if ln.tax_code} | {t.tax_code for t in doc.taxes}
-        for code in sorted(codes):
-            if _names(exc.message, code):
-                return MappingMissing(
-                    f"Oracle Fusion refused tax code {code}: {exc.message}", system=SYSTEM,
-                    status=exc.status, field_errors=exc.field_errors,
-                    resolution=f"create the tax rate / classification {code} in Oracle Fusion or "
-                               f"map the store's tax rate to an existing one (ml-connector "
-                               f"connections map CONNECTION --tax RATE=CODE)")
-    return exc
-
-
-def _names(message: str, word: str) -> bool:
-    """``word`` appears in ``message`` as a whole code (not inside a longer one)."""
-    return re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", message) is not None
-
-
-def _unknown_item(line: DocumentLine, exc: Rejected) -> MappingMissing:
-    if line.sku:
-        return MappingMissing(
-            f"Oracle Fusion refused item {line.item_id} of store SKU {line.sku}: {exc.message}",
-            system=SYSTEM, status=exc.status, field_errors=exc.field_errors,
-            resolution=f"map SKU {line.sku} to an Oracle Fusion item number (ml-connector "
-                       f"connections map CONNECTION --sku {line.sku}=ITEM) or create the item")
-    return MappingMissing(
-        f"Oracle Fusion refused item {line.item_id} ('{line.description}'): {exc.message}",
-        system=SYSTEM, status=exc.status, field_errors=exc.field_errors,
-        resolution=f"create the item {line.item_id} in Oracle Fusion or point the connection's "
-                   f"mappings at an existing item")
-
-
-# --- settings --------------------------------------------------------------------------------
 
 class OracleFusionSettings(BaseModel):
     instance_url: str  # https://{pod}.fa.{dc}.oraclecloud.com
@@ -236,8 +116,6 @@ class OracleFusionCredentials(BaseModel):
     client_secret: SecretStr | None = None
 
 
-# --- reference data --------------------------------------------------------------------------
-
 class _TtlCache:
     """Reference data per connection: answers are trusted for ``ttl`` seconds."""
 
@@ -253,55 +131,6 @@ class _TtlCache:
 
     def put(self, key: tuple, value: Any) -> None:
         self._values[key] = (time.monotonic() + self.ttl, value)
-
-
-def _primary_address(party: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The first ``PrimaryAddress`` row of a party read with ``expand`` (a plain list, or a
-    collection object from framework v3 on); None when it has none or it was not expanded."""
-    addresses = party.get("PrimaryAddress")
-    if isinstance(addresses, Mapping):
-        addresses = addresses.get("items")
-    return dict(addresses[0]) if isinstance(addresses, list) and addresses else None
-
-
-def _party_fields(customer: Customer) -> dict[str, str]:
-    return {"OrganizationName": customer.display_name[:360], "EmailAddress": customer.email.strip(),
-            "PhoneNumber": customer.phone or customer.billing.phone}
-
-
-def _address_fields(a: Address, default_country: str) -> dict[str, str]:
-    return {k: v for k, v in {
-        "Address1": a.line1, "Address2": a.line2, "City": a.city, "State": a.state,
-        "PostalCode": a.postcode, "Country": a.country.upper() or default_country}.items() if v}
-
-
-def _differences(current: Mapping[str, Any], wanted: Mapping[str, str]) -> dict[str, str]:
-    """Wanted values Oracle does not hold yet; an empty wanted value never blanks one."""
-    return {k: v for k, v in wanted.items() if v and str(current.get(k) or "") != v}
-
-
-def _best_party(rows: list[dict[str, Any]], source_system: str, external_id: str, email: str,
-                name: str) -> tuple[int, dict[str, Any]] | None:
-    """(rank, party) of the best match: 0 the party carrying the external id, 1 one with the
-    e-mail, 2 one with the exact name and no different e-mail; None when none matches."""
-    def rank(row: Mapping[str, Any]) -> int | None:
-        if (row.get("SourceSystem") == source_system
-                and row.get("SourceSystemReferenceValue") == external_id):
-            return 0
-        theirs = str(row.get("EmailAddress") or "").strip()
-        if email and theirs == email:
-            return 1
-        if name and str(row.get("OrganizationName") or "").strip() == name and (
-                not theirs or theirs.lower() == email.lower()):
-            return 2
-        return None
-
-    ranked = [(r, i, row) for i, row in enumerate(rows) if (r := rank(row)) is not None]
-    return min(ranked)[::2] if ranked else None
-
-
-def _line_kind_word(line: DocumentLine) -> str:
-    return f"SKU {line.sku}" if line.sku else f"{line.kind} line '{line.description}'"
 
 
 class OracleFusionErp:
@@ -406,7 +235,7 @@ class OracleFusionErp:
             raise Unavailable(f"Oracle's batch answer has no created {resource} part",
                               system=SYSTEM)
         page = out.get("installments") or {}
-        installment = (_open_installment_of(page.get("items") or []) if not page.get("hasMore")
+        installment = (open_installment_of(page.get("items") or []) if not page.get("hasMore")
                        else await self._open_installment(invoice_id))
         return out["created"], installment
 
@@ -424,7 +253,7 @@ class OracleFusionErp:
         except httpx.TransportError as exc:
             raise Unavailable(f"connection error on POST {path}: {type(exc).__name__}",
                               system=SYSTEM) from exc
-        fault = _soap_fault(resp.text) if resp.status_code == 500 else None
+        fault = fault_string(resp.text) if resp.status_code == 500 else None
         if fault is not None:
             raise Rejected(f"HTTP 500 on POST {path} ({operation}): {fault}", system=SYSTEM,
                            status=500)
@@ -456,7 +285,7 @@ class OracleFusionErp:
             account = await self._create_account(party, customer)
             created = True
         return ErpDocumentRef(system=SYSTEM, kind="customer", number=account["AccountNumber"],
-                              id=_id(account.get("AccountId")), external_ref=external_id,
+                              id=id_text(account.get("AccountId")), external_ref=external_id,
                               created=created)
 
     async def get_customer(self, external_id: str) -> Customer | None:
@@ -465,7 +294,7 @@ class OracleFusionErp:
         party = await self._party_by_reference(external_id)
         if party is None:
             return None
-        address = _primary_address(party)
+        address = primary_address(party)
         a = address or {}
 
         def text(row: Mapping[str, Any], name: str) -> str:
@@ -487,19 +316,19 @@ class OracleFusionErp:
         return rows[0] if rows else None
 
     async def _find_party(self, customer: Customer, external_id: str) -> dict[str, Any] | None:
-        """One look-up for the three matches (``or``), ranked by :func:`_best_party`. Only when a
+        """One look-up for the three matches (``or``), ranked by :func:`best_party`. Only when a
         full page may hide a better match is each asked for on its own, best first."""
         email, name = customer.email.strip(), customer.display_name.strip()
         clauses = [q_equals(SourceSystemReferenceValue=external_id)]
         clauses += [q_equals(EmailAddress=email)] if email else []
         clauses += [q_equals(OrganizationName=name)] if name else []
         rows = await self._parties(" or ".join(clauses))
-        best = _best_party(rows, self.settings.customer_source_system, external_id, email, name)
+        best = best_party(rows, self.settings.customer_source_system, external_id, email, name)
         if len(rows) < PARTY_PAGE or (best is not None and best[0] == 0):
             return best[1] if best else None
         for where in clauses:
-            best = _best_party(await self._parties(where), self.settings.customer_source_system,
-                               external_id, email, name)
+            best = best_party(await self._parties(where), self.settings.customer_source_system,
+                              external_id, email, name)
             if best is not None:
                 return best[1]
         return None
@@ -513,20 +342,20 @@ class OracleFusionErp:
         """PATCH what differs: the party's own fields, then its primary address (added when the
         party has none and the store has a street address)."""
         url = f"{self.settings.root('crmRestApi')}/accounts/{party['PartyNumber']}"
-        changes = _differences(party, _party_fields(customer))
+        changes = differences(party, party_fields(customer))
         if not party.get("SourceSystemReferenceValue"):
             changes.update(SourceSystem=self.settings.customer_source_system,
                            SourceSystemReferenceValue=external_id)
         if changes:
             await self._call("PATCH", url, body=changes)
             party.update(changes)
-        wanted = _address_fields(customer.billing, "")
-        current = _primary_address(party)
+        wanted = address_fields(customer.billing, "")
+        current = primary_address(party)
         if current is None and "PrimaryAddress" not in party:
             rows = await self._all(f"{url}/child/PrimaryAddress")
             current = rows[0] if rows else None
         if current is not None:
-            changes = _differences(current, wanted)
+            changes = differences(current, wanted)
             if changes:
                 await self._call("PATCH", f"{url}/child/PrimaryAddress/"
                                           f"{current['AddressNumber']}", body=changes)
@@ -536,9 +365,9 @@ class OracleFusionErp:
             party["PrimaryAddress"] = [created]
 
     async def _create_party(self, customer: Customer, external_id: str) -> dict[str, Any]:
-        address = _address_fields(customer.billing, self.settings.default_country)
+        address = address_fields(customer.billing, self.settings.default_country)
         body = {k: v for k, v in {
-            **_party_fields(customer),
+            **party_fields(customer),
             "OrganizationName": (customer.display_name or external_id)[:360],
             "SourceSystem": self.settings.customer_source_system,
             "SourceSystemReferenceValue": external_id,
@@ -547,11 +376,11 @@ class OracleFusionErp:
 
     async def _account_of(self, party: Mapping[str, Any]) -> dict[str, Any] | None:
         rows = await self._items("receivablesCustomerAccountActivities",
-                                 q_equals(CustomerId=_id(party.get("PartyId"))), limit=1)
+                                 q_equals(CustomerId=id_text(party.get("PartyId"))), limit=1)
         return rows[0] if rows else None
 
     async def _party_site(self, party: Mapping[str, Any]) -> str:
-        address = _primary_address(party)
+        address = primary_address(party)
         addresses = [address] if address is not None else []
         if not addresses:
             addresses = await self._all(f"{self.settings.root('crmRestApi')}/accounts/"
@@ -560,26 +389,26 @@ class OracleFusionErp:
             raise Rejected(f"party {party.get('PartyNumber')} has no address to bill to",
                            system=SYSTEM, resolution="give the customer an address in Oracle "
                                                      "Fusion, then replay the order")
-        return _id(addresses[0].get("AddressId"))
+        return id_text(addresses[0].get("AddressId"))
 
     async def _create_account(self, party: Mapping[str, Any],
                               customer: Customer) -> dict[str, Any]:
         """SOAP ``createCustomerAccount``: account, account site and primary BILL_TO use."""
         use = {"SiteUseCode": "BILL_TO", "PrimaryFlag": "true", "CreatedByModule": "HZ_WS"}
         account = {
-            "PartyId": _id(party.get("PartyId")),
+            "PartyId": id_text(party.get("PartyId")),
             "AccountName": str(party.get("OrganizationName") or customer.display_name)[:240],
             "CustomerType": "R", "CreatedByModule": "HZ_WS",
             "CustomerAccountSite": {"PartySiteId": await self._party_site(party),
                                     "CreatedByModule": "HZ_WS", "CustomerAccountSiteUse": use}}
-        payload = f"<typ:customerAccount>{_xml(account)}</typ:customerAccount>"
+        payload = f"<typ:customerAccount>{sdo_xml(account)}</typ:customerAccount>"
         root = await self._soap(self.settings.customer_account_service, CUSTOMER_NS,
                                 "createCustomerAccount", payload)
-        number = _text(root, "AccountNumber")
+        number = xml_text(root, "AccountNumber")
         if not number:
             raise Unavailable("createCustomerAccount answered without an AccountNumber",
                               system=SYSTEM)
-        return {"AccountNumber": number, "AccountId": _text(root, "CustomerAccountId")}
+        return {"AccountNumber": number, "AccountId": xml_text(root, "CustomerAccountId")}
 
     # --- reference data ----------------------------------------------------------------------
 
@@ -634,9 +463,9 @@ class OracleFusionErp:
             what = " and ".join(missing) or f"account combination {combo}"
             raise MappingMissing(
                 f"Oracle Fusion has no enabled {what} (combination {combo}) for "
-                f"{_line_kind_word(line)}", system=SYSTEM,
+                f"{line_kind_word(line)}", system=SYSTEM,
                 resolution=f"create {what} in Oracle Fusion's chart of accounts or change the "
-                           f"connection's GL rule for {_line_kind_word(line)} (ml-connector "
+                           f"connection's GL rule for {line_kind_word(line)} (ml-connector "
                            f"connections map CONNECTION --gl-rule sku={line.sku or '*'},"
                            f"account=ACCOUNT[,cost_center=CC]), then replay the order")
         return combos
@@ -659,7 +488,7 @@ class OracleFusionErp:
         if kind in ("invoice", "adjustment_invoice"):
             rows = await self._items("receivablesInvoices",
                                      q_equals(TransactionNumber=external_ref), limit=1)
-            return self._invoice_ref(kind, rows[0], created=False) if rows else None
+            return invoice_ref(kind, rows[0], created=False) if rows else None
         if kind == "credit_memo":
             rows = await self._items("receivablesCreditMemos",
                                      q_equals(TransactionNumber=external_ref), limit=1)
@@ -668,7 +497,7 @@ class OracleFusionErp:
             link = MEMO_LINK.search(str(rows[0].get("CreditMemoComments") or ""))
             if link and to_decimal(rows[0].get("TransactionBalanceDue")) != 0:
                 await self._apply_memo(rows[0], await self._open_installment(link.group(2)))
-            return self._memo_ref(rows[0], created=False)
+            return memo_ref(rows[0], created=False)
         if kind == "receipt":
             rows = await self._items("standardReceipts", q_equals(ReceiptNumber=external_ref),
                                      limit=1)
@@ -677,7 +506,7 @@ class OracleFusionErp:
             if (self.settings.receipt_application == "action"
                     and to_decimal(rows[0].get("UnappliedAmount")) > 0):
                 await self._apply_unapplied(rows[0])
-            return self._receipt_ref(rows[0], created=False)
+            return receipt_ref(rows[0], created=False)
         raise Rejected(f"the Oracle Fusion connector has no {kind} documents", system=SYSTEM)
 
     async def create_document(self, doc: ErpDocument) -> ErpDocumentRef:
@@ -693,15 +522,15 @@ class OracleFusionErp:
                 saved = await self._create(
                     "receivablesCreditMemos" if memo else "receivablesInvoices", body)
         except Rejected as exc:
-            mapped = _mapping_error(exc, doc)
+            mapped = mapping_error(exc, doc)
             if mapped is exc:
                 raise
             raise mapped from exc
         if not memo:
-            return self._invoice_ref(doc.kind, saved, created=True)
+            return invoice_ref(doc.kind, saved, created=True)
         if invoice_id:
             await self._apply_memo(saved, installment)
-        return self._memo_ref(saved, created=True)
+        return memo_ref(saved, created=True)
 
     def _header(self, doc: ErpDocument) -> dict[str, Any]:
         return {"BusinessUnit": self.settings.business_unit, "TransactionNumber": doc.external_ref,
@@ -716,8 +545,8 @@ class OracleFusionErp:
             "PaymentTerms": self.settings.payment_terms, "PurchaseOrder": doc.order_number[:50],
             "Comments": doc.description[:1760], "AllowCompletion": "Y",
             "receivablesInvoiceLines": [
-                self._line(n, line, taxes.get(n, {}), "Quantity", "Description", "LineAmount", 1,
-                           doc.currency)
+                document_line(n, line, taxes.get(n, {}), "Quantity", "Description", "LineAmount",
+                              1, doc.currency, self.settings.tax_regime_code)
                 for n, line in enumerate(doc.lines, start=1)],
             "receivablesInvoiceDistributions": [
                 {"InvoiceLineNumber": n, "AccountClass": "Revenue", "AccountCombination": combo,
@@ -733,8 +562,8 @@ class OracleFusionErp:
             "TransactionType": self.settings.credit_memo_type, "CreditMemoCurrency": doc.currency,
             "CreditMemoComments": comments[:1760],
             "receivablesCreditMemoLines": [
-                self._line(n, line, taxes.get(n, {}), "LineQuantityCredit", "LineDescription",
-                           "LineAmountCredit", -1, doc.currency)
+                document_line(n, line, taxes.get(n, {}), "LineQuantityCredit", "LineDescription",
+                              "LineAmountCredit", -1, doc.currency, self.settings.tax_regime_code)
                 for n, line in enumerate(doc.lines, start=1)],
             "receivablesCreditMemoDistributions": [
                 {"CreditMemoLineNumber": n, "AccountClass": "Revenue", "AccountCombination": combo,
@@ -743,38 +572,8 @@ class OracleFusionErp:
             body["CreditReason"] = self.settings.credit_reason
         return body
 
-    def _line(self, n: int, line: DocumentLine, taxes: Mapping[str, Decimal], qty_field: str,
-              text_field: str, amount_field: str, sign: int, currency: str) -> dict[str, Any]:
-        """Oracle lines carry no discount: the store's net amount is the line amount, with a
-        unit price that multiplies back to it (or one unit of it when none does)."""
-        qty, unit = line.quantity, line.unit_price
-        if line.discount or quantize(qty * unit, currency) != line.amount:
-            unit = (line.amount / qty).quantize(UNIT_PLACES)
-            if quantize(qty * unit, currency) != line.amount:
-                qty, unit = Decimal(1), line.amount
-        text = line.description or line.item_id
-        if line.discount:
-            text = f"{text} (discount {line.discount})"
-        row: dict[str, Any] = {"LineNumber": n, text_field: text[:240], "ItemNumber": line.item_id,
-                               qty_field: qty, "UnitSellingPrice": sign * unit,
-                               amount_field: sign * line.amount}
-        code = line.tax_code or next(iter(taxes), "")
-        if code:
-            row["TaxClassificationCode"] = code
-        if taxes:
-            child = ("receivablesInvoiceLineTaxLines" if sign > 0
-                     else "receivablesCreditMemoLineTaxLines")
-            row[child] = [self._tax_line(c, sign * amount) for c, amount in taxes.items()]
-        return row
-
-    def _tax_line(self, code: str, amount: Decimal) -> dict[str, Any]:
-        tax: dict[str, Any] = {"TaxRateCode": code, "TaxAmount": amount}
-        if self.settings.tax_regime_code:
-            tax["TaxRegimeCode"] = self.settings.tax_regime_code
-        return tax
-
     async def _open_installment(self, invoice_id: str) -> tuple[str, Decimal] | None:
-        return _open_installment_of(await self._all(
+        return open_installment_of(await self._all(
             f"{self.settings.root()}/receivablesInvoices/{invoice_id}"
             f"/child/receivablesInvoiceInstallments"))
 
@@ -789,37 +588,14 @@ class OracleFusionErp:
         amount = min(unapplied, installment[1])
         day = str(memo.get("TransactionDate") or date.today().isoformat())
         application = {
-            "CreditMemoTrxId": _id(memo.get("CustomerTransactionId")),
+            "CreditMemoTrxId": id_text(memo.get("CustomerTransactionId")),
             "CreditMemoTrxNumber": str(memo.get("TransactionNumber")),
             "AppliedPaymentScheduleId": installment[0], "AmountApplied": format(amount, "f"),
             "ApplyDate": day, "GlDate": day, "BusinessUnit": self.settings.business_unit}
         wrapper = "typ:ApplyOnAccountCreditMemo"
-        payload = f"<{wrapper}>{_xml(application)}</{wrapper}>"
+        payload = f"<{wrapper}>{sdo_xml(application)}</{wrapper}>"
         await self._soap(self.settings.credit_memo_service, CREDIT_MEMO_NS,
                          "applyOnAccountCreditMemo", payload)
-
-    @staticmethod
-    def _invoice_ref(kind: DocumentKind, row: Mapping[str, Any], *,
-                     created: bool) -> ErpDocumentRef:
-        amount = row.get("EnteredAmount")
-        return ErpDocumentRef(system=SYSTEM, kind=kind, doc_type=row.get("TransactionType") or "",
-                              number=str(row["TransactionNumber"]),
-                              id=_id(row.get("CustomerTransactionId")),
-                              external_ref=str(row["TransactionNumber"]),
-                              total=to_decimal(amount) if amount is not None else None,
-                              currency=row.get("InvoiceCurrencyCode"), created=created)
-
-    @staticmethod
-    def _memo_ref(row: Mapping[str, Any], *, created: bool) -> ErpDocumentRef:
-        """Oracle's memo amounts are negative; the reference carries the size of the credit."""
-        amount = row.get("EnteredAmount")
-        return ErpDocumentRef(system=SYSTEM, kind="credit_memo",
-                              doc_type=row.get("TransactionType") or "",
-                              number=str(row["TransactionNumber"]),
-                              id=_id(row.get("CustomerTransactionId")),
-                              external_ref=str(row["TransactionNumber"]),
-                              total=abs(to_decimal(amount)) if amount is not None else None,
-                              currency=row.get("CreditMemoCurrency"), created=created)
 
     # --- receipts ----------------------------------------------------------------------------
 
@@ -843,12 +619,12 @@ class OracleFusionErp:
             await self._apply_receipt(saved, installment)
         else:
             saved = await self._create("standardReceipts", body)
-        return self._receipt_ref(saved, created=True)
+        return receipt_ref(saved, created=True)
 
     async def _apply_unapplied(self, row: Mapping[str, Any]) -> None:
         """The invoice a receipt was for, from its remittance reference."""
         refs = await self._all(f"{self.settings.root()}/standardReceipts/"
-                               f"{_id(row['StandardReceiptId'])}/child/remittanceReferences")
+                               f"{id_text(row['StandardReceiptId'])}/child/remittanceReferences")
         number = next((r.get("ReferenceNumber") for r in refs if r.get("ReferenceNumber")), None)
         if not number:
             return
@@ -856,7 +632,7 @@ class OracleFusionErp:
                                      q_equals(TransactionNumber=str(number)), limit=1)
         if invoices:
             await self._apply_receipt(row, await self._open_installment(
-                _id(invoices[0].get("CustomerTransactionId"))))
+                id_text(invoices[0].get("CustomerTransactionId"))))
 
     async def _apply_receipt(self, receipt: Mapping[str, Any],
                              installment: tuple[str, Decimal] | None) -> None:
@@ -865,7 +641,7 @@ class OracleFusionErp:
         unapplied = to_decimal(receipt.get("UnappliedAmount", receipt.get("Amount")))
         if installment is None or unapplied <= 0:
             return
-        url = (f"{self.settings.root()}/standardReceipts/{_id(receipt['StandardReceiptId'])}"
+        url = (f"{self.settings.root()}/standardReceipts/{id_text(receipt['StandardReceiptId'])}"
                f"/action/applyReceipt")
         body = {"appliedPaymentScheduleId": int(installment[0]) if installment[0].isdigit()
                 else installment[0], "amountApplied": min(unapplied, installment[1])}
@@ -873,16 +649,6 @@ class OracleFusionErp:
             await self._call("POST", url, body=body, content_type=ACTION)
         except NotFound:
             return
-
-    @staticmethod
-    def _receipt_ref(row: Mapping[str, Any], *, created: bool) -> ErpDocumentRef:
-        amount = row.get("Amount")
-        return ErpDocumentRef(system=SYSTEM, kind="receipt", doc_type="Standard Receipt",
-                              number=str(row["ReceiptNumber"]),
-                              id=_id(row.get("StandardReceiptId")),
-                              external_ref=str(row["ReceiptNumber"]),
-                              total=to_decimal(amount) if amount is not None else None,
-                              currency=row.get("Currency"), created=created)
 
     # --- catalog and health ------------------------------------------------------------------
 
@@ -906,30 +672,6 @@ class OracleFusionErp:
             report["ok"] = False
             report["error"] = str(exc)
         return report
-
-
-def allocate_taxes(doc: ErpDocument) -> dict[int, dict[str, Decimal]]:
-    """The document's tax per code (the store's figures) spread over its lines (1-based):
-    each line keeps the store's own tax, the rounding remainder of a code goes to its
-    largest line, and a code no line carries (an adjustment) sits on the first line — so
-    Oracle's line taxes add up to the store's tax to the cent."""
-    out: dict[int, dict[str, Decimal]] = {}
-    for tax in doc.taxes:
-        numbered = [(n, ln) for n, ln in enumerate(doc.lines, start=1)
-                    if ln.tax_code == tax.tax_code]
-        if not numbered:
-            if doc.lines and tax.amount:
-                out.setdefault(1, {})[tax.tax_code] = tax.amount
-            continue
-        for n, ln in numbered:
-            if ln.tax:
-                out.setdefault(n, {})[tax.tax_code] = ln.tax
-        rest = tax.amount - sum((ln.tax for _, ln in numbered), ZERO)
-        if rest:
-            n = max(numbered, key=lambda item: abs(item[1].amount))[0]
-            line_taxes = out.setdefault(n, {})
-            line_taxes[tax.tax_code] = line_taxes.get(tax.tax_code, ZERO) + rest
-    return {n: {c: a for c, a in taxes.items() if a} for n, taxes in out.items()}
 
 
 def open_connector(settings: Mapping[str, Any], credentials: Mapping[str, Any], *,

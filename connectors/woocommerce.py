@@ -13,15 +13,15 @@ import inspect
 import json
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import httpx
-from oauthlib import oauth1
 from pydantic import BaseModel, SecretStr, field_validator, model_validator
 
+from connectors.auth import OAuth1Auth, QueryStringAuth
 from connectors.base import CatalogPushResult, Webhook, WebhookEvent
 from connectors.errors import AuthExpired, ExternalError, NotFound, Unavailable
 from connectors.http import build_client, send
@@ -80,43 +80,6 @@ class WooCommerceCredentials(BaseModel):
 
 
 # --- auth ------------------------------------------------------------------------------
-
-class QueryStringAuth(httpx.Auth):
-    """Key pair as ``consumer_key``/``consumer_secret`` query parameters (HTTPS only)."""
-
-    def __init__(self, key: str, secret: str) -> None:
-        self._params = {"consumer_key": key, "consumer_secret": secret}
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.url = request.url.copy_merge_params(self._params)
-        yield request
-
-
-class OAuth1Auth(httpx.Auth):
-    """OAuth 1.0a one-legged (no token), signed by oauthlib, parameters in the query string:
-    every WooCommerce version reads them there and hosts cannot strip them. JSON bodies are
-    not signed (WooCommerce signs only query and form parameters)."""
-
-    requires_request_body = True
-    _FORM = "application/x-www-form-urlencoded"
-
-    def __init__(self, key: str, secret: str, method: str = "HMAC-SHA256") -> None:
-        if method not in ("HMAC-SHA256", "HMAC-SHA1"):
-            raise ValueError("WooCommerce accepts HMAC-SHA256 or HMAC-SHA1 only")
-        self._key, self._secret, self._method = key, secret, method
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        content_type = request.headers.get("Content-Type", "")
-        form = content_type.startswith(self._FORM)
-        client = oauth1.Client(self._key, client_secret=self._secret,
-                               signature_method=self._method,
-                               signature_type=oauth1.SIGNATURE_TYPE_QUERY)
-        uri, _, _ = client.sign(str(request.url), request.method,
-                                body=request.content.decode() if form else None,
-                                headers={"Content-Type": self._FORM} if form else None)
-        request.url = httpx.URL(uri)
-        yield request
-
 
 def auth_for(mode: str, credentials: WooCommerceCredentials) -> httpx.Auth:
     key = credentials.consumer_key.get_secret_value()
@@ -184,11 +147,34 @@ def parse_webhook(headers: Mapping[str, str], body: bytes) -> WebhookEvent | Non
     if not isinstance(payload, dict):
         raise ValueError(f"{topic} delivery: body is not a JSON object")
     resource, _, event = topic.partition(".")
+    _check_agreement(h, topic, resource, event, payload)
     return WebhookEvent(
-        topic=topic, resource=h.get("x-wc-webhook-resource") or resource,
-        event=h.get("x-wc-webhook-event") or event,
+        topic=topic, resource=resource, event=event,
         resource_id=str(payload.get("id", "")), delivery_id=h.get("x-wc-webhook-delivery-id", ""),
         webhook_id=h.get("x-wc-webhook-id", ""))
+
+
+# What a delivery body of a resource the receiver acts on always carries (it is exactly what
+# GET /{resource}s/{id} returns, §8.3); a ``*.deleted`` delivery carries only ``{"id": N}``.
+_BODY_FIELDS = {"order": ("order_key", "line_items"), "customer": ("username", "role")}
+
+
+def _check_agreement(h: Mapping[str, str], topic: str, resource: str, event: str,
+                     payload: dict) -> None:
+    """The signature covers the body only, not the topic/resource/event headers: they must
+    agree with each other and with the body, or another resource's signed body could be
+    replayed under an order topic."""
+    for name, wanted in (("resource", resource), ("event", event)):
+        given = h.get(f"x-wc-webhook-{name}")
+        if given and given != wanted:
+            raise ValueError(f"X-WC-Webhook-{name.title()} {given[:40]!r} disagrees with "
+                             f"X-WC-Webhook-Topic {topic[:60]!r}")
+    fields = _BODY_FIELDS.get(resource)
+    if fields is None or (event == "deleted" and payload.keys() <= {"id"}):
+        return
+    if not all(f in payload for f in fields):
+        raise ValueError(f"{topic[:60]} delivery: the body is not a {resource} "
+                         f"(it lacks {' and '.join(fields)})")
 
 
 # --- errors ----------------------------------------------------------------------------

@@ -12,14 +12,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httpx
 import pytest
 
-from connectors.acumatica import (AcumaticaCredentials, AcumaticaErp, AcumaticaSettings,
-                                  customer_id_for, entity_errors, read_error, to_json, unwrap,
-                                  wrap)
+from connectors.acumatica import AcumaticaCredentials, AcumaticaErp, AcumaticaSettings
+from connectors.acumatica_mapping import customer_id_for, entity_errors, read_error, unwrap, wrap
 from connectors.auth import MemoryTokenStore
 from connectors.base import Erp, post_document
 from connectors.documents import DocumentLine, DocumentTax, ErpDocument, ReceiptDocument
 from connectors.errors import (ConfigurationError, MappingMissing, RateLimited, Rejected,
                                Unavailable)
+from connectors.http import to_json
 from connectors.model import Address, Customer, ErpDocumentRef
 
 INSTANCE = "https://acme.test/site"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from connectors.bigcommerce import (BigCommerceCredentials, BigCommerceSettings,
-                                    BigCommerceStore, RatePacer, open_connector, read_error)
+                                    BigCommerceStore, open_connector, rate_pacer, read_error)
 from connectors.errors import AuthFailed, NotFound, RateLimited, Rejected, Unavailable
 from connectors.model import ItemChange
 from sandbox import bigcommerce as sandbox
@@ -60,7 +60,7 @@ async def test_token_goes_in_x_auth_token_on_the_store_hash_url():
 
 async def test_pacer_waits_for_the_reset_before_the_quota_runs_out():
     clock = FakeClock()
-    pacer = RatePacer(reserve=3, clock=clock, sleep=clock.sleep)
+    pacer = rate_pacer(reserve=3, clock=clock, sleep=clock.sleep)
     pacer.observe(rate_headers(left=100))
     await pacer.before()
     assert clock.slept == []
@@ -73,7 +73,7 @@ async def test_pacer_waits_for_the_reset_before_the_quota_runs_out():
 
 async def test_pacer_spreads_the_last_tenth_of_the_quota():
     clock = FakeClock()
-    pacer = RatePacer(reserve=3, clock=clock, sleep=clock.sleep)
+    pacer = rate_pacer(reserve=3, clock=clock, sleep=clock.sleep)
     pacer.observe(rate_headers(left=13, reset_ms=11000, quota=150))
     assert pacer.delay() == pytest.approx(1.0)  # 11 s over the 11 requests above the reserve
 
@@ -86,7 +86,7 @@ async def test_connector_paces_from_response_headers():
                               headers=rate_headers(left=1, reset_ms=1200))
 
     shop = store(handler)
-    shop.pacer = RatePacer(reserve=3, clock=clock, sleep=clock.sleep)
+    shop.pacer = rate_pacer(reserve=3, clock=clock, sleep=clock.sleep)
     await shop.list_webhooks()
     await shop.list_webhooks()
     assert clock.slept == [1.2]

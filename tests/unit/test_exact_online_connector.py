@@ -247,21 +247,21 @@ async def test_unknown_gl_code_and_item_are_mappings():
 
 def test_refused_vat_code_names_the_mapping():
     exc = Rejected("HTTP 400 on POST x: SalesInvoiceLines[0].VATCode: VAT code 99 does not exist.")
-    assert isinstance(eo._mapping_error(exc), MappingMissing)
-    assert type(eo._mapping_error(Rejected("private label"))) is Rejected
+    assert isinstance(eo.mapping_error(exc), MappingMissing)
+    assert type(eo.mapping_error(Rejected("private label"))) is Rejected
 
 
 def test_vat_per_line_adds_up_to_the_stores_tax_per_code():
     doc = invoice_doc()
-    assert eo._line_vat(doc) == [D("18.91"), D("1.05")]  # remainder on the largest line
+    assert eo.line_vat(doc) == [D("18.91"), D("1.05")]  # remainder on the largest line
     doc.taxes.append(DocumentTax(tax_code="9", taxable_amount=D(0), amount=D("0.40")))
-    assert eo._orphan_vat(doc) == [("9", D("0.40"))]
+    assert eo.orphan_vat(doc) == [("9", D("0.40"))]
 
 
 def test_your_ref_must_fit_whole():
-    assert eo._your_ref("WC-123-A1") == "WC-123-A1"
+    assert eo.your_ref_for("WC-123-A1") == "WC-123-A1"
     with pytest.raises(Rejected, match="longer than the 30"):
-        eo._your_ref("WOOCOMMERCE-STORE-EU-1234567-R99")
+        eo.your_ref_for("WOOCOMMERCE-STORE-EU-1234567-R99")
 
 
 def test_settings_refuse_an_early_refresh_margin_and_unknown_region():
@@ -317,13 +317,13 @@ def headers(minutely: int, reset_in: float, clock: Clock, daily: int = 4000) -> 
 
 async def test_pacer_slows_before_the_minute_runs_out():
     clock = Clock()
-    pacer = eo.Pacer(reserve=1, slow_below=10, clock=clock)
+    pacer = eo.rate_pacer(reserve=1, slow_below=10, clock=clock)
     assert pacer.delay() == 0
-    await pacer.observe(headers(30, 40, clock))
+    pacer.observe(headers(30, 40, clock))
     assert pacer.delay() == 0
-    await pacer.observe(headers(5, 40, clock))
+    pacer.observe(headers(5, 40, clock))
     assert pacer.delay() == pytest.approx(8.0)  # the 40 s left spread over 5 calls
-    await pacer.observe(headers(1, 40, clock))
+    pacer.observe(headers(1, 40, clock))
     assert pacer.delay() == pytest.approx(40.0)  # the reserve: wait for the reset
     clock.now += 41
     assert pacer.delay() == 0
@@ -331,14 +331,14 @@ async def test_pacer_slows_before_the_minute_runs_out():
 
 async def test_pacer_daily_quota_and_429_reset():
     clock = Clock()
-    pacer = eo.Pacer(clock=clock)
-    await pacer.observe(headers(50, 20, clock, daily=0))
+    pacer = eo.rate_pacer(clock=clock)
+    pacer.observe(headers(50, 20, clock, daily=0))
     with pytest.raises(RateLimited) as err:
         pacer.delay()
     assert err.value.retry_after == pytest.approx(3600)
     assert pacer.retry_after(30) == pytest.approx(3600)
-    pacer = eo.Pacer(clock=clock)
-    await pacer.observe(httpx.Response(429, headers={
+    pacer = eo.rate_pacer(clock=clock)
+    pacer.observe(httpx.Response(429, headers={
         "X-RateLimit-Minutely-Remaining": "0",
         "X-RateLimit-Minutely-Reset": str(int((clock.now + 12) * 1000))}))
     assert pacer.retry_after(30) == pytest.approx(12)

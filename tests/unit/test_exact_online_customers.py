@@ -148,10 +148,10 @@ def test_shipment_of_a_delivery_of_two_orders_is_one_per_order():
     delivery = {"EntryID": "e", "DeliveryNumber": 7, "TrackingNumber": "T1", "Modified": "/Date(1000)/",
                 "GoodsDeliveryLines": {"results": [{"SalesOrderNumber": 1, "TrackingNumber": "T2"},
                                                    {"SalesOrderNumber": 2, "TrackingNumber": None}]}}
-    assert eo._order_numbers(delivery) == [1, 2]
-    first = eo._shipment(delivery, 1, "WC-1", several=True)
+    assert eo.order_numbers(delivery) == [1, 2]
+    first = eo.shipment_from_delivery(delivery, 1, "WC-1", several=True)
     assert (first.shipment_id, first.tracking_numbers) == ("7-1", ["T1", "T2"])
-    assert eo._shipment(delivery, 2, "WC-2", several=True).tracking_numbers == ["T1"]
+    assert eo.shipment_from_delivery(delivery, 2, "WC-2", several=True).tracking_numbers == ["T1"]
 
 
 async def test_one_look_up_finds_our_account_before_one_with_the_email(app, erp, control):

@@ -234,7 +234,7 @@ def test_the_party_with_the_external_id_wins_then_the_email_then_the_name():
             party(3, SourceSystem="OTHER", SourceSystemReferenceValue="WC-C5", OrganizationName="X"),
             party(4, SourceSystem="WEBSTORE", SourceSystemReferenceValue="WC-C5")]
     def best(rows: list[dict]) -> int | None:
-        found = oracle._best_party(rows, "WEBSTORE", "WC-C5", "ann@example.com", "Ann Buyer")
+        found = oracle.best_party(rows, "WEBSTORE", "WC-C5", "ann@example.com", "Ann Buyer")
         return found[1]["PartyId"] if found else None
     assert (best(rows), best(rows[:3]), best(rows[:1]), best(rows[2:3])) == (4, 2, 1, None)
     assert best([party(5, EmailAddress="someone.else@example.com")]) is None
