@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test dev bench clean
+.PHONY: demo test dev bench lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -25,6 +25,19 @@ dev: $(STAMP)
 # full sizes (10,000 SKUs, 100,000 orders, ...). Rows print as they finish.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(filter 1,$(BENCH_FULL)),--full) --out bench/last-run.json
+
+# requirements.lock: the production image's exact dependencies, with hashes (Dockerfile). The
+# runtime dependencies of pyproject.toml plus its build-system requires (the image builds the
+# project without build isolation). uv runs from a throwaway venv, never a project dependency.
+LOCK_VENV := $(or $(TMPDIR),/tmp)/ml-connector-lock-venv
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet uv
+	printf 'setuptools>=68\nwheel\n' | $(LOCK_VENV)/bin/uv pip compile pyproject.toml - \
+		--generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+		-o requirements.lock --custom-compile-command \
+		'make lock  # uv pip compile pyproject.toml - --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu  (stdin: the build-system requires)'
+	rm -rf $(LOCK_VENV)
 
 clean:
 	rm -rf $(VENV) .ml-connector .pytest_cache

@@ -1,6 +1,6 @@
 """Customer master alignment between store and ERP, both ways, without echo loops.
 
-For every synced customer the ledger (kind "customer_sync", keyed by the customer's
+For every synced customer the ledger (``LedgerKey.customer_sync``, keyed by the customer's
 external id) keeps a fingerprint of the record as each side holds it after the last sync.
 A change whose fingerprint equals the one recorded for its side is either no change or
 ml-connector's own write coming back (the webhook or Modified stamp it caused): it is not
@@ -20,12 +20,11 @@ from temporalio import activity
 from activities.catalog import EPOCH
 from activities.errors import classified
 from activities.messages import ConnectionInput, CustomerSyncInput, CustomerSyncReport
-from activities.orders import POSTED, customer_external_id
 from activities.runtime import Runtime, customer_lease
 from connections.config import Connection
+from connections.ledger import DocumentState, Ledger, LedgerKey, customer_external_id
 from connectors.model import Address, Customer
 
-KIND = "customer_sync"
 WATERMARK = "erp_customers_modified"
 OVERLAP = timedelta(seconds=60)
 
@@ -87,7 +86,8 @@ class CustomerActivities:
     async def _to_erp(self, conn: Connection, customer: Customer,
                       report: CustomerSyncReport) -> CustomerSyncReport:
         external_id = customer_external_id(conn, customer)
-        row = self.rt.store.ledger_get(conn.id, KIND, external_id)
+        ledger = Ledger(self.rt.store, conn.id)
+        row = ledger.get(LedgerKey.customer_sync(external_id))
         store_fp = fingerprint(customer)
         if row and (row.totals or {}).get("store") == store_fp:
             report.echoes += 1
@@ -96,8 +96,8 @@ class CustomerActivities:
         async with customer_lease(self.rt.store, conn.id, external_id):
             ref = await erp.upsert_customer(customer, external_id)
             # The order flow finds the same customer without another look-up.
-            self.rt.store.ledger_mark(conn.id, "customer", external_id, POSTED,
-                                      erp_ref=ref.model_dump(mode="json"))
+            ledger.mark(LedgerKey.customer(external_id), DocumentState.POSTED,
+                        erp_ref=ref.model_dump(mode="json"))
         erp_view = await erp.get_customer(external_id) if hasattr(erp, "get_customer") else None
         self._record(conn.id, external_id, ref.model_dump(mode="json"), store_fp,
                      fingerprint(erp_view))
@@ -106,6 +106,7 @@ class CustomerActivities:
 
     async def _to_store(self, conn: Connection, report: CustomerSyncReport) -> None:
         store, shop, erp = self.rt.store, self.rt.storefront(conn), self.rt.erp(conn)
+        ledger = Ledger(store, conn.id)
         mark = store.get_watermark(conn.id, WATERMARK)
         since = datetime.fromisoformat(mark) - OVERLAP if mark else EPOCH
         ours = f"{conn.mappings.document_prefix}C"
@@ -113,7 +114,7 @@ class CustomerActivities:
             report.watermark = max(report.watermark or modified, modified)
             if not external_id.startswith(ours):  # guests and ERP-only accounts stay there
                 continue
-            row = store.ledger_get(conn.id, KIND, external_id)
+            row = ledger.get(LedgerKey.customer_sync(external_id))
             erp_fp = fingerprint(erp_customer)
             if row and (row.totals or {}).get("erp") == erp_fp:
                 report.echoes += 1
@@ -131,8 +132,9 @@ class CustomerActivities:
 
     def _record(self, connection_id: str, external_id: str, erp_ref: dict | None, store_fp: str,
                 erp_fp: str) -> None:
-        self.rt.store.ledger_mark(connection_id, KIND, external_id, POSTED, erp_ref=erp_ref,
-                                  totals={"store": store_fp, "erp": erp_fp})
+        Ledger(self.rt.store, connection_id).mark(
+            LedgerKey.customer_sync(external_id), DocumentState.POSTED, erp_ref=erp_ref,
+            totals={"store": store_fp, "erp": erp_fp})
 
     def all(self) -> list:
         return [self.sync_store_customer, self.sync_customers]

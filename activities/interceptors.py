@@ -22,15 +22,21 @@ from temporalio.common import MetricMeter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from activities.orders import ERP_STEP_NAMES, OrderActivities, activity_name
+from connections.ledger import LedgerKind, OrderState
 from connectors import http
 
 log = structlog.get_logger("ml_connector.activity")
 
-# Activities whose attempts call the ERP (their attempts are the ERP calls we can always see).
-ERP_ACTIVITIES = frozenset({"upsert_customer", "post_invoice", "post_credit_memo",
-                            "post_receipt", "post_adjustment"})
-DOCUMENT_KINDS = {"post_invoice": "invoice", "post_credit_memo": "credit_memo",
-                  "post_receipt": "receipt", "post_adjustment": "adjustment"}
+# The order steps the metrics tell apart, named from their definitions. The ERP steps'
+# attempts (ERP_STEP_NAMES) are the ERP calls we can always see.
+UPSERT_CUSTOMER = activity_name(OrderActivities.upsert_customer)
+POST_INVOICE = activity_name(OrderActivities.post_invoice)
+RECORD_ORDER_STATE = activity_name(OrderActivities.record_order_state)
+DOCUMENT_KINDS = {POST_INVOICE: LedgerKind.INVOICE,
+                  activity_name(OrderActivities.post_credit_memo): LedgerKind.CREDIT_MEMO,
+                  activity_name(OrderActivities.post_receipt): LedgerKind.RECEIPT,
+                  activity_name(OrderActivities.post_adjustment): LedgerKind.ADJUSTMENT}
 
 ORDERS_POSTED = "ml_orders_posted"
 DOCUMENTS_POSTED = "ml_documents_posted"
@@ -65,7 +71,7 @@ class BusinessMetrics:
         the document still counts as posted now; on a first attempt it was booked before."""
         if created or retried:
             self._count(DOCUMENTS_POSTED, "ERP documents booked", kind=kind)
-            if kind == "invoice":
+            if kind == LedgerKind.INVOICE:
                 self._count(ORDERS_POSTED, "orders whose invoice was booked in the ERP")
         if not created:
             self._count(DUPLICATES_AVOIDED,
@@ -77,9 +83,9 @@ class BusinessMetrics:
                     outcome="created" if created else "matched")
 
     def order_state(self, state: str) -> None:
-        if state == "parked":
+        if state == OrderState.PARKED:
             self._count(ORDERS_PARKED, "orders parked until an operator fixes a mapping")
-        elif state == "failed":
+        elif state == OrderState.FAILED:
             self._count(ORDERS_FAILED, "orders whose workflow failed")
 
     def rate_limited(self, system: str) -> None:
@@ -191,9 +197,9 @@ def _error_type(exc: BaseException) -> str:
 def _succeeded(info: activity.Info, connection_id: str, arg: Any, result: Any) -> None:
     metrics = BusinessMetrics(activity.metric_meter(), connection_id)
     name = info.activity_type
-    if name in ERP_ACTIVITIES:
+    if name in ERP_STEP_NAMES:
         metrics.erp_attempt("completed")
-    if name == "upsert_customer" and result is not None:
+    if name == UPSERT_CUSTOMER and result is not None:
         metrics.customer(bool(getattr(result, "created", True)))
     elif name in DOCUMENT_KINDS and result is not None:
         ref = getattr(result, "ref", None)
@@ -202,18 +208,18 @@ def _succeeded(info: activity.Info, connection_id: str, arg: Any, result: Any) -
         retried = info.attempt > 1 or bool(getattr(result, "retried", False))
         metrics.document_posted(DOCUMENT_KINDS[name], created, retried)
         order = getattr(arg, "order", None)
-        if name == "post_invoice" and (created or retried) and order is not None:
+        if name == POST_INVOICE and (created or retried) and order is not None:
             latency = posting_latency_seconds(order)
             if latency is not None:
                 metrics.posting_latency(latency)
-    elif name == "record_order_state":
+    elif name == RECORD_ORDER_STATE:
         metrics.order_state(str(getattr(arg, "state", "")))
 
 
 def _failed(info: activity.Info, connection_id: str, exc: BaseException | None) -> None:
     """``exc`` None: the attempt was cancelled."""
     metrics = BusinessMetrics(activity.metric_meter(), connection_id)
-    if info.activity_type in ERP_ACTIVITIES:
+    if info.activity_type in ERP_STEP_NAMES:
         metrics.erp_attempt("failed" if exc is not None else "cancelled")
     if exc is not None and _error_type(exc) == "RateLimited":
         metrics.rate_limited(str(getattr(exc.__cause__, "system", "") or ""))

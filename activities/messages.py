@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from connections.ledger import OrderState  # re-exported: workflows may not import connections
 from connectors.documents import PostedTotals
 from connectors.model import Customer, ErpDocumentRef, Order
 
@@ -77,7 +78,7 @@ class OrderStateInput(BaseModel):
     connection_id: str
     order_id: str
     order_number: str = ""
-    state: str
+    state: OrderState
     message: str = ""
 
 
@@ -99,7 +100,7 @@ class OrderSyncState(BaseModel):
     """What one order has booked so far; carried across continue-as-new."""
 
     order_number: str = ""
-    state: str = "received"
+    state: OrderState = OrderState.RECEIVED
     message: str = ""
     customer_key: str = ""
     invoice: ErpDocumentRef | None = None

@@ -13,7 +13,7 @@ from temporalio import activity
 from activities.errors import classified
 from activities.messages import OrderEvent, PollInput, PollResult
 from activities.runtime import Runtime
-from workflows.dispatch import signal_order
+from connections.ledger import Ledger, LedgerKey, OrderState
 
 WATERMARK = "orders_modified"
 FIRST_POLL_LOOKBACK = timedelta(days=1)
@@ -35,7 +35,7 @@ class PollActivities:
 
         async def hand_over() -> None:
             event = OrderEvent(kind="poll", source="poll", received_at=now)
-            await asyncio.gather(*(signal_order(
+            await asyncio.gather(*(self.rt.signal_order(
                 self.rt.client, conn.id, order_id, event, task_queue=inp.task_queue,
                 erp_requests_per_minute=conn.erp_requests_per_minute) for order_id in batch))
             result.handed_over += len(batch)
@@ -63,8 +63,8 @@ class PollActivities:
 
     def _already_booked(self, connection_id: str, order_id: str, modified_at: datetime) -> bool:
         """Posted after its last modification: nothing new to book, skip the workflow."""
-        row = self.rt.store.ledger_get(connection_id, "order", order_id)
-        return (row is not None and row.state == "posted"
+        row = Ledger(self.rt.store, connection_id).get(LedgerKey.order(order_id))
+        return (row is not None and row.state == OrderState.POSTED
                 and datetime.fromisoformat(row.updated_at) > modified_at)
 
     def all(self) -> list:

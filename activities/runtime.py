@@ -1,5 +1,6 @@
 """What activities share in one worker process: the connection store, the Temporal client,
-and one connector (with its HTTP connection pool and tokens) per connection."""
+the client-side hand-offs the worker wires in, and one connector (with its HTTP connection
+pool and tokens) per connection."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import ModuleType
 from typing import Any
@@ -109,11 +110,31 @@ class StoreTokenStore:
         self._store.set_connection_health(self._cid, self.NEEDS_CONSENT, reason)
 
 
+# Client-side work some activities start, handed in by the worker process (starter/workers.py)
+# so that activities/ never imports the starter or the workflows:
+# ``signal_order(client, connection_id, order_id, event, *, task_queue, erp_requests_per_minute)``
+# hands an order to its OrderSync (starter/dispatch.py); ``set_poll_interval(client,
+# connection_id, minutes)`` re-times a connection's poll schedule (starter/schedules.py).
+SignalOrder = Callable[..., Awaitable[str]]
+SetPollInterval = Callable[[Any, str, float], Awaitable[bool]]
+
+
+def _not_wired(what: str) -> Callable[..., Awaitable[Any]]:
+    async def missing(*_: Any, **__: Any) -> Any:
+        raise RuntimeError(f"this worker's Runtime was built without {what}")
+    return missing
+
+
 class Runtime:
     def __init__(self, store: ConnectionStore, *, client: Any = None,
-                 transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> None:
+                 transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+                 signal_order: SignalOrder | None = None,
+                 set_poll_interval: SetPollInterval | None = None) -> None:
         self.store = store
         self.client = client
+        self.signal_order: SignalOrder = signal_order or _not_wired("signal_order")
+        self.set_poll_interval: SetPollInterval = (set_poll_interval
+                                                   or _not_wired("set_poll_interval"))
         self._transports = transports or {}
         self._connectors: dict[tuple[str, str], Any] = {}
         self._retired: set[asyncio.Task] = set()

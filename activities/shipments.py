@@ -1,6 +1,6 @@
 """Shipments back to the store: an ERP shipment confirmation shows the buyer the order
-shipped, with tracking. Each shipment is marked once (ledger kind "shipment"); the
-watermark moves only after every shipment of the window was handled."""
+shipped, with tracking. Each shipment is marked once (``LedgerKey.shipment`` in the ledger);
+the watermark moves only after every shipment of the window was handled."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -11,6 +11,7 @@ from activities.catalog import EPOCH
 from activities.errors import classified
 from activities.messages import ConnectionInput, ShipmentReport
 from activities.runtime import Runtime
+from connections.ledger import DocumentState, Ledger, LedgerKey
 
 WATERMARK = "shipments_modified"
 OVERLAP = timedelta(seconds=60)
@@ -24,6 +25,7 @@ class ShipmentActivities:
     async def sync_shipments(self, inp: ConnectionInput) -> ShipmentReport:
         conn = self.rt.connection(inp.connection_id)
         erp, store = self.rt.erp(conn), self.rt.store
+        ledger = Ledger(store, conn.id)
         if not hasattr(erp, "iter_shipments"):
             return ShipmentReport(supported=False)
         mark = store.get_watermark(conn.id, WATERMARK)
@@ -37,15 +39,14 @@ class ShipmentActivities:
                 if not shipment.external_ref.startswith(prefix):
                     report.unknown.append(shipment.shipment_id)
                     continue
-                row = store.ledger_get(conn.id, "shipment", shipment.shipment_id)
-                if row and row.state == "posted":
+                key = LedgerKey.shipment(shipment.shipment_id)
+                if ledger.is_posted(key):
                     continue
                 order_id = shipment.external_ref.removeprefix(prefix)
                 await self.rt.storefront(conn).mark_shipped(order_id, shipment)
-                store.ledger_mark(conn.id, "shipment", shipment.shipment_id, "posted",
-                                  order_number=order_id,
-                                  erp_ref={"shipment": shipment.shipment_id,
-                                           "tracking": shipment.tracking_numbers})
+                ledger.mark(key, DocumentState.POSTED, order_number=order_id,
+                            erp_ref={"shipment": shipment.shipment_id,
+                                     "tracking": shipment.tracking_numbers})
                 report.marked += 1
                 activity.heartbeat(report.seen)
         if report.watermark and (mark is None or report.watermark.isoformat() > mark):

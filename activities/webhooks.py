@@ -13,7 +13,6 @@ from activities.messages import CadenceInput, ConnectionInput, WebhookReport
 from activities.runtime import Runtime, connector_module
 from connections.config import WEBHOOK_SECRET
 from connectors.base import ensure_webhooks
-from workflows.schedules import set_poll_interval
 
 STATE = "webhooks"  # the connection's hook state, kept with its watermarks
 
@@ -55,7 +54,7 @@ class WebhookActivities:
                 "polling_mode": inp.polling_mode, "reason": inp.reason,
                 "since": datetime.now(timezone.utc).isoformat()}))
         minutes = conn.polling_mode_minutes if inp.polling_mode else conn.poll_minutes
-        return await set_poll_interval(self.rt.client, conn.id, minutes)
+        return await self.rt.set_poll_interval(self.rt.client, conn.id, minutes)
 
     def all(self) -> list:
         return [self.check_webhooks, self.set_poll_cadence]

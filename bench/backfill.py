@@ -23,8 +23,9 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-from activities.messages import BackfillInput, BackfillProgress
+from activities.messages import BackfillInput
 from bench.common import Bench, Row, RssSampler, Shop, add_connection, mib, now_utc, verdict
+from workflows.backfill import Backfill
 
 TARGET_MB = 300
 PER_DAY = 1000
@@ -87,14 +88,13 @@ async def run(bench: Bench, size: Size = REDUCED) -> Row:
             idle = rss.sample()
             started = time.monotonic()
             handle = await bench.client.start_workflow(
-                "Backfill", inp, id=f"bench-backfill/{uuid.uuid4().hex[:6]}", task_queue=stack.task_queue,
-                result_type=BackfillProgress)
+                Backfill.run, inp, id=f"bench-backfill/{uuid.uuid4().hex[:6]}", task_queue=stack.task_queue)
             result = None
             while result is None:
                 try:
                     result = await asyncio.wait_for(handle.result(), 1.0)
                 except asyncio.TimeoutError:
-                    progress = await handle.query("progress", result_type=BackfillProgress)
+                    progress = await handle.query(Backfill.progress)
                     if progress is not None:
                         trace.append((progress.orders_seen, rss.sample()))
             wall = time.monotonic() - started

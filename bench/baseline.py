@@ -96,7 +96,8 @@ async def serve() -> None:
     ml-connector worker reads), with the same encrypted data converter and concurrency."""
     from temporalio.worker import Worker
 
-    from connections.config import Environment, open_store
+    from connections.config import Environment
+    from connections.store import open_store
     from starter.temporal import connect
 
     env = Environment()

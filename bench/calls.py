@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bench.common import Bench, Row, Shop, add_connection, erp_state, wait_until
+from connections.ledger import DocumentState, LedgerKind
 
 TARGET = 1.3
 WRITES = {"PUT", "POST", "PATCH", "DELETE"}
@@ -109,14 +110,14 @@ ROUTES = {"acumatica": acumatica_route, "exact_online": exact_route, "oracle_fus
 # --- one ERP -----------------------------------------------------------------------------------
 
 
-def ledger_count(stack, conn, kind: str) -> int:
-    return len(stack.store.ledger_rows(conn.id, kind=kind, state="posted"))
+def ledger_count(stack, conn, kind: LedgerKind) -> int:
+    return len(stack.store.ledger_rows(conn.id, kind=kind, state=DocumentState.POSTED))
 
 
 async def _settled(stack, conn, invoices: int, memos: int, timeout: float, quiet: float) -> None:
     """Every invoice and credit memo in the ledger, then ``quiet`` seconds with no ERP request."""
-    await wait_until(lambda: ledger_count(stack, conn, "invoice") >= invoices
-                     and ledger_count(stack, conn, "credit_memo") >= memos,
+    await wait_until(lambda: ledger_count(stack, conn, LedgerKind.INVOICE) >= invoices
+                     and ledger_count(stack, conn, LedgerKind.CREDIT_MEMO) >= memos,
                      timeout=timeout, interval=0.1, what=f"{invoices} invoices and {memos} credit memos")
     log = erp_state(stack).request_log
     last, quiet_since = len(log), time.monotonic()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from activities.messages import CatalogInput, CatalogReport
 from bench.common import Bench, Row, RssSampler, add_connection, erp_state, mib, verdict, woo
 from connectors.woocommerce import BATCH_SIZE
+from workflows.catalog import CatalogPush
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ async def run(bench: Bench, size: Size = REDUCED) -> Row:
         before = rss.sample()
         started = time.monotonic()
         report = await bench.client.execute_workflow(
-            "CatalogPush", CatalogInput(connection_id=conn.id), id=f"bench-catalog/{uuid.uuid4().hex[:6]}",
-            task_queue=stack.task_queue, result_type=CatalogReport)
+            CatalogPush.run, CatalogInput(connection_id=conn.id), id=f"bench-catalog/{uuid.uuid4().hex[:6]}",
+            task_queue=stack.task_queue)
         wall = time.monotonic() - started
     erp_reads = erp_state(stack).stats["by_method"].get("GET", 0) - erp_before
     await bench.close(stack)

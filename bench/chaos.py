@@ -46,7 +46,9 @@ from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.messages import ConnectionInput, PollInput
-from connections.config import WEBHOOK_SECRET, Connection, Environment, open_store
+from connections.config import WEBHOOK_SECRET, Connection, Environment
+from connections.ledger import LedgerKind, OrderState
+from connections.store import open_store
 from connectors import bigcommerce as bc_connector
 from connectors import woocommerce as wc_connector
 from sandbox.server import free_port
@@ -56,6 +58,8 @@ from starter.reconcile import Reconciliation
 from starter.stack import Stack, start_temporal_server
 from starter.temporal import connect
 from starter.worker_process import WorkerProcess
+from workflows.poll import OrderPoll
+from workflows.webhooks import WebhookHealth
 
 PAIRS = (("woocommerce", "acumatica"), ("bigcommerce", "oracle_fusion"),
          ("woocommerce", "exact_online"))
@@ -253,7 +257,8 @@ class Chaos:
 
     @staticmethod
     def _posted(pair: Pair) -> int:
-        return len(pair.stack.store.ledger_rows(pair.conn.id, kind="order", state="posted"))
+        return len(pair.stack.store.ledger_rows(pair.conn.id, kind=LedgerKind.ORDER,
+                                                state=OrderState.POSTED))
 
     @property
     def booked_share(self) -> float:
@@ -381,8 +386,8 @@ class Chaos:
         while True:
             for p in self.pairs:
                 for wf, arg, wid in (
-                        ("WebhookHealth", ConnectionInput(connection_id=p.conn.id), f"chaos-webhooks/{p.conn.id}"),
-                        ("OrderPoll", PollInput(connection_id=p.conn.id, task_queue=TASK_QUEUE,
+                        (WebhookHealth.run, ConnectionInput(connection_id=p.conn.id), f"chaos-webhooks/{p.conn.id}"),
+                        (OrderPoll.run, PollInput(connection_id=p.conn.id, task_queue=TASK_QUEUE,
                                                 overlap_seconds=overlap),
                          f"chaos-poll/{p.conn.id}")):
                     try:

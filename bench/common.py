@@ -26,8 +26,9 @@ import psutil
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from connections.config import WEBHOOK_SECRET, Connection, Environment, open_store
-from connections.store import ConnectionStore
+from connections.config import WEBHOOK_SECRET, Connection, Environment
+from connections.ledger import LedgerKind, OrderState
+from connections.store import ConnectionStore, open_store
 from sandbox import traffic
 from sandbox.server import free_port
 from sandbox.woocommerce import sign_payload
@@ -302,19 +303,20 @@ async def wait_until(check: Callable[[], Awaitable[Any] | Any], *, timeout: floa
 def posted_orders(stack: Stack, conn: Connection) -> int:
     """Counted in SQL: polled every few milliseconds, it must cost the run next to nothing."""
     [(n,)] = stack.store.db.query("SELECT COUNT(*) FROM ledger WHERE connection_id = ? AND "
-                                  "kind = 'order' AND state = 'posted'", (conn.id,))
+                                  f"kind = '{LedgerKind.ORDER}' AND state = '{OrderState.POSTED}'",
+                                  (conn.id,))
     return int(n)
 
 
 def settled_orders(stack: Stack, conn: Connection) -> dict[str, int]:
     """Orders by final ledger state: posted, parked (waiting for a fix) or failed."""
-    return {state: len(stack.store.ledger_rows(conn.id, kind="order", state=state))
-            for state in ("posted", "parked", "failed")}
+    return {state.value: len(stack.store.ledger_rows(conn.id, kind=LedgerKind.ORDER, state=state))
+            for state in (OrderState.POSTED, OrderState.PARKED, OrderState.FAILED)}
 
 
 def parked_reasons(stack: Stack, conn: Connection, limit: int = 3) -> list[str]:
-    rows = [r for state in ("parked", "failed")
-            for r in stack.store.ledger_rows(conn.id, kind="order", state=state)]
+    rows = [r for state in (OrderState.PARKED, OrderState.FAILED)
+            for r in stack.store.ledger_rows(conn.id, kind=LedgerKind.ORDER, state=state)]
     return sorted({(r.last_error or "")[:160] for r in rows})[:limit]
 
 

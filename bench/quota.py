@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from bench.common import (Bench, Row, Shop, add_connection, deliver_all, erp_state, parked_reasons,
                           settled_orders, verdict, wait_until)
+from connections.ledger import OrderState
 
 TARGET_RATIO, TARGET_429 = 1.05, 0.01
 
@@ -89,11 +90,12 @@ async def run(bench: Bench, size: Size = REDUCED) -> Row:
                          f"{result['ratio']:.2f} ({result['wall']:.0f} s / {result['minimum']:.0f} s), "
                          f"429s {result['share_429']:.1%} ({result['throttled']}/{result['total']}), "
                          f"{result['calls_per_order']:.1f} calls/order")
-        if result["settled"]["posted"] < result["orders"]:
-            figures[name] += (f"; NOT POSTED {result['orders'] - result['settled']['posted']}: "
+        posted = result["settled"][OrderState.POSTED]
+        if posted < result["orders"]:
+            figures[name] += (f"; NOT POSTED {result['orders'] - posted}: "
                               + " | ".join(result["not_posted"]))
         ok &= (result["ratio"] <= TARGET_RATIO and result["share_429"] <= TARGET_429
-               and result["settled"]["posted"] == result["orders"])
+               and posted == result["orders"])
     return Row("2 quota riding", f"R={size.acumatica_rpm}/min (Acumatica), {size.exact_rpm}/min (Exact)",
                figures, target=f"wall/min <= {TARGET_RATIO}, 429s <= {TARGET_429:.0%}",
                verdict=verdict(ok), detail=detail)

@@ -28,6 +28,7 @@ from activities.messages import OrderEvent, OrderRef
 from bench import baseline
 from bench.common import (Bench, CpuMeter, Row, Shop, add_connection, deliver_all, median,
                           parked_reasons, posted_orders, round_trips, verdict, wait_until)
+from starter.dispatch import signal_name
 from workflows.order import order_workflow_id
 
 TARGET = 0.8
@@ -67,7 +68,8 @@ async def _baseline_round(bench: Bench, task_queue: str, n: int, shape: dict, co
         inp = baseline.BaselineInput(ref=OrderRef(connection_id="bench", order_id=wf_id), **shape)
         async with gate:
             await bench.client.start_workflow(
-                baseline.Baseline.run, inp, id=wf_id, task_queue=task_queue, start_signal="event",
+                baseline.Baseline.run, inp, id=wf_id, task_queue=task_queue,
+                start_signal=signal_name(baseline.Baseline.event),
                 start_signal_args=[OrderEvent(kind="created", source="webhook")],
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE)
 

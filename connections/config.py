@@ -1,5 +1,6 @@
 """What a user configures: a connection (one store + one ERP + mappings), and the process
-environment every ml-connector process reads (documented in the README)."""
+environment every ml-connector process reads (documented in the README). Kept apart from
+persistence: connections/store.py reads these and opens the store (``open_store``)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from connectors.documents import Mappings
+from connectors.http import insecure_http_allowed, insecure_url_problem
 
 STORE_SYSTEMS = ("woocommerce", "bigcommerce")
 ERP_SYSTEMS = ("acumatica", "oracle_fusion", "exact_online")
@@ -46,6 +48,20 @@ class Connection(BaseModel):
     customer_sync: bool = False
     customer_sync_minutes: int = Field(default=60, ge=1)
 
+    def insecure_url_problem(self) -> str | None:
+        """Why a credential-bearing URL setting (``*_url`` of the store or ERP) is refused:
+        https:// only, unless that side sets ``allow_insecure_http`` (a local test server).
+        Checked when a connection is added; each connector checks again when built."""
+        for side, settings in (("store", self.store), ("erp", self.erp)):
+            if insecure_http_allowed(settings):
+                continue
+            for name, value in settings.items():
+                if name.endswith("_url") and isinstance(value, str) and value:
+                    problem = insecure_url_problem(value, f"{side} setting {name} ({value})")
+                    if problem:
+                        return problem
+        return None
+
     @property
     def delivery_url(self) -> str:
         return (f"{self.receiver_url.rstrip('/')}/webhooks/{self.id}/{self.store_system}"
@@ -71,10 +87,9 @@ class Environment:
     def key_file(self) -> Path:
         return Path(os.environ.get("ML_CONNECTOR_KEY_FILE", self.home / "keys.json"))
 
-
-def open_store(env: Environment):
-    """The connection store of this environment (migrated, with its vault)."""
-    from connections.store import ConnectionStore, Database
-    from connections.vault import Keyring, Vault
-
-    return ConnectionStore(Database(env.db_url), Vault(Keyring.load(env.key_file)))
+    @property
+    def key_file_label(self) -> str:
+        """How messages name the key file: by its variable, never by a server path."""
+        where = ("ML_CONNECTOR_KEY_FILE" if os.environ.get("ML_CONNECTOR_KEY_FILE")
+                 else "ML_CONNECTOR_HOME/keys.json")
+        return f"the key file ({where})"

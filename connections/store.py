@@ -1,12 +1,11 @@
-"""Persistence of connections, secrets, tokens, watermarks and the posting ledger.
+"""Persistence of connections, secrets, tokens, watermarks and the ledger's rows.
 
 One code path for SQLite (the embedded default) and PostgreSQL (several hosts): SQL is
 written once with ``?`` placeholders and ``ON CONFLICT`` upserts, which both engines speak.
 Secrets are stored only as vault ciphertext.
 
-The ledger is the lasting record of what was posted: one row per (connection, kind, store
-id) under a unique key. Temporal forgets closed workflows; the ledger does not, so an order
-re-read a year later finds its row and posts nothing.
+The ledger (the binder: its states, key scheme and posting protocol) is connections/ledger.py;
+this module only keeps its rows, one per (connection, kind, store id) under a unique key.
 """
 from __future__ import annotations
 
@@ -20,10 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
-from connections.config import Connection
-from connections.vault import Vault
+from connections.config import Connection, Environment
+from connections.state_files import private_file
+from connections.ledger import DocumentState, LedgerRow
+from connections.vault import Keyring, Vault
 
 MIGRATIONS: list[str] = [
     """
@@ -87,17 +86,16 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-class LedgerRow(BaseModel):
-    connection_id: str
-    kind: str
-    store_id: str
-    order_number: str = ""
-    state: str  # "posting", "posted", "parked", "failed", ...
-    erp_ref: dict | None = None
-    totals: dict | None = None
-    attempts: int = 0
-    last_error: str | None = None
-    updated_at: str
+class StoreUnavailable(Exception):
+    """The store's database cannot be opened or reached: one line for the operator, naming
+    the variable to check rather than a server path or the URL (it may hold a password)."""
+
+    @classmethod
+    def because(cls, exc: Exception) -> "StoreUnavailable":
+        first = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).splitlines()[0]
+        reason = first.rsplit(": ", 1)[-1].strip()[:200]
+        return cls("the connection store's database (ML_CONNECTOR_DB, default "
+                   f"ML_CONNECTOR_HOME/connector.db) cannot be opened: {reason}")
 
 
 class ConnectionNotFound(KeyError):
@@ -118,8 +116,6 @@ class Database:
         self._path = ""
         if not self.is_postgres:
             self._path = url.removeprefix("sqlite:///") if url.startswith("sqlite:") else url
-            if self._path != ":memory:":
-                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._conn = self._connect()
         # An in-memory database exists once per connection: it reads through the writer's.
@@ -128,14 +124,24 @@ class Database:
         self._reader = self._conn if shared else None  # opened on first read, after migrate
 
     def _connect(self) -> Any:
+        """A new DB-API connection; one line (``StoreUnavailable``) when it cannot be had."""
         if self.is_postgres:
             import psycopg
 
-            return psycopg.connect(self.url, autocommit=False)
-        conn = sqlite3.connect(self._path, check_same_thread=False, timeout=30,
-                               isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=30000")
+            timeout = {} if "connect_timeout" in self.url else {"connect_timeout": 10}
+            try:
+                return psycopg.connect(self.url, autocommit=False, **timeout)
+            except psycopg.Error as exc:
+                raise StoreUnavailable.because(exc) from None
+        try:
+            if self._path not in ("", ":memory:"):
+                private_file(Path(self._path))  # 0600 in a 0700 folder; SQLite's -wal/-shm follow
+            conn = sqlite3.connect(self._path, check_same_thread=False, timeout=30,
+                                   isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable.because(exc) from None
         return conn
 
     def _sql(self, sql: str) -> str:
@@ -263,11 +269,12 @@ class ConnectionStore:
         return len(rows)
 
     # ledger --------------------------------------------------------------------------------
+    # Keys and states arrive as the ledger's StrEnums: stored (and compared) as plain text.
     def ledger_get(self, connection_id: str, kind: str, store_id: str) -> LedgerRow | None:
         rows = self.db.query(
             "SELECT connection_id, kind, store_id, order_number, state, erp_ref, totals, attempts, "
             "last_error, updated_at FROM ledger WHERE connection_id = ? AND kind = ? AND store_id = ?",
-            (connection_id, kind, store_id))
+            (connection_id, str(kind), store_id))
         return _ledger_row(rows[0]) if rows else None
 
     def ledger_mark(self, connection_id: str, kind: str, store_id: str, state: str, *,
@@ -279,7 +286,8 @@ class ConnectionStore:
             "INSERT INTO ledger (connection_id, kind, store_id, order_number, state, erp_ref, totals, "
             "attempts, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (connection_id, kind, store_id) DO UPDATE SET "
-            "state = CASE WHEN ledger.state = 'posted' AND excluded.state IN ('posting', 'error') "
+            f"state = CASE WHEN ledger.state = '{DocumentState.POSTED}' AND excluded.state IN "
+            f"('{DocumentState.POSTING}', '{DocumentState.ERROR}') "
             "  THEN ledger.state ELSE excluded.state END, "
             "order_number = CASE WHEN excluded.order_number = '' THEN ledger.order_number "
             "  ELSE excluded.order_number END, "
@@ -287,7 +295,7 @@ class ConnectionStore:
             "totals = COALESCE(excluded.totals, ledger.totals), "
             "attempts = ledger.attempts + excluded.attempts, "
             "last_error = excluded.last_error, updated_at = excluded.updated_at",
-            (connection_id, kind, store_id, order_number, state,
+            (connection_id, str(kind), store_id, order_number, str(state),
              json.dumps(erp_ref, default=str) if erp_ref is not None else None,
              json.dumps(totals, default=str) if totals is not None else None,
              1 if count_attempt else 0, error, _now()))
@@ -300,7 +308,7 @@ class ConnectionStore:
         for column, value in (("kind", kind), ("state", state), ("order_number", order_number)):
             if value is not None:
                 sql += f" AND {column} = ?"
-                params.append(value)
+                params.append(str(value))
         return [_ledger_row(r) for r in self.db.query(sql + " ORDER BY updated_at", tuple(params))]
 
     # watermarks ----------------------------------------------------------------------------
@@ -372,6 +380,32 @@ class ConnectionStore:
             "VALUES (?, ?, ?, ?) ON CONFLICT (connection_id) DO UPDATE SET "
             "state = excluded.state, message = excluded.message, updated_at = excluded.updated_at",
             (connection_id, state, message, _now()))
+
+
+def open_store(env: Environment) -> ConnectionStore:
+    """The connection store of this environment (migrated, with its vault). Keys fail
+    closed: a missing key file is replaced by a new key only while the store holds no secret,
+    and keys that cannot decrypt a stored secret stop here, before anything is encrypted
+    under them (connections/vault.py)."""
+    db = Database(env.db_url)
+    try:
+        db.migrate()
+        sample = a_stored_secret(db)
+        keyring = Keyring.load(env.key_file, label=env.key_file_label,
+                               may_create=lambda: sample is None)
+        store = ConnectionStore(db, Vault(keyring))
+        if sample is not None:
+            store.vault.decrypt(sample)  # VaultError: one line that says how to fix the keys
+        return store
+    except BaseException:
+        db.close()
+        raise
+
+
+def a_stored_secret(db: Database) -> str | None:
+    """One stored ciphertext, if any (then a key file must exist, and decrypt it)."""
+    rows = db.query("SELECT ciphertext FROM secrets LIMIT 1")
+    return rows[0][0] if rows else None
 
 
 def _ledger_row(r: tuple) -> LedgerRow:

@@ -36,7 +36,7 @@ from connectors.acumatica_mapping import (ORDER_TYPE, PAYMENT, PAYMENT_TYPE, SAL
 from connectors.auth import OAuth2Auth, TokenStore
 from connectors.documents import ErpDocument, ReceiptDocument
 from connectors.errors import ConfigurationError, ExternalError, NotFound, Rejected, Unavailable
-from connectors.http import build_client, parse_json, send, to_json
+from connectors.http import build_client, parse_json, returned_url, send, to_json
 from connectors.model import (ZERO, Customer, DocumentKind, ErpDocumentRef, ItemChange, Shipment,
                               quantize, to_decimal)
 
@@ -67,6 +67,7 @@ class AcumaticaSettings(BaseModel):
     # (a cash account has one currency). Unset: Acumatica defaults it from the payment method.
     cash_account: str | None = None
     cash_accounts: dict[str, str] = {}
+    allow_insecure_http: bool = False  # plain-HTTP instance_url: a local test server only
 
     def cash_account_for(self, currency: str) -> str | None:
         return self.cash_accounts.get(currency) or self.cash_account
@@ -112,9 +113,11 @@ class AcumaticaErp:
             credentials.client_id.get_secret_value(), credentials.client_secret, token_store,
             grant={"grant_type": "password", "username": credentials.username,
                    "password": credentials.password, "scope": "api offline_access"},
-            transport=transport, verify=verify, system=SYSTEM, timeout=settings.timeout)
+            transport=transport, verify=verify, system=SYSTEM, timeout=settings.timeout,
+            allow_insecure_http=settings.allow_insecure_http)
         self._client = build_client(settings.base_url, auth=self._auth, verify=verify,
-                                    timeout=settings.timeout, transport=transport)
+                                    timeout=settings.timeout, transport=transport, system=SYSTEM,
+                                    allow_insecure_http=settings.allow_insecure_http)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -357,7 +360,8 @@ class AcumaticaErp:
         location = resp.headers.get("Location")
         if resp.status_code != 202 or not location:
             return
-        status_url = str(resp.request.url.join(location))  # polls answer 202 without a Location
+        # Polls answer 202 without a Location; the bearer token goes to the configured host only.
+        status_url = returned_url(self._client.base_url, location, system=SYSTEM)
         deadline = asyncio.get_running_loop().time() + RELEASE_TIMEOUT
         wait = self.release_first_poll_seconds
         while resp.status_code == 202:

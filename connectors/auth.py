@@ -26,7 +26,8 @@ from oauthlib import oauth1
 from pydantic import AwareDatetime, BaseModel, SecretStr
 
 from connectors.errors import AuthExpired, AuthFailed, ConsentRequired, Unavailable
-from connectors.http import DEFAULT_TIMEOUT, before_request, build_client, raise_for_response
+from connectors.http import (DEFAULT_TIMEOUT, before_request, build_client, raise_for_response,
+                             require_https)
 
 DEFAULT_EXPIRES_IN = 3600  # seconds; what Acumatica and most servers issue when they omit it
 
@@ -168,10 +169,14 @@ class OAuth2Auth(httpx.Auth):
                  refresh_margin: timedelta = timedelta(seconds=60),
                  transport: httpx.AsyncBaseTransport | None = None, verify: str | bool = True,
                  system: str = "oauth2", timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-                 client_auth: Literal["post", "basic"] = "post") -> None:
+                 client_auth: Literal["post", "basic"] = "post",
+                 allow_insecure_http: bool = False) -> None:
         """``client_auth``: the client credentials in the form body (``post``) or in a Basic
         header (``basic``, RFC 6749 §2.3.1's client_secret_basic, which e.g. Oracle's
-        identity domains expect)."""
+        identity domains expect). The token URL receives the client secret: https:// only,
+        unless the connection explicitly allows plain HTTP (a local test server)."""
+        require_https(token_url, system=system, what="the token URL",
+                      allow_insecure=allow_insecure_http)
         self._client_auth = client_auth
         self._token_url = token_url
         self._client_id = client_id

@@ -63,6 +63,7 @@ class BigCommerceSettings(BaseModel):
     ca_bundle: str | None = None
     timeout: float = 30
     rate_limit_reserve: int = 3  # requests kept back for other clients of the store
+    allow_insecure_http: bool = False  # plain-HTTP base_url: a local test server only
 
     @field_validator("store_hash")
     @classmethod
@@ -249,7 +250,8 @@ class BigCommerceStore:
         self.pacer = pacer or rate_pacer(settings.rate_limit_reserve)
         self._client = build_client(
             settings.api_url, auth=XAuthToken(self._token), verify=settings.ca_bundle or True,
-            timeout=settings.timeout, transport=transport,
+            timeout=settings.timeout, transport=transport, system=SYSTEM,
+            allow_insecure_http=settings.allow_insecure_http,
             headers={"User-Agent": "ml-connector (order-to-cash)"})
         self._client.event_hooks["response"].append(self._observe)
 

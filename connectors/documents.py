@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from connectors.errors import MappingMissing, Rejected, TotalsMismatch
 from connectors.model import (ZERO, ErpDocumentRef, Order, OrderLine, Payment, Refund,
-                              RefundLine, quantize)
+                              RefundLine, minor_unit, quantize)
 
 UNIT_PRICE_PLACES = Decimal("0.000001")
 
@@ -200,11 +200,11 @@ def _line(item: str, name: str, qty: Decimal, gross: Decimal, net: Decimal, curr
           ) -> DocumentLine:
     qty = qty if qty > 0 else Decimal(1)
     unit = (gross / qty).quantize(UNIT_PRICE_PLACES)
-    extended = quantize(qty * unit, currency)
+    extended, booked = quantize(qty * unit, currency), quantize(net, currency)
     tax_code = mappings.tax_code_for(rate_codes[0]) if rate_codes and tax else ""
     rule = mappings.rule_for(sku, category, kind)
     return DocumentLine(item_id=item, description=name, quantity=qty, unit_price=unit,
-                        discount=quantize(extended - net, currency), amount=quantize(net, currency),
+                        discount=extended - booked, amount=booked,
                         source_line_id=source, sku=sku, kind=kind, category=category,
                         tax=quantize(tax, currency), tax_code=tax_code,
                         gl_account=rule.gl_account if rule else "",
@@ -254,17 +254,40 @@ def _tax_by_rate(lines: list, tax_lines: list) -> dict[str, tuple[Decimal, Decim
 
 
 def _balance(doc: ErpDocument, expected: Decimal, mappings: Mappings, what: str) -> ErpDocument:
-    """Totals check to the cent; a difference within tolerance goes to the rounding item."""
-    diff = quantize(expected - doc.total, doc.currency)
+    """Totals check at the store's precision; the ERP's total must equal the store's exactly.
+
+    The document books every amount at the currency's minor unit (the precision Acumatica,
+    Oracle Fusion and Exact Online keep: 0 places for JPY, 3 for KWD/BHD), so lines and tax
+    rounded one by one may drift from the store's total by whole ERP units: that drift goes to
+    the rounding item, within the connection's tolerance (widened to half an ERP unit per
+    rounded amount, since that is all per-line rounding can produce, e.g. 1 JPY over two
+    lines). The difference is never rounded before the check. A store total the ERP cannot
+    hold (JPY 72.95 against a 0-decimal JPY) parks the order instead of becoming 73: an
+    invoice that silently differs from what the store charged cannot be reconciled, and a
+    rounding line cannot carry 0.05 JPY either. The fix is in the store (whole-unit totals).
+    """
+    diff = expected - doc.total
     if diff == 0:
         return doc
-    if abs(diff) > mappings.rounding_tolerance:
+    cur, unit_places = doc.currency, minor_unit(doc.currency)
+    if quantize(diff, cur) != diff:
         raise TotalsMismatch(
-            f"{what}: store total {expected} {doc.currency} but lines and tax add up to "
+            f"{what}: store total {expected} {cur} has more decimals than {cur} has in the ERP "
+            f"({unit_places}); booking it would make it {quantize(expected, cur)} {cur}",
+            resolution=f"set the store to {unit_places} decimals for {cur} so it charges what the "
+                       f"ERP can book, correct this order's total to the amount charged, then "
+                       f"replay the order")
+    unit = Decimal(1).scaleb(-unit_places)
+    rounded = len(doc.lines) * 2 + len(doc.taxes)  # each line's amount and tax, each tax total
+    tolerance = max(mappings.rounding_tolerance, unit * rounded / 2)
+    if abs(diff) > tolerance:
+        raise TotalsMismatch(
+            f"{what}: store total {expected} {cur} but lines and tax add up to "
             f"{doc.total} (difference {diff})",
             resolution="correct the order in the store or raise the connection's rounding "
                        "tolerance, then replay the order")
-    doc.lines.append(_service_line(mappings.rounding_item, "Rounding", diff, "rounding", mappings))
+    doc.lines.append(_service_line(mappings.rounding_item, "Rounding", quantize(diff, cur),
+                                   "rounding", mappings))
     return doc
 
 
@@ -373,8 +396,26 @@ class ReceiptDocument(BaseModel):
     kind: Literal["receipt"] = "receipt"
 
 
+def receipt_due(order: Order, payment: Payment) -> bool:
+    """Whether a captured payment books a receipt: a zero amount (a 100% coupon with free
+    shipping) is nothing to book. The invoice alone records the sale; a 0.00 receipt is a
+    document no ERP can release (Acumatica refuses it) and no bank statement matches."""
+    return payment.amount != 0
+
+
 def build_receipt(order: Order, payment: Payment, customer_key: str, invoice: ErpDocumentRef,
                   mappings: Mappings) -> ReceiptDocument:
+    """The receipt of one captured payment, at the store's amount exactly: a payment the ERP's
+    currency cannot hold parks (as its invoice would) instead of being rounded away."""
+    what = f"payment {payment.store_id} of order {order.number}"
+    if not receipt_due(order, payment):
+        raise Rejected(f"{what} is zero: nothing to book")
+    if quantize(payment.amount, order.currency) != payment.amount:
+        raise TotalsMismatch(
+            f"{what}: {payment.amount} {order.currency} has more decimals than "
+            f"{order.currency} has in the ERP ({minor_unit(order.currency)})",
+            resolution="correct the payment in the store to the amount charged, then replay "
+                       "the order")
     return ReceiptDocument(
         external_ref=f"{mappings.document_prefix}{order.store_id}-P{payment.store_id}",
         order_number=order.number, store_order_id=order.store_id, payment_id=payment.store_id,

@@ -64,7 +64,7 @@ from connectors.exact_online_mapping import (CREDIT_NOTE, SYSTEM, account_code, 
                                              receipt_ref, results, shipment_from_delivery,
                                              string_literal, unknown_gl, unknown_item, with_query,
                                              your_ref_for)
-from connectors.http import build_client, send, to_json
+from connectors.http import build_client, returned_url, send, to_json
 from connectors.model import (ZERO, Customer, DocumentKind, ErpDocumentRef, ItemChange, Shipment,
                               quantize)
 from connectors.pacing import EXACT_DAILY, EXACT_MINUTELY, Pacer
@@ -150,6 +150,7 @@ class ExactSettings(BaseModel):
     refresh_margin_seconds: float = Field(default=25, gt=0, le=MAX_REFRESH_MARGIN)
     untaxed_vat_code: str = ""  # a 0 % VAT code for untaxed lines (else the item's default)
     redirect_uri: str = "http://127.0.0.1:8765/callback"  # registered with the Exact app
+    allow_insecure_http: bool = False  # plain-HTTP base_url: a local test server only
 
     @field_validator("region")
     @classmethod
@@ -202,10 +203,12 @@ class ExactOnlineErp:
                                code=credentials.authorization_code,
                                redirect_uri=credentials.redirect_uri or settings.redirect_uri,
                                margin_seconds=settings.refresh_margin_seconds,
-                               transport=transport, verify=verify, timeout=settings.timeout)
+                               transport=transport, verify=verify, timeout=settings.timeout,
+                               allow_insecure_http=settings.allow_insecure_http)
         self.pacer = pacer or rate_pacer()
         self._client = build_client(settings.host, auth=self._auth, verify=verify,
-                                    timeout=settings.timeout, transport=transport)
+                                    timeout=settings.timeout, transport=transport, system=SYSTEM,
+                                    allow_insecure_http=settings.allow_insecure_http)
         self._client.event_hooks = {"request": [], "response": [self.pacer.on_response]}
         self._on_settings_change = on_settings_change
         self._division: int | None = settings.division
@@ -246,13 +249,15 @@ class ExactOnlineErp:
         return f"/api/v1/{await self.division()}/{resource}"
 
     async def _list(self, resource: str, params: Mapping[str, Any]) -> AsyncIterator[dict]:
-        """Every record, following ``__next`` (sequentially, as Exact requires)."""
+        """Every record, following ``__next`` (sequentially, as Exact requires) on the
+        configured host only: the link is the answer's, the bearer token is ours."""
         url: str | None = with_query(await self._path(resource), params)
         while url:
             body = await self._call("GET", url)
             for row in results(body):
                 yield row
-            url = next_link(body)
+            link = next_link(body)
+            url = returned_url(self._client.base_url, link, system=SYSTEM) if link else None
 
     async def _first(self, resource: str, params: Mapping[str, Any]) -> dict | None:
         async for row in self._list(resource, {**params, "$top": 1}):
@@ -537,7 +542,8 @@ async def exchange_code(settings: ExactSettings, credentials: ExactCredentials, 
     of ``ml-connector connections authorize``). A refused code raises AuthFailed."""
     auth = ExactAuth(settings.token_url, credentials.client_id.get_secret_value(),
                      credentials.client_secret, MemoryTokenStore(), transport=transport,
-                     verify=settings.ca_bundle or True, timeout=settings.timeout)
+                     verify=settings.ca_bundle or True, timeout=settings.timeout,
+                     allow_insecure_http=settings.allow_insecure_http)
     try:
         return await auth.exchange_code(code, redirect_uri)
     finally:

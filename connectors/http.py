@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from datetime import date, datetime
@@ -12,8 +13,8 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from connectors.errors import (AuthExpired, AuthFailed, NotFound, RateLimited, Rejected,
-                               Unavailable)
+from connectors.errors import (AuthExpired, AuthFailed, ConfigurationError, NotFound,
+                               RateLimited, Rejected, Unavailable)
 from connectors.pacing import retry_after_seconds
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -33,6 +34,61 @@ REQUEST_GATE: ContextVar[Callable[[str], Awaitable[None]] | None] = ContextVar("
                                                                                default=None)
 
 
+log = logging.getLogger(__name__)
+
+# The one, loud, way to send credentials over plain HTTP: a connector setting meant for a
+# local test server, never for a real store or ERP.
+INSECURE_HTTP_SETTING = "allow_insecure_http"
+
+
+def insecure_http_allowed(settings: Mapping[str, Any]) -> bool:
+    """The connection side's settings opt into plain HTTP (as typed on the command line too)."""
+    return str(settings.get(INSECURE_HTTP_SETTING, "")).lower() in ("true", "1", "yes", "on")
+
+
+def insecure_url_problem(url: str, what: str) -> str | None:
+    """Why ``url`` may not carry credentials (None when it is an https:// URL)."""
+    scheme = httpx.URL(url).scheme.lower() if "://" in url else ""
+    if scheme == "https":
+        return None
+    return (f"{what} must be an https:// URL (credentials travel over TLS only); "
+            f"only a local test server may use http:// with {INSECURE_HTTP_SETTING}=true")
+
+
+def require_https(url: str, *, system: str, what: str, allow_insecure: bool = False) -> None:
+    """Refuse a credential-bearing URL that is not https://, unless the connection explicitly
+    allows plain HTTP (then warn, each time a connector is built)."""
+    problem = insecure_url_problem(url, what)
+    if problem is None:
+        return
+    if not (allow_insecure and httpx.URL(url).scheme.lower() == "http"):
+        raise ConfigurationError(problem, system=system)
+    log.warning("%s: %s %s uses plain HTTP (%s): credentials and data travel unencrypted; "
+                "for local test servers only", system, what, httpx.URL(url).host,
+                INSECURE_HTTP_SETTING)
+
+
+def returned_url(base: httpx.URL | str, url: str, *, system: str) -> str:
+    """A URL the vendor answered (a paging link, a ``Location``), made absolute against the
+    configured ``base`` and accepted only on its scheme, host and port: the client's
+    credentials go only where they were configured."""
+    base_url = httpx.URL(str(base))
+    target = base_url.join(url)
+    if (target.scheme, target.host, _port(target)) != (base_url.scheme, base_url.host,
+                                                          _port(base_url)):
+        raise ConfigurationError(
+            f"the API answered a link to {target.scheme}://{target.host}:{_port(target)}, "
+            f"not the configured {base_url.scheme}://{base_url.host}:{_port(base_url)}; "
+            "refused (credentials go only to the configured host)", system=system,
+            resolution="check the connection's URL setting (a proxy or load balancer may "
+                       "rewrite links to another host or to http://)")
+    return str(target)
+
+
+def _port(url: httpx.URL) -> int | None:
+    return url.port or {"https": 443, "http": 80}.get(url.scheme)
+
+
 async def before_request(system: str) -> None:
     """Count the request and wait for its slot in the connection's quota, if it has one."""
     observer = REQUEST_OBSERVER.get()
@@ -46,9 +102,14 @@ async def before_request(system: str) -> None:
 def build_client(base_url: str, *, auth: httpx.Auth | None = None, verify: str | bool = True,
                  timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
                  headers: dict[str, str] | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+                 transport: httpx.AsyncBaseTransport | None = None, system: str = "",
+                 allow_insecure_http: bool = False) -> httpx.AsyncClient:
     """``verify`` is True (system CAs), False, or the path of a CA bundle (e.g. a private CA).
-    ``transport`` replaces the network, for tests."""
+    ``transport`` replaces the network, for tests. A ``base_url`` carries credentials, so it
+    must be https:// unless ``allow_insecure_http``."""
+    if base_url:
+        require_https(base_url, system=system or "connector", what="the connection URL",
+                      allow_insecure=allow_insecure_http)
     return httpx.AsyncClient(base_url=base_url, auth=auth, verify=verify, timeout=timeout,
                              headers={"Accept": "application/json", **(headers or {})},
                              follow_redirects=False, limits=POOL,

@@ -1,7 +1,10 @@
 """Canonical models: what every store connector produces and every ERP connector consumes.
 
-Money is always ``Decimal`` with the currency carried on the owning document; amounts are
-rounded to the currency's minor unit by :func:`quantize`. Amounts on lines exclude tax.
+Money is always ``Decimal`` with the currency carried on the owning document. ERP documents
+book amounts at the currency's ISO 4217 minor unit (:func:`quantize`), the precision Acumatica,
+Oracle Fusion and Exact Online keep; a store may report more places (WooCommerce prints JPY
+with 2 decimals by default), so totals are compared at :func:`store_places`, never rounded
+to the ERP's unit first. Amounts on lines exclude tax.
 """
 from __future__ import annotations
 
@@ -28,6 +31,18 @@ def minor_unit(currency: str) -> int:
 def quantize(amount: Decimal, currency: str) -> Decimal:
     """Round half-up to the currency's minor unit (the way stores and ERPs print totals)."""
     return amount.quantize(Decimal(1).scaleb(-minor_unit(currency)), rounding=ROUND_HALF_UP)
+
+
+def places(amount: Decimal) -> int:
+    """Decimal places an amount was reported with (``Decimal("72.95")`` -> 2, ``73`` -> 0)."""
+    exponent = amount.normalize().as_tuple().exponent if amount else 0
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def store_places(currency: str, *amounts: Decimal) -> int:
+    """The precision to compare a store's amounts at: every place the store reported, and
+    never fewer than the currency's minor unit (so a cent is never rounded away)."""
+    return max([minor_unit(currency), *(places(a) for a in amounts)])
 
 
 def to_decimal(value: object) -> Decimal:
@@ -204,9 +219,18 @@ class Order(_Model):
         """Sum of line totals plus their tax: equals ``total`` for a consistent order."""
         return sum((ln.total + ln.tax for ln in self.lines), ZERO)
 
+    @property
+    def precision(self) -> int:
+        """Decimal places of the amounts this store reported (see :func:`store_places`)."""
+        amounts = [self.total, self.tax_total, self.shipping_total, self.discount_total]
+        amounts += [a for ln in self.lines for a in (ln.subtotal, ln.total, ln.tax)]
+        amounts += [t.amount for t in self.tax_lines] + [p.amount for p in self.payments]
+        return store_places(self.currency, *amounts)
+
     def check_totals(self) -> Decimal:
-        """Difference between the store's total and the sum of its parts (0 when consistent)."""
-        return quantize(self.total - self.lines_total, self.currency)
+        """Difference between the store's total and the sum of its parts (0 when consistent),
+        exact at the store's precision: nothing is rounded to the ERP's minor unit first."""
+        return self.total - self.lines_total
 
 
 class ItemChange(_Model):

@@ -92,6 +92,7 @@ class OracleFusionSettings(BaseModel):
     customer_account_service: str = "/crmService/CustomerAccountService"
     credit_memo_service: str = "/fscmService/CreditMemoService"
     reference_ttl: float = 900  # seconds reference data (accounts, receipt methods) is trusted
+    allow_insecure_http: bool = False  # plain-HTTP instance/token URL: a local test server only
 
     @field_validator("instance_url", "token_url")
     @classmethod
@@ -151,7 +152,8 @@ class OracleFusionErp:
                 credentials.client_secret, token_store,
                 grant={"grant_type": "client_credentials", "scope": settings.scope},
                 transport=transport, verify=verify, system=SYSTEM, timeout=settings.timeout,
-                client_auth="basic")  # the identity domain takes client credentials as Basic
+                client_auth="basic",  # the identity domain takes client credentials as Basic
+                allow_insecure_http=settings.allow_insecure_http)
         else:
             if credentials.username is None or credentials.password is None:
                 raise AuthFailed("auth 'basic' needs username and password", system=SYSTEM)
@@ -160,7 +162,7 @@ class OracleFusionErp:
         self._client = build_client(
             settings.instance_url, auth=auth, verify=verify, timeout=settings.timeout,
             headers={"REST-Framework-Version": settings.framework_version},
-            transport=transport)
+            transport=transport, system=SYSTEM, allow_insecure_http=settings.allow_insecure_http)
         self._cache = _TtlCache(settings.reference_ttl)
 
     async def aclose(self) -> None:

@@ -1,19 +1,20 @@
 """WooCommerce (wc/v3) store connector: orders and refunds in, price/stock out, webhooks.
 
 Auth follows WooCommerce's own rules (reference §2): Basic over HTTPS, the same key pair in
-the query string for hosts that strip ``Authorization``, OAuth 1.0a one-legged over plain
-HTTP. ``auto`` picks by scheme and, on HTTPS, learns query-string auth from the first 401.
+the query string for hosts that strip ``Authorization`` (only when the merchant chose
+``query_string``: URLs end up in proxy and server logs), OAuth 1.0a one-legged over plain HTTP
+(a local test server only, with ``allow_insecure_http``). ``auto`` picks by scheme and never
+moves the secret into the URL: a 401 to Basic says how to choose query-string auth instead.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import inspect
 import json
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -24,7 +25,7 @@ from pydantic import BaseModel, SecretStr, field_validator, model_validator
 from connectors.auth import OAuth1Auth, QueryStringAuth
 from connectors.base import CatalogPushResult, Webhook, WebhookEvent
 from connectors.errors import AuthExpired, ExternalError, NotFound, Unavailable
-from connectors.http import build_client, send
+from connectors.http import build_client, insecure_url_problem, send
 from connectors.payloads import chunks, path_id
 from connectors.model import Customer, ItemChange, Order, Shipment, latest_per_sku
 from connectors.woocommerce_mapping import (customer_from_wc, customer_to_wc, item_change_to_wc,
@@ -39,6 +40,11 @@ CUSTOMER_TOPICS = ("customer.created", "customer.updated")
 TRACKING_META = "_wc_shipment_tracking_items"
 SKU_LOOKUP_SIZE = 50  # SKUs per `?sku=a,b,c` lookup, keeps URLs short
 MAX_STALLED_RESTARTS = 3  # listing restarts in a row that yield nothing new
+BASIC_REFUSED = (
+    "check the consumer key and secret (WooCommerce > Settings > Advanced > REST API); if they "
+    "are right, the web server strips the Authorization header: let it pass (Apache: "
+    "CGIPassAuth On) or set the store setting auth_mode=query_string, which sends the secret "
+    "in the URL, where proxy and server logs may keep it")
 
 AuthMode = Literal["auto", "basic", "query_string", "oauth1"]
 
@@ -48,6 +54,7 @@ class WooCommerceSettings(BaseModel):
     auth_mode: AuthMode = "auto"
     ca_bundle: str | None = None  # CA file to trust, for stores behind a private CA
     timeout: float = 30
+    allow_insecure_http: bool = False  # plain-HTTP base_url (OAuth 1.0a): a local test server only
 
     @field_validator("base_url")
     @classmethod
@@ -63,6 +70,8 @@ class WooCommerceSettings(BaseModel):
         if self.scheme == "http" and self.auth_mode in ("basic", "query_string"):
             raise ValueError(f"auth_mode {self.auth_mode!r} needs an https:// base_url; "
                              "plain-HTTP stores use oauth1")
+        if self.scheme == "http" and not self.allow_insecure_http:
+            raise ValueError(insecure_url_problem(self.base_url, "base_url"))
         return self
 
     @property
@@ -220,22 +229,17 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 # --- the connector ---------------------------------------------------------------------
 
-AuthModeCallback = Callable[[str], Awaitable[None] | None]
-
-
 class WooCommerceStore:
     """A WooCommerce store as a :class:`connectors.base.Storefront`."""
 
     system = SYSTEM
 
     def __init__(self, settings: WooCommerceSettings, credentials: WooCommerceCredentials, *,
-                 on_auth_mode_detected: AuthModeCallback | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
         self._credentials = credentials
-        self._on_auth_mode_detected = on_auth_mode_detected
         self._mode = self._initial_mode(settings)
-        self._probe_query_string = settings.auth_mode == "auto" and self._mode == "basic"
+        self._auto_basic = settings.auth_mode == "auto" and self._mode == "basic"
         self._global_variations: bool | None = None  # GET /variations exists (WC 10.3+)
         self.reads = 0  # GET calls made, for the catalog push's report
         self._client = self._build_client(auth_for(self._mode, credentials), transport)
@@ -250,7 +254,8 @@ class WooCommerceStore:
                       transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
         s = self.settings
         return build_client(s.api_url, auth=auth, verify=s.ca_bundle or True, timeout=s.timeout,
-                            transport=transport)
+                            transport=transport, system=SYSTEM,
+                            allow_insecure_http=s.allow_insecure_http)
 
     @property
     def auth_mode(self) -> str:
@@ -280,29 +285,14 @@ class WooCommerceStore:
             raise
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One API call. In auto mode a Basic 401 is retried once with query-string keys
-        (a 401 means nothing was processed, so repeating a write is safe); if that works,
-        the client keeps query-string auth and the caller is told so it can persist it."""
+        """One API call. In auto mode a Basic 401 is not retried with the secret in the
+        query string (URLs land in proxy and server logs): the error says what to check."""
         try:
             return await self._send(method, path, **kwargs)
-        except AuthExpired:
-            if not self._probe_query_string:
-                raise
-        query_auth = auth_for("query_string", self._credentials)
-        resp = await self._send(method, path, auth=query_auth, **kwargs)
-        await self._adopt_query_string(query_auth)
-        return resp
-
-    async def _adopt_query_string(self, auth: httpx.Auth) -> None:
-        if not self._probe_query_string:  # a concurrent request switched first
-            return
-        self._probe_query_string = False
-        self._client.auth = auth
-        self._mode = "query_string"
-        if self._on_auth_mode_detected is not None:
-            result = self._on_auth_mode_detected(self._mode)
-            if inspect.isawaitable(result):
-                await result
+        except AuthExpired as exc:
+            if self._auto_basic and exc.resolution is None:
+                exc.resolution = BASIC_REFUSED
+            raise
 
     async def _object(self, method: str, path: str, **kwargs: Any) -> dict:
         body = _decode(await self._request(method, path, **kwargs))
@@ -626,8 +616,8 @@ def open_connector(settings: Mapping[str, Any], credentials: Mapping[str, Any], 
                    transport: httpx.AsyncBaseTransport | None = None,
                    on_settings_change: Callable[[dict[str, Any]], None] | None = None
                    ) -> WooCommerceStore:
-    """The :class:`connectors.base.ConnectorFactory` of WooCommerce (no OAuth 2 tokens)."""
-    remember = (lambda mode: on_settings_change({"auth_mode": mode})) if on_settings_change else None
+    """The :class:`connectors.base.ConnectorFactory` of WooCommerce (no OAuth 2 tokens; the
+    auth mode is the merchant's choice, never changed behind their back)."""
     return WooCommerceStore(WooCommerceSettings.model_validate(settings),
                             WooCommerceCredentials.model_validate(credentials),
-                            on_auth_mode_detected=remember, transport=transport)
+                            transport=transport)

@@ -20,15 +20,23 @@ from temporalio.client import Client
 from temporalio.converter import decode_search_attributes
 from temporalio.service import RPCError
 
-from activities.orders import GUEST_ACCOUNT, customer_external_id
-from connections.store import ConnectionStore, LedgerRow
+from activities.orders import GUEST_ACCOUNT, OrderActivities, activity_name
+from connections.ledger import LedgerKey, LedgerKind, LedgerRow, customer_external_id
+from connections.store import ConnectionStore
 from connectors.errors import PARKING_KINDS
 from connectors.model import Customer
+from starter.dispatch import workflow_type
 from starter.logs import redact_value
-from workflows.order import order_workflow_id
+from workflows.order import OrderSync, order_workflow_id
 from workflows.search_attributes import SA_CONNECTION, SA_ORDER_NUMBER, SA_STATE
 
-LEDGER_KINDS = ("order", "customer", "invoice", "credit_memo", "receipt", "adjustment")
+LEDGER_KINDS = (LedgerKind.ORDER, LedgerKind.CUSTOMER, LedgerKind.INVOICE, LedgerKind.CREDIT_MEMO,
+                LedgerKind.RECEIPT, LedgerKind.ADJUSTMENT)
+# The names OrderSync's history records its steps under, from their definitions.
+FETCH_ORDER, UPSERT_CUSTOMER, POST_INVOICE, POST_CREDIT_MEMO, POST_RECEIPT, POST_ADJUSTMENT = (
+    activity_name(fn) for fn in (OrderActivities.fetch_order, OrderActivities.upsert_customer,
+                                 OrderActivities.post_invoice, OrderActivities.post_credit_memo,
+                                 OrderActivities.post_receipt, OrderActivities.post_adjustment))
 
 
 @dataclass
@@ -69,7 +77,7 @@ async def audit(client: Client, store: ConnectionStore, connection_id: str | Non
         customers.setdefault(cid, set()).update(reader.customer_ids(store, cid))
     for cid, cid_rows in rows.items():
         for ext_id in sorted(customers.get(cid, ())):
-            row = store.ledger_get(cid, "customer", ext_id)
+            row = store.ledger_get(cid, *LedgerKey.customer(ext_id))
             if row is not None:
                 cid_rows.append(row)
         timeline += [_ledger_entry(r) for r in cid_rows]
@@ -79,8 +87,9 @@ async def audit(client: Client, store: ConnectionStore, connection_id: str | Non
 def _ledger_rows(store: ConnectionStore, connection_id: str, order_number: str) -> list[LedgerRow]:
     rows = store.ledger_rows(connection_id, order_number=order_number)
     # An order that failed before its number was known is keyed by its store id alone.
-    row = store.ledger_get(connection_id, "order", order_number)
-    if row is not None and all(r.kind != "order" or r.store_id != row.store_id for r in rows):
+    row = store.ledger_get(connection_id, *LedgerKey.order(order_number))
+    if row is not None and all(r.kind != LedgerKind.ORDER or r.store_id != row.store_id
+                               for r in rows):
         rows.append(row)
     return [r for r in rows if r.kind in LEDGER_KINDS]
 
@@ -89,7 +98,7 @@ async def _workflow_ids(client: Client, connections: list[str], order_number: st
                         rows: dict[str, list[LedgerRow]]) -> set[str]:
     """By the MlOrderNumber search attribute, plus the ids the ledger implies (an order
     whose first fetch failed never set its number)."""
-    query = f'WorkflowType = "OrderSync" AND {SA_ORDER_NUMBER.name} = "{_quoted(order_number)}"'
+    query = f'WorkflowType = "{workflow_type(OrderSync.run)}" AND {SA_ORDER_NUMBER.name} = "{_quoted(order_number)}"'
     if len(connections) == 1:
         query += f' AND {SA_CONNECTION.name} = "{_quoted(connections[0])}"'
     found = set()
@@ -97,7 +106,7 @@ async def _workflow_ids(client: Client, connections: list[str], order_number: st
         if wf.id.split("/")[1:2] and wf.id.split("/")[1] in connections:
             found.add(wf.id)
     for cid, cid_rows in rows.items():
-        order_ids = {r.store_id for r in cid_rows if r.kind in ("order", "invoice")}
+        order_ids = {r.store_id for r in cid_rows if r.kind in (LedgerKind.ORDER, LedgerKind.INVOICE)}
         for order_id in order_ids or {order_number}:
             wid = order_workflow_id(cid, order_id)
             if wid not in found and await _exists(client, wid):
@@ -215,7 +224,7 @@ class _HistoryReader:
                 a = ev.activity_task_completed_event_attributes
                 name, inp = scheduled.get(a.scheduled_event_id, ("?", None))
                 attempt, retried = await self._attempts(started.get(a.scheduled_event_id))
-                if name == "upsert_customer" and isinstance(inp, dict) and inp.get("customer"):
+                if name == UPSERT_CUSTOMER and isinstance(inp, dict) and inp.get("customer"):
                     self._customers.append(inp["customer"])
                 entry = _completed(name, inp or {}, await self._first(a.result))
                 if entry is not None:
@@ -227,12 +236,12 @@ class _HistoryReader:
                 meta = _marker_data(details.get("data"))
                 result = await self._first(details["result"]) if "result" in details else None
                 name = meta.get("activity_type", "?")
-                if name == "fetch_order" and isinstance(result, dict) and result.get("customer"):
+                if name == FETCH_ORDER and isinstance(result, dict) and result.get("customer"):
                     self._customers.append(result["customer"])
-                # The order fetch since "local-fetch"; an ERP step's first try since "local-first".
+                # The order fetch, and an ERP step's first try.
                 if ev.marker_recorded_event_attributes.HasField("failure"):
                     kind, message = await self._failure(ev.marker_recorded_event_attributes.failure)
-                    if name == "fetch_order":  # retried locally until it succeeds or refuses
+                    if name == FETCH_ORDER:  # retried locally until it succeeds or refuses
                         refused(at, name, kind, message, meta.get("attempt"))
                     else:
                         add(at, "retrying", f"{name}: first try failed ({kind}: {message}); "
@@ -338,29 +347,29 @@ def _document(ref: dict) -> str:
 
 def _completed(name: str, inp: dict, result: Any) -> tuple[str, str] | None:
     """(what, detail) of a completed OrderSync activity; personal data left out."""
-    if name == "fetch_order" and isinstance(result, dict):
+    if name == FETCH_ORDER and isinstance(result, dict):
         return "fetched", (
             f"order {result.get('number')} fetched: status {result.get('status')}, total "
             f"{_money(result.get('total'), result.get('currency'))}, "
             f"{len(result.get('lines') or [])} line(s), {len(result.get('refunds') or [])} "
             f"refund(s), {len(result.get('payments') or [])} payment(s), "
             f"{'paid ' + str(result['paid_at']) if result.get('paid_at') else 'not paid'}")
-    if name == "upsert_customer" and isinstance(result, dict):
+    if name == UPSERT_CUSTOMER and isinstance(result, dict):
         how = ("the connection's guest account" if result.get("doc_type") == GUEST_ACCOUNT
                else "matched (existing)" if result.get("created") is False else "created")
         return "customer", f"customer {result.get('number')} {how} in {result.get('system')}"
     ref = (result or {}).get("ref") if isinstance(result, dict) else None
-    if name == "post_invoice" and ref:
+    if name == POST_INVOICE and ref:
         return "posted", f"posted {_document(ref)}"
-    if name == "post_credit_memo" and ref:
+    if name == POST_CREDIT_MEMO and ref:
         refund = _named("refund", inp.get("refund_id"))
         return "credit_memo", f"{refund} → credit memo {_document(ref)}"
-    if name == "post_receipt":
+    if name == POST_RECEIPT:
         if not ref:
             return "receipt", (f"{_named('payment', inp.get('payment_id'))}: this connection "
                                f"does not book receipts")
         return "receipt", f"{_named('payment', inp.get('payment_id'))} → receipt {_document(ref)}"
-    if name == "post_adjustment" and ref:
+    if name == POST_ADJUSTMENT and ref:
         return "adjustment", f"edit after posting → adjustment {_document(ref)}"
     return None
 
@@ -379,7 +388,7 @@ def _ledger_entry(row: LedgerRow) -> TimelineEntry:
         detail += f" — {_clean(row.last_error)}"
     return TimelineEntry(at, "ledger", detail, row.attempts or None, "ledger",
                          order_workflow_id(row.connection_id, row.store_id)
-                         if row.kind == "order" else "", "", {"kind": row.kind,
+                         if row.kind == LedgerKind.ORDER else "", "", {"kind": row.kind,
                                                               "state": row.state})
 
 

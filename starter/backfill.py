@@ -10,6 +10,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.messages import BackfillInput, BackfillProgress
+from workflows.backfill import Backfill
 
 
 def backfill_id(connection_id: str, since: datetime, until: datetime) -> str:
@@ -20,7 +21,7 @@ async def start_backfill(client: Client, connection_id: str, since: datetime, un
                          task_queue: str):
     """The same range twice is the same workflow: a second start attaches to the first."""
     return await client.start_workflow(
-        "Backfill", BackfillInput(connection_id=connection_id, task_queue=task_queue,
+        Backfill.run, BackfillInput(connection_id=connection_id, task_queue=task_queue,
                                   since=since, until=until),
         id=backfill_id(connection_id, since, until), task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
@@ -37,7 +38,7 @@ async def follow(handle, since: datetime, until: datetime, *, interval: float = 
             desc = await handle.describe()
             running = desc.status == WorkflowExecutionStatus.RUNNING
             try:
-                p = await handle.query("progress", result_type=BackfillProgress | None)
+                p = await handle.query(Backfill.progress)
             except Exception:  # between runs of a continue-as-new chain
                 p = None
             if p is not None:
@@ -45,7 +46,9 @@ async def follow(handle, since: datetime, until: datetime, *, interval: float = 
                            position=p.position.date(), seen=p.orders_seen, handed=p.handed_over)
             if not running:
                 if desc.status == WorkflowExecutionStatus.COMPLETED:
-                    p = await handle.result(result_type=BackfillProgress)
+                    # result() takes no result_type: the handle's decides, and a handle
+                    # made without one gives back a plain dict.
+                    p = BackfillProgress.model_validate(await handle.result())
                     bar.update(task, completed=100, seen=p.orders_seen, handed=p.handed_over)
                     return p
                 return None

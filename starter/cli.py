@@ -14,8 +14,9 @@ import sys
 from pydantic import ValidationError
 
 from connections.config import (ERP_CREDENTIALS, ERP_SYSTEMS, STORE_CREDENTIALS, STORE_SYSTEMS,
-                                WEBHOOK_SECRET, Connection, Environment, open_store)
-from connections.store import ConnectionNotFound
+                                WEBHOOK_SECRET, Connection, Environment)
+from connections.ledger import LedgerKind, OrderState
+from connections.store import ConnectionNotFound, StoreUnavailable, open_store
 from connections.vault import VaultError
 from connectors.documents import LineRule, Mappings
 from starter.logs import configure as configure_logs
@@ -76,12 +77,20 @@ def cmd_connections_add(args, env: Environment) -> int:
         raise UsageError(_first_error(exc)) from None
     except SetupError as exc:
         raise UsageError(str(exc)) from None
+    from connectors.http import insecure_http_allowed
+
+    if (problem := conn.insecure_url_problem()) is not None:
+        raise UsageError(problem)
+    for side, settings in (("store", conn.store), ("erp", conn.erp)):
+        if insecure_http_allowed(settings):
+            print(f"WARNING: the {side} allows plain HTTP (allow_insecure_http): credentials "
+                  "travel unencrypted; for a local test server only", file=sys.stderr)
     store.put_secret(conn.id, STORE_CREDENTIALS, store_creds)
     store.put_secret(conn.id, ERP_CREDENTIALS, erp_creds)
     store.put_secret(conn.id, WEBHOOK_SECRET,
                      os.environ.get(args.webhook_secret_env) or secrets.token_urlsafe(32))
     store.save_connection(conn)
-    print(f"connection {conn.id} saved (secrets encrypted in {env.db_url.split('?')[0]})")
+    print(f"connection {conn.id} saved (secrets encrypted in the connection store)")
     if conn.erp_system == "exact_online":
         print(f"next: ml-connector connections authorize {conn.id}  (Exact needs a user's consent)")
     return 0
@@ -130,7 +139,7 @@ def cmd_connections_map(args, env: Environment) -> int:
     if args.receipts is not None:
         conn.mappings.post_receipts = args.receipts == "on"
     store.save_connection(conn)
-    parked = store.ledger_rows(conn.id, kind="order", state="parked")
+    parked = store.ledger_rows(conn.id, kind=LedgerKind.ORDER, state=OrderState.PARKED)
     print(f"mappings of {conn.id} saved; replaying {len(parked)} parked order(s)")
     if parked:
         asyncio.run(_replay(env, conn.id, [r.store_id for r in parked], "mapping_changed"))
@@ -148,8 +157,8 @@ def cmd_replay(args, env: Environment) -> int:
             since = parse_day(args.since, "--since").isoformat()
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    ids = args.order or [r.store_id for state in ("parked", "failed")
-                         for r in store.ledger_rows(conn.id, kind="order", state=state)
+    ids = args.order or [r.store_id for state in (OrderState.PARKED, OrderState.FAILED)
+                         for r in store.ledger_rows(conn.id, kind=LedgerKind.ORDER, state=state)
                          if since is None or r.updated_at >= since]
     asyncio.run(_replay(env, conn.id, ids, "replay"))
     print(f"replaying {len(ids)} order(s) of {conn.id}")
@@ -159,7 +168,7 @@ def cmd_replay(args, env: Environment) -> int:
 async def _replay(env: Environment, connection_id: str, order_ids: list[str], kind: str) -> None:
     from activities.messages import OrderEvent
     from starter.temporal import connect
-    from workflows.dispatch import signal_order
+    from starter.dispatch import signal_order
 
     conn = open_store(env).get_connection(connection_id)
     client = await connect(env)
@@ -227,7 +236,7 @@ def cmd_connections_test(args, env: Environment) -> int:
 
 def cmd_schedules_apply(args, env: Environment) -> int:
     from starter.temporal import connect
-    from workflows.schedules import apply_schedules
+    from starter.schedules import apply_schedules
 
     store = open_store(env)
     conns = ([store.get_connection(args.connection)] if args.connection
@@ -244,20 +253,22 @@ def cmd_schedules_apply(args, env: Environment) -> int:
 
 
 def cmd_schedules_list(args, env: Environment) -> int:
+    from starter.schedule_table import describe_schedules, render
     from starter.temporal import connect
 
-    async def show() -> None:
+    async def show() -> list:
         client = await connect(env, open_store(env).vault.keyring)
-        async for entry in await client.list_schedules():
-            print(entry.id)
+        return await describe_schedules(client, args.connection)
 
-    asyncio.run(show())
+    rows = asyncio.run(show())
+    print(render(rows) if rows else "no schedules yet: run `ml-connector schedules apply`")
     return 0
 
 
 def cmd_backfill(args, env: Environment) -> int:
     from datetime import datetime, timezone
 
+    from activities.messages import BackfillProgress
     from starter.backfill import follow, parse_day, start_backfill
     from starter.temporal import connect
 
@@ -277,7 +288,9 @@ def cmd_backfill(args, env: Environment) -> int:
         print(f"backfill workflow {handle.id} (Temporal UI: search WorkflowId=\"{handle.id}\")")
         if args.detach:
             return 0
-        done = await follow(handle, since, until)
+        # Followed by id alone: the latest run of a continue-as-new chain, decoded as progress.
+        latest = client.get_workflow_handle(handle.id, result_type=BackfillProgress)
+        done = await follow(latest, since, until)
         if done is None:
             print("the backfill did not complete: see its history in the Temporal UI")
             return 1
@@ -299,7 +312,7 @@ def cmd_keys_rotate(args, env: Environment) -> int:
               f"every process)")
     else:
         r = rotate_keys(store, env.key_file)
-        print(f"new key {r['key_id']} ({r['keys']} keys in {env.key_file}); "
+        print(f"new key {r['key_id']} ({r['keys']} keys in {env.key_file_label}); "
               f"re-encrypted {r['secrets']} secrets")
     return 0
 
@@ -314,29 +327,26 @@ def cmd_keys_retire(args, env: Environment) -> int:
 
 
 def cmd_worker(args, env: Environment) -> int:
-    import worker
     from starter import eventloop
+    from starter.workers import run
 
-    eventloop.run(worker.run(env))
+    eventloop.run(run(env))
     return 0
 
 
 def cmd_receiver(args, env: Environment) -> int:
     import uvicorn
 
+    from starter.logs import UVICORN_LOG_CONFIG
     from starter.receiver import create_receiver
-    from starter.temporal import connect
+    from starter.temporal import LazyClient
 
     store = open_store(env)
-    state: dict = {}
-
-    async def client_factory():
-        if "client" not in state:
-            state["client"] = await connect(env, store.vault.keyring)
-        return state["client"]
-
-    uvicorn.run(create_receiver(store, client_factory, task_queue=env.task_queue),
-                host=args.host, port=args.port, log_level="warning")
+    # Temporal may be down at start and may go away later: 503 until it answers again.
+    app = create_receiver(store, LazyClient(env, store.vault.keyring), task_queue=env.task_queue,
+                          body_timeout=args.body_timeout)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                log_config=UVICORN_LOG_CONFIG)
     return 0
 
 
@@ -349,8 +359,12 @@ def cmd_codec(args, env: Environment) -> int:
     if len(token) < 16:
         raise UsageError("set ML_CONNECTOR_CODEC_TOKEN (16+ random characters); the UI's codec "
                          "endpoint is then http://HOST:PORT/<token>")
+    from starter.logs import UVICORN_LOG_CONFIG
+
     app = create_codec_server(open_store(env).vault.keyring, token=token, ui_origin=args.ui_origin)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # no access log: the token is in the path
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                log_config=UVICORN_LOG_CONFIG)
     return 0
 
 
@@ -381,6 +395,10 @@ def parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("receiver", help="serve the webhook receiver")
     rec.add_argument("--host", default="127.0.0.1")
     rec.add_argument("--port", type=int, default=8000)
+    rec.add_argument("--body-timeout", type=float,
+                     default=os.environ.get("ML_CONNECTOR_BODY_TIMEOUT", "10"),
+                     help="seconds a sender has to send a whole body before a 408 (default 10, "
+                          "or ML_CONNECTOR_BODY_TIMEOUT)")
     st = sub.add_parser("status", help="health, poll watermark, order counts, parked orders")
     st.add_argument("connection", nargs="?")
     st.add_argument("--json", action="store_true")
@@ -411,7 +429,8 @@ def parser() -> argparse.ArgumentParser:
         dest="action", required=True)
     sch.add_parser("apply", help="create or update every schedule (idempotent)").add_argument(
         "connection", nargs="?")
-    sch.add_parser("list")
+    sch.add_parser("list", help="each schedule's state, workflow, last and next run").add_argument(
+        "connection", nargs="?", help="only this connection's schedules")
     conns = sub.add_parser("connections", help="manage connections").add_subparsers(
         dest="action", required=True)
     add = conns.add_parser("add", help="add a store + ERP connection")
@@ -486,19 +505,46 @@ COMMANDS = {
 }
 
 
+# 128 + SIGPIPE: what any shell tool stopped by a closed pipe returns, so `set -o pipefail`
+# scripts treat `ml-connector status | head -1` as they treat `cat big | head -1`.
+EXIT_CLOSED_PIPE = 141
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``status | head -1``): point stdout at /dev/null so no
+    later flush raises again, and end quietly (the recipe of Python's signal docs)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_CLOSED_PIPE
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # --help or bad arguments: argparse printed and exits
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            os._exit(_closed_pipe())
+        raise exc
     # The demo's console shows progress and the books; its logs only say what went wrong.
     configure_logs(logging.WARNING if args.command == "demo" else logging.INFO)
     handler = COMMANDS[(args.command, getattr(args, "action", None))]
     try:
         code = handler(args, Environment())
-    except (UsageError, ConnectionNotFound, VaultError, TemporalUnavailable) as exc:
+    except BrokenPipeError:
+        code = _closed_pipe()
+    except (UsageError, ConnectionNotFound, VaultError, StoreUnavailable,
+            TemporalUnavailable) as exc:
         print(f"ml-connector: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 130
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()  # output that fit the buffer meets a closed pipe only here
+    except BrokenPipeError:
+        code = _closed_pipe()
     sys.stderr.flush()
     os._exit(code)  # a clean exit code even if SDK threads linger (see README)
 

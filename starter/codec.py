@@ -17,10 +17,16 @@ from temporalio.converter import PayloadCodec
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
+NONCE_BYTES, TAG_BYTES = 12, 16
 
 
 class UnknownPayloadKey(ValueError):
     """A payload was encrypted under a key this process does not have."""
+
+
+class MalformedPayload(ValueError):
+    """A payload marked encrypted is too short to hold a nonce and a tag: no ciphertext of
+    ours (the codec endpoint answers 400, not 500)."""
 
 
 class AesGcmCodec(PayloadCodec):
@@ -53,7 +59,7 @@ class AesGcmCodec(PayloadCodec):
         aes = self._keys[primary]
         out = []
         for p in payloads:
-            nonce = os.urandom(12)
+            nonce = os.urandom(NONCE_BYTES)
             out.append(Payload(
                 metadata={"encoding": ENCODING, KEY_ID: primary.encode()},
                 data=nonce + aes.encrypt(nonce, p.SerializeToString(), None)))
@@ -65,6 +71,9 @@ class AesGcmCodec(PayloadCodec):
     def _decode_one(self, p: Payload) -> Payload:
         if p.metadata.get("encoding") != ENCODING:
             return p
+        if len(p.data) < NONCE_BYTES + TAG_BYTES:
+            raise MalformedPayload(f"an encrypted payload holds {len(p.data)} bytes, fewer than "
+                                   f"its nonce and tag ({NONCE_BYTES + TAG_BYTES})")
         key_id = p.metadata.get(KEY_ID, b"").decode(errors="replace")
         aes = self._keys.get(key_id)
         if aes is None and self._sync(force=True):
@@ -74,7 +83,7 @@ class AesGcmCodec(PayloadCodec):
             raise UnknownPayloadKey(f"payload encrypted with unknown key id {key_id!r}"
                                     + (f"; {hint}" if hint else ""))
         decoded = Payload()
-        decoded.ParseFromString(aes.decrypt(p.data[:12], p.data[12:], None))
+        decoded.ParseFromString(aes.decrypt(p.data[:NONCE_BYTES], p.data[NONCE_BYTES:], None))
         return decoded
 
 

@@ -4,7 +4,7 @@ Temporal's codec-server protocol: ``POST …/decode`` and ``POST …/encode`` wi
 ``{"payloads": [...]}`` body in protobuf JSON (base64 ``metadata`` values and ``data``); only
 the last path segment names the operation and the UI adds a query string, which is ignored.
 The UI's page calls it from the browser, so it answers the CORS preflight for exactly the
-UI's origin (never ``*``) and refuses every other origin.
+UI's origins (never ``*``) and refuses every other origin.
 
 Authentication is a random token: in the path (``--ui-codec-endpoint http://host:port/TOKEN``,
 so the bundled UI needs no configuration) or as ``Authorization: Bearer TOKEN`` (the CLI's
@@ -21,16 +21,19 @@ from collections.abc import Sequence
 import structlog
 from cryptography.exceptions import InvalidTag
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payload, Payloads
 
-from starter.codec import UnknownPayloadKey, codec_from_keyring
-from starter.receiver import Oversize, read_body
+from connections.vault import VaultError
+from starter.codec import MalformedPayload, UnknownPayloadKey, codec_from_keyring
+from starter.receiver import BODY_TIMEOUT, Oversize, SlowBody, nested_deeper_than, read_body
 
 MAX_BODY = 8 * 1024 * 1024  # a UI request carries one event's payloads (each < 2 MiB)
+MAX_DEPTH = 8  # {"payloads": [{"metadata": {...}}]} is four deep
 ALLOWED_HEADERS = "content-type,x-namespace,authorization"
 log = structlog.get_logger("codec_server")
 
@@ -48,23 +51,29 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
 
 
-def create_codec_server(keyring, *, token: str, ui_origin: str,
-                        max_body: int = MAX_BODY) -> Starlette:
+def create_codec_server(keyring, *, token: str, ui_origin: str | Sequence[str],
+                        max_body: int = MAX_BODY, body_timeout: float | None = BODY_TIMEOUT,
+                        ) -> Starlette:
+    """Every refusal is a 4xx whose message names no server path (keys are named by
+    their label, e.g. "the key file (ML_CONNECTOR_KEY_FILE)"); never a 500. ``ui_origin``: the
+    UI's origin, or each one it may be opened at (dev: 127.0.0.1 and localhost are two origins)."""
     if len(token) < 16:
         raise ValueError("the codec endpoint token must be a long random string (new_token())")
-    origin_allowed = ui_origin.rstrip("/")
+    origins = [ui_origin] if isinstance(ui_origin, str) else ui_origin
+    origins_allowed = {origin.rstrip("/") for origin in origins}
     codec = codec_from_keyring(keyring)
 
     def cors(request: Request) -> dict[str, str]:
-        if request.headers.get("origin") != origin_allowed:
+        origin = request.headers.get("origin")
+        if origin not in origins_allowed:
             return {"Vary": "Origin"}
-        return {"Access-Control-Allow-Origin": origin_allowed, "Vary": "Origin",
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
                 "Access-Control-Allow-Credentials": "true"}
 
     def refusal(request: Request, path_token: str | None) -> Response | None:
         """403 for a foreign origin or a bad bearer token, 404 for a bad path token."""
         origin = request.headers.get("origin")
-        if origin is not None and origin != origin_allowed:
+        if origin is not None and origin not in origins_allowed:
             log.warning("codec.refused", reason="origin")
             return JSONResponse({"message": "origin not allowed"}, status_code=403)
         if path_token is not None:
@@ -91,17 +100,30 @@ def create_codec_server(keyring, *, token: str, ui_origin: str,
                 **cors(request), "Access-Control-Allow-Methods": "POST, OPTIONS",
                 "Access-Control-Allow-Headers": ALLOWED_HEADERS, "Access-Control-Max-Age": "600"})
         try:
-            body = await read_body(request, max_body)
+            body = await read_body(request, max_body, body_timeout)
+            if nested_deeper_than(body, MAX_DEPTH):
+                raise json_format.ParseError("nested too deep")
             payloads = json_format.Parse(body, Payloads(), ignore_unknown_fields=True).payloads
         except Oversize:
             return JSONResponse({"message": f"body larger than {max_body} bytes"}, 413, cors(request))
-        except (json_format.ParseError, UnicodeDecodeError, ClientDisconnect):
+        except SlowBody:
+            return JSONResponse({"message": f"body not received within {body_timeout:g} s"}, 408,
+                                {**cors(request), "Connection": "close"})
+        except (json_format.ParseError, ValueError, RecursionError, ClientDisconnect):
             return JSONResponse({"message": "expected {\"payloads\": [...]} in protobuf JSON"},
                                 400, cors(request))
         try:
             result = await _apply(request.path_params["op"], payloads)
+        except MalformedPayload as exc:
+            return JSONResponse({"message": str(exc)}, 400, cors(request))
         except UnknownPayloadKey as exc:
             return JSONResponse({"message": str(exc)}, 422, cors(request))
+        except VaultError as exc:  # the key file became unreadable: named by its label only
+            log.error("codec.keys_unavailable", error=str(exc))
+            return JSONResponse({"message": str(exc)}, 503, cors(request))
+        except DecodeError:
+            return JSONResponse({"message": "a payload decrypted to no Temporal payload"},
+                                422, cors(request))
         except InvalidTag:
             return JSONResponse({"message": "a payload failed authentication (altered or "
                                             "encrypted under another key with the same id)"},

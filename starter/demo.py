@@ -21,10 +21,12 @@ from rich.table import Table
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from activities.messages import PollInput, PollResult
-from connections.config import Connection, Environment, open_store
+from connections.config import Connection, Environment
+from connections.store import open_store
 from starter.reconcile import Reconciliation, reconcile
 from starter.stack import Stack, start_temporal_server
 from starter.temporal import connect
+from workflows.poll import OrderPoll
 
 TASK_QUEUE = "ml-connector"
 DEMO_PAIRS = (("woocommerce", "acumatica"), ("bigcommerce", "acumatica"),
@@ -70,9 +72,8 @@ async def drive_day(stack: Stack, connection_id: str, *, orders: int, refund_rat
 
 async def catch_up(stack: Stack, connection_id: str, since: datetime | None = None) -> PollResult:
     return await stack.client.execute_workflow(
-        "OrderPoll", PollInput(connection_id=connection_id, task_queue=stack.task_queue, since=since),
-        id=f"poll/{connection_id}/{time.time_ns()}", task_queue=stack.task_queue,
-        result_type=PollResult)
+        OrderPoll.run, PollInput(connection_id=connection_id, task_queue=stack.task_queue, since=since),
+        id=f"poll/{connection_id}/{time.time_ns()}", task_queue=stack.task_queue)
 
 
 async def books(stack: Stack, conn: Connection) -> Reconciliation:

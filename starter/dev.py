@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import asyncio
 
-from connections.config import Environment, open_store
-from connections.store import ConnectionNotFound
+from connections.config import Environment
+from connections.store import ConnectionNotFound, open_store
 from sandbox.server import start
 from starter.codec_server import codec_endpoint_url, create_codec_server, new_token
 from starter.stack import Stack, start_temporal_server
@@ -14,9 +14,23 @@ PORTS = {"woocommerce": 8441, "woocommerce_http": 8081, "acumatica": 8442, "rece
          "codec": 8001}
 
 
+def ui_origins(ui_port: int) -> list[str]:
+    """Where an operator may open the dev UI. To a browser 127.0.0.1 and localhost are two
+    origins, and the codec answers only the origins it is given: both, so either decodes."""
+    return [f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"]
+
+
+def banner(ui_port: int, services: dict[str, str]) -> str:
+    """The start-up text: where to open the UI first, then each service's address."""
+    first, *others = ui_origins(ui_port)
+    lines = [f"Temporal UI  open {first} (or {', '.join(others)}): payloads show decoded"]
+    lines += [f"{name:<12} {where}" for name, where in services.items()]
+    return "\n".join([*lines, "Ctrl-C stops."])
+
+
 async def run_dev(env: Environment, *, temporal_port: int = 7233, ui_port: int = 8233) -> int:
     """The UI decodes the encrypted payloads it shows through the codec endpoint, which
-    answers only the UI's origin and only with the token this run made."""
+    answers only the UI's origins (ui_origins) and only with the token this run made."""
     home = env.home / "dev"
     token = new_token()
     server = await start_temporal_server(
@@ -27,7 +41,7 @@ async def run_dev(env: Environment, *, temporal_port: int = 7233, ui_port: int =
         env = Environment(home=home, temporal_address=f"127.0.0.1:{temporal_port}")
         store = open_store(env)
         codec = await start(create_codec_server(store.vault.keyring, token=token,
-                                                ui_origin=f"http://127.0.0.1:{ui_port}"),
+                                                ui_origin=ui_origins(ui_port)),
                             port=PORTS["codec"], name="codec")
         client = await connect(env, store.vault.keyring)
         async with Stack(client, store, home, env.task_queue, ports=PORTS) as stack:
@@ -38,10 +52,11 @@ async def run_dev(env: Environment, *, temporal_port: int = 7233, ui_port: int =
                 await stack.add_connection("demo")
             else:
                 await stack.register_webhooks(conn)
-            print(f"Temporal UI  http://127.0.0.1:{ui_port}\nstore        {stack.shop.url}\n"
-                  f"ERP          {stack.erp_server.url}\nreceiver     {stack.receiver.url}\n"
-                  f"codec        http://127.0.0.1:{PORTS['codec']} (the UI decodes through it)\n"
-                  f"CA           {stack.ca.ca_file}\nCtrl-C stops.")
+            print(banner(ui_port, {
+                "store": stack.shop.url, "ERP": stack.erp_server.url,
+                "receiver": stack.receiver.url,
+                "codec": f"http://127.0.0.1:{PORTS['codec']} (the UI decodes through it)",
+                "CA": str(stack.ca.ca_file)}), flush=True)
             await asyncio.Event().wait()
     finally:
         if codec is not None:

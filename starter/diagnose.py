@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from activities.runtime import Runtime
 from connections.config import ERP_CREDENTIALS, STORE_CREDENTIALS, Connection
 from connections.store import ConnectionStore
-from connectors.errors import ExternalError
+from connectors.errors import ConfigurationError, ExternalError
 from starter.logs import redact_value
 
 CONNECT_TIMEOUT = 10.0
@@ -106,6 +106,10 @@ async def _test_side(runtime: Runtime, conn: Connection, side: str) -> list[Find
                         f"are incomplete: {where}: {err['msg']}",
                         f"correct the connection ({where}) with `ml-connector connections add "
                         f"{conn.id} --replace ...`")]
+    except ConfigurationError as exc:  # e.g. a plain-HTTP URL that would expose credentials
+        return [Finding(side, system, False, "config", exc.message,
+                        f"correct the connection with `ml-connector connections add {conn.id} "
+                        "--replace ...` (an https:// URL)")]
     settings = getattr(connector, "settings", None)
     url = _url_of(settings)
     if url:
@@ -156,7 +160,8 @@ async def probe(url: str, ca_bundle: str | None, label: str = "system",
         return ("tls", *_certificate_problem(exc, label, host, ca_bundle))
     except ssl.SSLError as exc:
         return ("tls", f"no TLS session with {where}: {exc.reason or exc}",
-                f"check that {where} serves HTTPS (or use an http:// URL if it does not)")
+                f"check that {where} serves HTTPS on that port (credentials go over TLS "
+                "only; a TLS-terminating proxy in between must present a valid certificate)")
     except ConnectionRefusedError:
         return ("network", f"nothing listens on {where} (connection refused)",
                 f"check the {label} URL's port and that the {label} is running")

@@ -20,7 +20,8 @@ def _file_keyring(store: ConnectionStore, key_file: Path) -> Keyring:
     if ring.path is None:
         raise VaultError(ENV_HINT + "; then run `ml-connector keys rotate` to re-encrypt")
     if Path(ring.path).resolve() != Path(key_file).resolve():
-        raise VaultError(f"the store's keys come from {ring.path}, not {key_file}")
+        raise VaultError(f"the store's keys come from another key file than {ring.label}: "
+                         "set ML_CONNECTOR_KEY_FILE alike for both")
     ring.refresh(force=True)  # another rotation may have written the file since we read it
     return ring
 
@@ -39,7 +40,7 @@ def rotate_keys(store: ConnectionStore, key_file: Path) -> dict:
     ring = _file_keyring(store, key_file)
     ring.rotated().save()
     if not ring.refresh(force=True):
-        raise VaultError(f"the key file {key_file} did not take the new key")
+        raise VaultError(f"{ring.label} did not take the new key (is it writable?)")
     return reencrypt(store)
 
 
@@ -54,6 +55,6 @@ def retire_keys(store: ConnectionStore, key_file: Path, keep: int) -> dict:
     result = reencrypt(store)
     retired = [k.id for k in ring.keys[keep:]]
     if retired:
-        Keyring(ring.keys[:keep], ring.path).save()
+        Keyring(ring.keys[:keep], ring.path, ring.label).save()
         ring.refresh(force=True)
     return {**result, "keys": len(ring.keys), "retired": retired}

@@ -106,6 +106,16 @@ def _stdlib_handlers(lines: _Lines, level: int) -> None:
     root.setLevel(level)
 
 
+# uvicorn's ``log_config`` for our servers: its loggers keep no handlers of their own and
+# propagate to the root handler above, so its error lines and tracebacks (and access lines,
+# where a server turns them on) are redacted JSON like every other line.
+UVICORN_LOG_CONFIG = {
+    "version": 1, "disable_existing_loggers": False,
+    "loggers": {name: {"handlers": [], "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")},
+}
+
+
 def configure(level: int = logging.INFO, *, log_file: Path | None = None) -> None:
     path = log_file or (Path(p) if (p := os.environ.get(LOG_FILE_ENV)) else None)
     lines = _Lines(path)

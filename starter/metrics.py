@@ -26,6 +26,9 @@ FRESHNESS_SECONDS = 15.0  # how often the freshness gauge is refreshed from the 
 # Store-to-ledger latency is minutes, not milliseconds: buckets from a second to a day.
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
 REQUEST_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 50)
+# 1 while a connection's webhooks are down and it polls at its tighter cadence (from the
+# store, like freshness: the state outlives the worker that noticed it).
+POLLING_MODE = "ml_polling_mode"
 
 _runtimes: dict[str, Runtime] = {}
 
@@ -66,10 +69,17 @@ def freshness_seconds(store, connection_id: str, now: datetime | None = None) ->
 
 
 def record_freshness(meter: MetricMeter, store) -> None:
+    """The store-kept gauges of every connection: sync freshness and polling mode."""
+    from activities.webhooks import webhook_state
+
+    polling = meter.create_gauge(POLLING_MODE, "1 while the connection's webhooks are down "
+                                               "and it polls at its tighter cadence")
     for conn in store.list_connections():
         age = freshness_seconds(store, conn.id)
         if age is not None:
             BusinessMetrics(meter, conn.id).freshness(age)
+        polling.set(int(bool(webhook_state(store, conn.id).get("polling_mode"))),
+                    {"connection": conn.id})
 
 
 async def freshness_loop(meter: MetricMeter, store, interval: float = FRESHNESS_SECONDS) -> None:

@@ -18,18 +18,18 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from activities.runtime import Runtime
 from activities.webhooks import webhook_topics
-from connections.config import (ERP_CREDENTIALS, STORE_CREDENTIALS, WEBHOOK_SECRET, Connection,
-                                Environment)
+from connections.config import ERP_CREDENTIALS, STORE_CREDENTIALS, WEBHOOK_SECRET, Connection
+from connections.state_files import private_dir, private_file, tighten
 from connections.store import ConnectionStore
 from connectors.base import ensure_webhooks
 from connectors.documents import Mappings
-from connectors.exact_online import customer_code_for
+from connectors.exact_online_mapping import customer_code_for
 from connectors.model import Customer, ErpDocumentRef
 from sandbox.server import LocalCA, Served, start
 from starter.sandboxes import ErpDoc, sandbox
 from starter.receiver import create_receiver
+from starter.workers import build_worker, run_erp_workers, worker_runtime
 from workflows.search_attributes import dev_server_args
 
 def temporal_binary() -> str:
@@ -47,18 +47,27 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _private_child() -> None:  # pragma: no cover - runs in the child
+    """The dev server dies with us, and every file it makes (its SQLite database with the
+    workflow histories, -wal, -shm) is owner-only."""
+    _die_with_parent()
+    os.umask(0o077)
+
+
 async def start_temporal_server(home: Path, *, port: int = 7233, ui_port: int = 8233,
                                 codec_endpoint: str | None = None) -> subprocess.Popen:
     """``temporal server start-dev`` keeping its state in a file (durable across restarts);
     ``codec_endpoint``: where the UI decodes the encrypted payloads it shows an operator."""
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
+    for made_before in ("temporal.db", "temporal.db-wal", "temporal.db-shm"):
+        tighten(home / made_before)
     args = [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
             "--ui-port", str(ui_port), "--db-filename", str(home / "temporal.db"),
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
             "--log-level", "error", *dev_server_args(),
             *(["--ui-codec-endpoint", codec_endpoint] if codec_endpoint else [])]
-    log = open(home / "temporal.log", "ab")
-    proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=_die_with_parent)
+    log = open(private_file(home / "temporal.log"), "ab")
+    proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=_private_child)
     for _ in range(300):
         if proc.poll() is not None:
             raise RuntimeError(f"the Temporal dev server exited ({proc.returncode}); see {home / 'temporal.log'}")
@@ -97,7 +106,7 @@ class Stack:
                           if getattr(self.shop_sandbox, "plain_http", False) else None)
         self.erp_server = await self._serve(self.erp_sandbox.create_app(**self.erp_options),
                                             self.erp_system, tls=self.erp_sandbox.tls)
-        self.runtime = Runtime(self.store, client=self.client)
+        self.runtime = worker_runtime(self.store, self.client)
         self.receiver_app = create_receiver(self.store, self._client, task_queue=self.task_queue)
         self.receiver = await self._serve(self.receiver_app, "receiver", tls=False)
         self.worker_task = None
@@ -116,8 +125,6 @@ class Stack:
         return served
 
     def start_worker(self) -> None:
-        from worker import build_worker, run_erp_workers
-
         self.worker = build_worker(self.client, self.runtime, self.task_queue)
         self.worker_task = asyncio.create_task(self.worker.run(), name="worker")
         self.quota_task = asyncio.create_task(
@@ -219,7 +226,3 @@ class Stack:
         return await ensure_webhooks(
             self.runtime.storefront(conn), webhook_topics(conn), self.webhook_url(conn.id),
             self.store.get_secret(conn.id, WEBHOOK_SECRET))
-
-
-def stack_environment(home: Path) -> Environment:
-    return Environment(home=home, db_url=os.environ.get("ML_CONNECTOR_DB", ""))

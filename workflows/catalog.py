@@ -7,6 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.catalog import CatalogActivities
     from activities.messages import CatalogInput, CatalogReport
     from workflows import policies
 
@@ -15,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
 class CatalogPush:
     @workflow.run
     async def run(self, inp: CatalogInput) -> CatalogReport:
-        return await workflow.execute_activity(
-            "push_catalog", inp, result_type=CatalogReport,
+        return await workflow.execute_activity_method(
+            CatalogActivities.push_catalog, inp,
             start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=5),
             retry_policy=policies.STORE_READ["retry_policy"])

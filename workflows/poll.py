@@ -7,6 +7,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.messages import PollInput, PollResult
+    from activities.poll import PollActivities
     from workflows import policies
 
 
@@ -14,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
 class OrderPoll:
     @workflow.run
     async def run(self, inp: PollInput) -> PollResult:
-        return await workflow.execute_activity(
-            "poll_orders", inp, result_type=PollResult,
+        return await workflow.execute_activity_method(
+            PollActivities.poll_orders, inp,
             start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(minutes=2),
             retry_policy=policies.STORE_READ["retry_policy"])

@@ -6,6 +6,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.messages import ConnectionInput, ShipmentReport
+    from activities.shipments import ShipmentActivities
     from workflows import policies
 
 
@@ -13,5 +14,5 @@ with workflow.unsafe.imports_passed_through():
 class ShipmentSync:
     @workflow.run
     async def run(self, inp: ConnectionInput) -> ShipmentReport:
-        return await workflow.execute_activity(
-            "sync_shipments", inp, result_type=ShipmentReport, **policies.ERP_WRITE)
+        return await workflow.execute_activity_method(
+            ShipmentActivities.sync_shipments, inp, **policies.ERP_WRITE)

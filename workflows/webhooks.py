@@ -6,6 +6,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.messages import CadenceInput, ConnectionInput, WebhookReport
+    from activities.webhooks import WebhookActivities
     from workflows import policies
 
 
@@ -13,12 +14,12 @@ with workflow.unsafe.imports_passed_through():
 class WebhookHealth:
     @workflow.run
     async def run(self, inp: ConnectionInput) -> WebhookReport:
-        report = await workflow.execute_activity(
-            "check_webhooks", inp, result_type=WebhookReport, **policies.STORE_READ)
+        report = await workflow.execute_activity_method(
+            WebhookActivities.check_webhooks, inp, **policies.STORE_READ)
         if report.checked:
-            await workflow.execute_activity(
-                "set_poll_cadence",
+            await workflow.execute_activity_method(
+                WebhookActivities.set_poll_cadence,
                 CadenceInput(connection_id=inp.connection_id, polling_mode=bool(report.repairs),
                              reason="; ".join(report.repairs)),
-                result_type=bool, **policies.LEDGER)
+                **policies.LEDGER)
         return report

@@ -10,6 +10,7 @@ from sandbox.control import SettingsControl, control_routes
 from sandbox.faults import Faults
 
 from sandbox.acumatica.endpoint import EntityApi
+from sandbox.acumatica.entities import RULES
 from sandbox.acumatica.identity import IdentityServer
 from sandbox.acumatica.model import Settings
 from sandbox.acumatica.orders import ORDER_TYPES, plain_shipment
@@ -137,7 +138,7 @@ def create_app(*, tenant: str = "Company", client_id: str = "00000000-0000-0000-
     site = "/" + site_path.strip("/") if site_path.strip("/") else ""
     settings = Settings(requests_per_minute=requests_per_minute, send_retry_after=send_retry_after,
                         token_lifetime=token_lifetime)
-    state = AcumaticaState(tenant=tenant, base_currency=base_currency, settings=settings)
+    state = AcumaticaState(tenant=tenant, base_currency=base_currency, settings=settings, rules=RULES)
     faults = Faults()
     credentials = {"client_id": client_id, "client_secret": client_secret, "username": username,
                    "password": password}

@@ -6,26 +6,44 @@ import time
 from dataclasses import asdict, replace
 from datetime import datetime, time as dtime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from starlette.requests import Request
 
 from sandbox.acumatica.contract import ENTITIES
-from sandbox.acumatica.entities import CUSTOMER, NON_STOCK_ITEM, SHIPMENT, STOCK_ITEM
 from sandbox.acumatica.model import _bump, _key_tuple, _same_key, new_id, new_record
 from sandbox.acumatica.records import plain_customer, plain_document, plain_order, plain_payment
 from sandbox.acumatica.wire import QUOTA_WINDOW_SECONDS, SESSION_IDLE_SECONDS
 
 if TYPE_CHECKING:
-    from sandbox.acumatica.model import Grant, Operation, Settings
+    from sandbox.acumatica.model import Errors, Grant, Operation, Settings
+
+
+class EntityRules(Protocol):
+    """What seeding asks of an entity's rules. The rules (sandbox/acumatica/entities.py) work on
+    this state, so they are passed in rather than imported: the state stays below them."""
+
+    def apply(self, state: AcumaticaState, draft: dict, changes: dict, is_new: bool) -> Errors: ...
+
+    def complete(self, state: AcumaticaState, record: dict) -> None: ...
+
+    def assign_number(self, state: AcumaticaState, record: dict) -> None: ...
+
+    def release_problem(self, state: AcumaticaState, doc: dict) -> str | None: ...
+
+    def release(self, state: AcumaticaState, doc: dict) -> None: ...
 
 
 class AcumaticaState:
-    """In-memory tenant: records, numbering, tokens, sessions, quota and request statistics."""
+    """In-memory tenant: records, numbering, tokens, sessions, quota and request statistics.
+
+    ``rules`` are the entities' rules by entity name, which the seeding methods apply."""
 
     def __init__(self, *, tenant: str, base_currency: str, settings: Settings,
-                 clock: Callable[[], float] = time.time):
+                 rules: Mapping[str, EntityRules], clock: Callable[[], float] = time.time):
         self.tenant, self.base_currency, self.clock = tenant, base_currency, clock
+        self.rules = rules
         self.initial_settings = replace(settings)
         self.settings = settings
         self.access_tokens: dict[str, tuple[float, Grant]] = {}
@@ -106,7 +124,7 @@ class AcumaticaState:
                       ItemStatus=item_status, DefaultWarehouseID=warehouse_id)
         record["WarehouseDetails"] = [{"id": new_id(), "WarehouseID": warehouse_id, "IsDefault": True,
                                        "QtyOnHand": Decimal(str(qty_on_hand)), "Status": "Active"}]
-        STOCK_ITEM.complete(self, record)
+        self.rules["StockItem"].complete(self, record)
         self.save("StockItem", record)
         return record
 
@@ -117,7 +135,7 @@ class AcumaticaState:
         record.update(InventoryID=inventory_id, Description=description or inventory_id, ItemType=item_type,
                       DefaultPrice=Decimal(str(default_price)), LastCost=Decimal(str(last_cost)),
                       CurrentCost=Decimal(str(last_cost)), ItemStatus=item_status)
-        NON_STOCK_ITEM.complete(self, record)
+        self.rules["NonStockItem"].complete(self, record)
         self.save("NonStockItem", record)
         return record
 
@@ -127,7 +145,7 @@ class AcumaticaState:
         record.update(CustomerID=customer_id, CustomerName=name or customer_id, Email=email,
                       CurrencyID=currency or self.base_currency, CustomerClass=customer_class)
         record.setdefault("MainContact", {"id": new_id()})["Email"] = email
-        CUSTOMER.complete(self, record)
+        self.rules["Customer"].complete(self, record)
         self.save("Customer", record)
         return record
 
@@ -166,16 +184,17 @@ class AcumaticaState:
         draft.update(CustomerID=order.get("CustomerID"), ShipVia=ship_via, ShipmentDate=shipment_date,
                      Details=[{"id": new_id(), "OrderType": order["OrderType"], "OrderNbr": order["OrderNbr"]}],
                      Packages=[{"id": new_id(), "TrackingNbr": t} for t in tracking_numbers])
-        errors = SHIPMENT.apply(self, draft, {}, True)
+        shipment = self.rules["Shipment"]
+        errors = shipment.apply(self, draft, {}, True)
         if errors:
             raise ValueError("; ".join(errors.values()))
-        SHIPMENT.assign_number(self, draft)
+        shipment.assign_number(self, draft)
         self.save("Shipment", draft)
         if confirm:
-            problem = SHIPMENT.release_problem(self, draft)
+            problem = shipment.release_problem(self, draft)
             if problem:
                 raise ValueError(problem)
-            SHIPMENT.release(self, draft)
+            shipment.release(self, draft)
         return draft
 
     def documents(self, type: str | None = None) -> list[dict]:

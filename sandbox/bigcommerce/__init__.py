@@ -74,7 +74,7 @@ Package layout
 * ``api``: Routing, auth (X-Auth-Token and scopes), the quota headers and the fault guard.
 * ``app``: The control surface (``/_sandbox/``) and the app factory.
 * ``dates``: Dates as BigCommerce writes and reads them (shared/reference/bigcommerce.md).
-* ``listing``: Request handling shared by the routes: scopes, paging (v2 page/limit, v3
+* ``listing``: Request handling shared by the routes: paging (v2 page/limit, v3
   meta.pagination), field selection, order filters.
 * ``model``: The store's catalog records, webhooks (hooks) and settings.
 * ``orders``: Orders: lines, discounts, addresses, totals and status.
@@ -89,7 +89,8 @@ Package layout
 * ``v3_hooks``: The v3 webhook routes, with their destination and header checks.
 * ``v3_orders``: The v3 order routes: transactions, capture, refund quotes and refunds.
 * ``views``: Records as the v2 and v3 APIs show them.
-* ``webhooks``: Webhook delivery: the queue, retries on the documented schedule, deactivation.
+* ``webhooks``: Webhook delivery: scope matching, the queue, retries on the documented schedule,
+  deactivation.
 * ``wire``: BigCommerce on the wire: constants, the error bodies of v2 and v3, money rounding
   and JSON with exact decimals.
 

@@ -1,4 +1,4 @@
-"""Request handling shared by the routes: scopes, paging (v2 page/limit, v3 meta.pagination), field
+"""Request handling shared by the routes: paging (v2 page/limit, v3 meta.pagination), field
 selection, order filters."""
 from __future__ import annotations
 
@@ -23,12 +23,6 @@ def date_param(value: str, name: str) -> datetime:
         return read_date(value)
     except ValueError:
         raise ApiError(400, f"The field '{name}' is invalid.") from None
-
-
-def scope_matches(pattern: str, scope: str) -> bool:
-    if pattern.endswith("/*"):
-        return scope.startswith(pattern[:-1])
-    return pattern == scope
 
 
 # --------------------------------------------------------------------------------------------

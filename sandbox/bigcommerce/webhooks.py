@@ -17,11 +17,17 @@ import httpx
 
 from sandbox.background import ensure_worker
 
-from sandbox.bigcommerce.listing import scope_matches
 from sandbox.bigcommerce.wire import compact_json
 
 if TYPE_CHECKING:
     from sandbox.bigcommerce.model import Hook
+
+
+def scope_matches(pattern: str, scope: str) -> bool:
+    """A hook's scope against an event's: ``store/order/*`` takes every order event."""
+    if pattern.endswith("/*"):
+        return scope.startswith(pattern[:-1])
+    return pattern == scope
 
 
 class HookQueue:

@@ -89,6 +89,7 @@ Package layout
 * ``api``: The REST endpoint: division routing, auth, quotas and faults,
   list/get/create/update/delete.
 * ``app``: The control surface (``/_sandbox/``) and the app factory.
+* ``delivery``: Webhook deliveries, signed with the app's secret.
 * ``entities``: The entities of the simulated services, their field types and the webhook
   topics.
 * ``oauth``: OAuth 2.0 authorization code flow: authorize, token, refresh chains.
@@ -98,7 +99,7 @@ Package layout
   quotas.
 * ``views``: Records as the API returns them (``$select``), and request bodies coerced to the
   entity's types.
-* ``webhooks``: Webhook deliveries (signed with the app's secret) and the subscription endpoint.
+* ``webhooks``: The webhook subscription endpoint (its callback is checked before saving).
 * ``wire``: Exact Online on the wire: the OData envelope, JSON with exact decimals,
   ``/Date(ms)/`` and the error bodies.
 
@@ -109,10 +110,10 @@ from __future__ import annotations
 
 from sandbox.exact_online.api import Api
 from sandbox.exact_online.app import Control, create_app
+from sandbox.exact_online.delivery import Deliverer
 from sandbox.exact_online.entities import DELIVERY, SALES_ORDER
 from sandbox.exact_online.oauth import grant_code
 from sandbox.exact_online.state import ExactState, Settings
-from sandbox.exact_online.webhooks import Deliverer
 from sandbox.exact_online.wire import DEFAULT_DIVISION, dumps
 
 __all__ = ['Api', 'Control', 'DEFAULT_DIVISION', 'DELIVERY', 'Deliverer', 'ExactState', 'SALES_ORDER',

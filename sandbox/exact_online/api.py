@@ -21,7 +21,7 @@ from sandbox.exact_online.wire import BadRequest, JSON, SAFE, odata_error
 
 if TYPE_CHECKING:
     from sandbox.exact_online.state import Chain, Division, ExactState
-    from sandbox.exact_online.webhooks import Deliverer
+    from sandbox.exact_online.delivery import Deliverer
 
 
 # --------------------------------------------------------------------------- HTTP: API

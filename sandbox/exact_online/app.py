@@ -14,13 +14,14 @@ from sandbox.control import SettingsControl, control_routes
 from sandbox.faults import Faults
 
 from sandbox.exact_online.api import _body
+from sandbox.exact_online.delivery import Deliverer
 from sandbox.exact_online.entities import (ACCOUNT, COST_CENTER, DELIVERY, GL_ACCOUNT, INVOICE, ITEM, JOURNAL,
                                            TOPIC_OF, VAT_CODE)
 from sandbox.exact_online.oauth import OAuth
 from sandbox.exact_online.rules import Rules
 from sandbox.exact_online.state import ExactState, Settings
 from sandbox.exact_online.views import coerce
-from sandbox.exact_online.webhooks import Deliverer, WebhookApi
+from sandbox.exact_online.webhooks import WebhookApi
 from sandbox.exact_online.wire import BadRequest, JSON, odata_error
 
 if TYPE_CHECKING:

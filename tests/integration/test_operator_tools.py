@@ -23,7 +23,7 @@ from starter.stack import Stack
 from starter.temporal import data_converter
 from tests.integration.conftest import eventually
 from tests.integration.helpers import get_order, place_order, refund, wait_documents
-from workflows.dispatch import signal_order
+from starter.dispatch import signal_order
 
 
 def unique_id() -> str:

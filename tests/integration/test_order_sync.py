@@ -20,7 +20,7 @@ from starter.demo import books, catch_up, drive_day, settle
 from tests.integration.conftest import eventually
 from tests.integration.helpers import (documents, get_order, place_order, refund, sign,
                                        update_order, wait_documents)
-from workflows.dispatch import signal_order
+from starter.dispatch import signal_order
 from workflows.order import order_workflow_id
 
 HISTORIES = Path(__file__).parents[1] / "histories"
@@ -224,12 +224,13 @@ async def test_day_of_traffic_reconciles_to_the_cent(stack):
     rec = await settle(stack, conn, timeout=120)
     assert rec.ok, rec.rows()
     assert rec.paid_orders == 30 and rec.duplicates == [] and rec.difference_cents == 0
-    if os.environ.get("ML_RECORD_HISTORIES"):
-        await record_histories(stack, conn.id)
+    if record := os.environ.get("ML_RECORD_HISTORIES"):  # "1": all; or names: "plain,refunded"
+        await record_histories(stack, conn.id, None if record == "1" else record.split(","))
 
 
-async def record_histories(stack, connection_id: str) -> None:
-    """Keep a plain order, a refunded order and the catch-up poll for tests/test_replay.py."""
+async def record_histories(stack, connection_id: str, only: list[str] | None = None) -> None:
+    """Keep a plain order, a refunded order and the catch-up poll for tests/test_replay.py
+    (``only``: just those; a history whose workflow did not change is kept as recorded)."""
     wanted = {"plain": None, "refunded": None}
     async for wf in stack.client.list_workflows(f'MlConnection = "{connection_id}"'):
         if wf.workflow_type != "OrderSync":
@@ -240,5 +241,7 @@ async def record_histories(stack, connection_id: str) -> None:
     async for wf in stack.client.list_workflows(f'WorkflowType = "OrderPoll" AND TaskQueue = "{stack.task_queue}"'):
         wanted["poll"] = wf.id
     for name, wf_id in wanted.items():
+        if only is not None and name not in only:
+            continue
         history = await stack.client.get_workflow_handle(wf_id).fetch_history()
         (HISTORIES / f"{name}.json").write_text(history.to_json())

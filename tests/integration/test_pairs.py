@@ -13,7 +13,7 @@ from starter import audit
 from starter.sandboxes import ERPS, STORES
 from tests.integration.conftest import eventually
 from tests.integration.helpers import settled, wait_order_state
-from workflows.dispatch import signal_order
+from starter.dispatch import signal_order
 
 PAIRS = [(s, e) for s in STORES for e in ERPS]
 IDS = [f"{s}-{e}" for s, e in PAIRS]

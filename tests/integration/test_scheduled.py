@@ -16,7 +16,7 @@ from connectors.woocommerce import BATCH_SIZE
 from starter.demo import catch_up
 from tests.integration.conftest import eventually
 from tests.integration.helpers import place_order, settled, wait_documents, wait_order_state
-from workflows.schedules import apply_schedules, schedule_id
+from starter.schedules import apply_schedules, schedule_id
 
 
 def uid(prefix: str) -> str:

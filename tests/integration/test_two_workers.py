@@ -25,7 +25,7 @@ from starter.worker_process import WorkerProcess
 from tests.conftest import HISTORY_KEYS
 from tests.integration.conftest import eventually
 from tests.integration.helpers import settled
-from workflows.dispatch import erp_queue
+from starter.dispatch import erp_queue
 
 RPM = 60  # the ERP quota of the first scenario, requests a minute (binding: N orders need more)
 QUOTA_ORDERS = 8

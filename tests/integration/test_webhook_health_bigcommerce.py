@@ -13,7 +13,7 @@ from starter.demo import catch_up
 from tests.integration.conftest import eventually
 from tests.integration.helpers import settled
 from tests.integration.test_pairs import wait_docs
-from workflows.schedules import apply_schedules, schedule_id
+from starter.schedules import apply_schedules, schedule_id
 
 # 11 retries from 60 s to 86400 s (~48 h) become ~1.7 s.
 RETRY_TIME_SCALE = 0.00001

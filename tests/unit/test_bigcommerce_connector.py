@@ -159,9 +159,9 @@ def test_ids_are_checked():
 async def live():
     app = sandbox.create_app(store_hash=HASH, access_token=TOKEN, deliver_async=False)
     transport = httpx.ASGITransport(app=app)
-    admin = httpx.AsyncClient(transport=transport, base_url=f"http://bc/stores/{HASH}/",
+    admin = httpx.AsyncClient(transport=transport, base_url=f"https://bc/stores/{HASH}/",
                               headers={"X-Auth-Token": TOKEN})
-    shop = open_connector({"store_hash": HASH, "base_url": "http://bc"}, {"access_token": TOKEN},
+    shop = open_connector({"store_hash": HASH, "base_url": "https://bc"}, {"access_token": TOKEN},
                           tokens=None, transport=transport)
     await traffic.seed_catalog(admin)
     yield app, admin, shop
@@ -234,7 +234,7 @@ async def test_ping_and_registered_customers(live):
     assert [c["id"] for c in await shop.find_customers(["ANN.buyer@example.com"])] == [cid]
     with pytest.raises(NotFound):
         await shop.get_customer("999")
-    bad = open_connector({"store_hash": HASH, "base_url": "http://bc"}, {"access_token": "wrong"},
+    bad = open_connector({"store_hash": HASH, "base_url": "https://bc"}, {"access_token": "wrong"},
                          tokens=None, transport=shop._client._transport)
     report = await bad.ping()
     assert report["ok"] is False and report["error_kind"] == "AuthFailed"

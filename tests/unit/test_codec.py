@@ -50,3 +50,13 @@ async def test_codec_follows_a_keyring_the_vault_refreshed(monkeypatch, tmp_path
     vault.encrypt("x")  # the vault notices the new file
     [encoded] = await codec.encode([Payload(data=b"x")])
     assert encoded.metadata["encryption-key-id"] == rotated.primary.id.encode()
+
+
+@pytest.mark.parametrize("size", [0, 1, 11, 12, 27])
+async def test_a_payload_shorter_than_nonce_and_tag_is_malformed(size):
+    """It used to reach AES-GCM with a short nonce (a ValueError the endpoint answered 500)."""
+    from starter.codec import ENCODING, KEY_ID, MalformedPayload
+
+    short = Payload(metadata={"encoding": ENCODING, KEY_ID: b"k1"}, data=b"\x00" * size)
+    with pytest.raises(MalformedPayload, match="fewer than its nonce and tag"):
+        await codec_from_keyring(Keyring([new_key("k1")])).decode([short])

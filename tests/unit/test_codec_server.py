@@ -2,13 +2,14 @@
 data converter wrote decodes to the plain JSON; other origins and tokens are refused."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 import pytest
 import structlog
 from google.protobuf import json_format
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.failure.v1 import Failure
 from temporalio.exceptions import ApplicationError
 
@@ -118,6 +119,49 @@ async def test_bad_bodies_and_unknown_keys(endpoint):
     unknown = await _decode(endpoint, stranger)
     assert unknown.status_code == 422 and "stranger" in unknown.json()["message"]
     assert unknown.headers["access-control-allow-origin"] == UI  # so the UI can show the reason
+
+
+@pytest.mark.parametrize("data", [b"", b"short", b"x" * 27])
+async def test_a_payload_shorter_than_its_nonce_is_400(endpoint, data):
+    payload = Payload(metadata={"encoding": b"binary/encrypted", "encryption-key-id": b"k"}, data=data)
+    resp = await _decode(endpoint, [payload])
+    assert resp.status_code == 400 and "nonce" in resp.json()["message"]
+    assert resp.headers["access-control-allow-origin"] == UI
+
+
+@pytest.mark.parametrize("body", [b'{"payloads": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                                  b"[" * 100_000, b'{"payloads": [{"data": 5}]}', b"\xff\xfe"])
+async def test_malformed_bodies_are_400_and_the_connection_stays(endpoint, body):
+    resp = await endpoint.post(f"/{TOKEN}/decode", content=body, headers={"Origin": UI})
+    assert resp.status_code == 400 and "payloads" in resp.json()["message"]
+    after = await _decode(endpoint, await data_converter(Keyring([new_key("x")])).encode([ORDER]))
+    assert after.status_code == 422  # same client, still answered
+
+
+async def test_unknown_key_messages_name_no_server_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("ML_CONNECTOR_MASTER_KEYS", raising=False)
+    (tmp_path / "secret-dir").mkdir()
+    ring = Keyring.load(tmp_path / "secret-dir" / "keys.json")
+    stranger = await data_converter(Keyring([new_key("stranger")])).encode([ORDER])
+    async with serving(create_codec_server(ring, token=TOKEN, ui_origin=UI), name="codec") as served:
+        async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+            resp = await _decode(http, stranger)
+    assert resp.status_code == 422 and "stranger" in resp.json()["message"]
+    assert str(tmp_path) not in resp.text and "secret-dir" not in resp.text and "/" not in resp.json()["message"]
+
+
+async def test_a_slow_body_is_408(keyring):
+    app = create_codec_server(keyring, token=TOKEN, ui_origin=UI, body_timeout=0.3)
+    body = _body(await data_converter(keyring).encode([ORDER])).encode()
+
+    async def trickle():
+        for i in range(0, len(body), 50):
+            await asyncio.sleep(0.1)
+            yield body[i:i + 50]
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://c") as http:
+        resp = await http.post(f"/{TOKEN}/decode", content=trickle(), headers={"Origin": UI})
+    assert resp.status_code == 408 and resp.headers["connection"] == "close"
 
 
 def test_endpoint_url_and_token_rules(keyring):

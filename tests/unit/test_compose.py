@@ -1,6 +1,8 @@
 """docker-compose.yml without a Docker engine: valid against the Compose specification, every
 reference resolves, and every command, variable and port of an ml-connector container is one
-the code really has (so the file cannot drift from the program it runs)."""
+the code really has (so the file cannot drift from the program it runs). Safe by default:
+ports on loopback unless ML_BIND_ADDRESS says otherwise, no default password, the Temporal
+frontend unpublished, the UI and the codec only behind the proxy's login (deploy/Caddyfile)."""
 from __future__ import annotations
 
 import re
@@ -21,6 +23,9 @@ PREFIXES = ("ML_CONNECTOR_", "TEMPORAL_")
 TEMPORAL_FRONTEND_PORT = 7233
 POSTGRES_PORT = 5432
 UI_PORT = 8080
+BIND = "${ML_BIND_ADDRESS:-127.0.0.1}"
+ORIGIN_VARIABLE = "ML_UI_ORIGIN"
+SECRET_NAMES = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|MASTER_KEYS|HASH")
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +55,10 @@ def variables_the_code_reads() -> set[str]:
 
 
 def published(service: dict) -> dict[int, int]:
-    """Container port -> host port, from ``ports`` in short syntax."""
+    """Container port -> host port, from ``ports`` in short syntax (variables at their defaults)."""
     out = {}
     for entry in service.get("ports", []):
-        parts = str(entry).split(":")
+        parts = resolved(str(entry)).split(":")
         out[int(parts[-1].split("/")[0])] = int(parts[-2]) if len(parts) > 1 else int(parts[-1])
     return out
 
@@ -63,7 +68,9 @@ def option(command: list[str], name: str, default: str | None = None) -> str | N
 
 
 def resolved(value: str) -> str:
-    """``${VAR:-default}`` replaced by its default (what compose uses when VAR is unset)."""
+    """``${VAR:-default}`` replaced by its default (what compose uses when VAR is unset), and a
+    required ``${VAR:?message}`` by ``required``."""
+    value = re.sub(r"\$\{[A-Z0-9_]+:?\?[^}]*\}", "required", value)
     return re.sub(r"\$\{[A-Z0-9_]+:?-([^}]*)\}", r"\1", value)
 
 
@@ -152,7 +159,6 @@ def test_addresses_point_at_services_and_their_ports(compose):
         pg_env = services[db.hostname]["environment"]
         assert db.path.lstrip("/") == pg_env["POSTGRES_DB"], name
         assert db.username == resolved(pg_env["POSTGRES_USER"]), name
-    assert TEMPORAL_FRONTEND_PORT in published(services["temporal"])
     assert services["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == f"temporal:{TEMPORAL_FRONTEND_PORT}"
 
 
@@ -163,13 +169,85 @@ def test_published_ports_are_the_ports_the_processes_listen_on(compose):
     assert option(receiver["command"], "--host") == "0.0.0.0"  # reachable from outside the container
     assert listens in published(receiver)
     assert f":{listens}/healthz" in " ".join(receiver["healthcheck"]["test"])
-    assert UI_PORT in published(services["temporal-ui"])
-    codec_url = urlsplit(services["temporal-ui"]["environment"]["TEMPORAL_CODEC_ENDPOINT"])
+    # The proxy listens where the UI's origin says, and publishes that port, the same outside.
+    origin = urlsplit(resolved(services["proxy"]["environment"][ORIGIN_VARIABLE]))
+    assert published(services["proxy"]) == {origin.port: origin.port}
+
+
+def caddyfile(compose: dict) -> tuple[Path, str]:
+    """The proxy's configuration file, as the compose volume mounts it."""
+    mounts = [str(m).split(":") for m in services_of(compose)["proxy"].get("volumes", [])]
+    [source] = [m[0] for m in mounts if m[1] == "/etc/caddy/Caddyfile"]
+    return ROOT / source, (ROOT / source).read_text()
+
+
+def test_only_the_proxy_and_the_receiver_are_published(compose):
+    services = services_of(compose)
+    assert {name for name, s in services.items() if s.get("ports")} == {"proxy", "receiver"}
+    for name in ("temporal", "temporal-ui", "codec", "postgresql"):  # no TLS or login of their own
+        assert not services[name].get("ports"), name
+
+
+def test_every_published_port_honours_the_bind_variable(compose):
+    for name, service in services_of(compose).items():
+        for entry in service.get("ports", []):
+            assert isinstance(entry, str) and entry.startswith(f"{BIND}:"), (
+                f"{name} publishes {entry!r}: bind it to {BIND}")
+            assert resolved(entry).startswith("127.0.0.1:"), name
+
+
+def test_no_password_or_key_has_a_default(compose):
+    text = COMPOSE.read_text()
+    secrets = [(name, rest) for name, rest in re.findall(r"\$\{([A-Z0-9_]+)([^}]*)\}", text)
+               if SECRET_NAMES.search(name)]
+    assert {"POSTGRES_PASSWORD", "ML_CONNECTOR_MASTER_KEYS", "ML_CONNECTOR_CODEC_TOKEN",
+            "ML_PROXY_PASSWORD_HASH"} <= {name for name, _ in secrets}
+    for name, rest in secrets:
+        assert rest.startswith(":?"), f"${{{name}{rest}}}: a secret must be required, never defaulted"
+    # ...and no secret is written out literally in any service's environment
+    for service_name, service in services_of(compose).items():
+        env = service.get("environment") or {}
+        for key, value in (env.items() if isinstance(env, dict) else []):
+            if SECRET_NAMES.search(key):
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]+\}", str(value)), (service_name, key)
+            if "://" in str(value) and "@" in str(value):  # credentials inside a URL
+                userinfo = str(value).split("://", 1)[1].split("@", 1)[0]
+                assert ":${" in userinfo and ":?" in userinfo, (service_name, key)
+
+
+def test_the_ui_and_the_codec_sit_behind_the_proxys_login(compose):
+    services = services_of(compose)
+    path, text = caddyfile(compose)
+    assert path.is_file() and path.is_relative_to(ROOT / "deploy")
+    proxy = services["proxy"]
+    assert str(proxy["image"]).startswith("caddy:")
+    # every {$VAR} the Caddyfile reads is set in the proxy's environment, the login required
+    read = set(re.findall(r"\{\$([A-Z0-9_]+)\}", text))
+    assert read == {ORIGIN_VARIABLE, "ML_PROXY_USER", "ML_PROXY_PASSWORD_HASH"}
+    assert read <= set(proxy["environment"])
+    assert re.search(r"^\{\$ML_UI_ORIGIN\} \{\n\tbasic_auth \{", text, re.M), "one site, login first"
+    # the upstreams are services, on the ports they listen on
     codec = services["codec"]
-    assert codec_url.hostname == "localhost"  # the browser calls it, not the UI container
-    assert published(codec).get(int(option(codec["command"], "--port"))) == codec_url.port
-    cors = services["temporal-ui"]["environment"]["TEMPORAL_CORS_ORIGINS"]
-    assert f"localhost:{published(services['temporal-ui'])[UI_PORT]}" in cors
+    upstreams = dict(re.findall(r"(?:handle_path (\S+)|handle) \{\n\t\treverse_proxy (\S+)", text))
+    assert upstreams == {"/codec/*": f"codec:{option(codec['command'], '--port')}",
+                         "": f"temporal-ui:{UI_PORT}"}
+
+
+def test_every_origin_is_the_one_variable(compose):
+    """The UI's CORS origin, the codec's allowed origin and the codec URL the browser calls all
+    come from ML_UI_ORIGIN (same origin: the login reaches the codec, no preflight meets it)."""
+    services = services_of(compose)
+    origin = services["proxy"]["environment"][ORIGIN_VARIABLE]
+    assert origin.startswith("${ML_UI_ORIGIN:-") and urlsplit(resolved(origin)).hostname == "localhost"
+    ui_env = services["temporal-ui"]["environment"]
+    assert ui_env["TEMPORAL_CORS_ORIGINS"] == origin
+    assert option(services["codec"]["command"], "--ui-origin") == origin
+    assert ui_env["TEMPORAL_CODEC_ENDPOINT"].startswith(f"{origin}/codec/${{ML_CONNECTOR_CODEC_TOKEN:?")
+    for name, service in services.items():  # no host name fixed anywhere else
+        env = service.get("environment") or {}
+        values = [*env.values(), *(service.get("command") or [])]
+        for value in map(str, values):
+            assert "localhost" not in value.replace(origin, ""), (name, value)
 
 
 def test_interpolated_variables_are_documented_or_defaulted():

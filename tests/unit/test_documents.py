@@ -183,3 +183,82 @@ def test_unmapped_payment_method_parks_unless_a_default_exists():
         build_receipt(o, o.payments[0], "C1", INVOICE, MAP)
     fallback = MAP.model_copy(update={"default_payment_method": "EFT"})
     assert build_receipt(o, o.payments[0], "C1", INVOICE, fallback).payment_method == "EFT"
+
+
+# --- currency precision, zero-total orders ---------------------------------------------
+
+from connectors.documents import receipt_due  # noqa: E402
+from connectors.errors import Rejected  # noqa: E402
+from connectors.model import places, store_places  # noqa: E402
+
+
+def one_line(currency: str, net: str, tax: str, total: str, **over) -> Order:
+    line = OrderLine(line_id="1", sku="TEA", name="Tea", quantity=D(1), subtotal=D(net),
+                     total=D(net), tax=D(tax), tax_rate_codes=["US-CA-TAX-1"] if D(tax) else [])
+    tax_lines = [TaxLine(rate_code="US-CA-TAX-1", amount=D(tax))] if D(tax) else []
+    return order(currency=currency, lines=[line], tax_lines=tax_lines, tax_total=D(tax),
+                 total=D(total), **over)
+
+
+def test_store_precision_is_what_the_store_reported_never_below_the_minor_unit():
+    assert (places(D("72.95")), places(D("73")), places(D("73.00")), places(D("1E+2"))) == (2, 0, 0, 0)
+    assert store_places("JPY", D("72.95"), D("73")) == 2 and store_places("JPY", D("73")) == 0
+    assert store_places("KWD", D("12.35")) == 3 and store_places("EUR", D("10")) == 2
+    assert one_line("JPY", "66.32", "6.63", "72.95").precision == 2
+    assert one_line("JPY", "66.32", "6.63", "72.96").check_totals() == D("0.01")  # not rounded to 0
+
+
+def test_fractional_jpy_total_parks_instead_of_becoming_73():
+    with pytest.raises(TotalsMismatch) as err:
+        build_invoice(one_line("JPY", "66.32", "6.63", "72.95"), "C1", MAP)
+    assert "72.95 JPY" in str(err.value) and "become 73" not in str(err.value)
+    assert "0 decimals for JPY" in err.value.resolution
+
+
+def test_whole_jpy_total_books_exactly_with_per_line_rounding_on_the_rounding_item():
+    o = order(currency="JPY", total=D("1100.00"), tax_lines=[], tax_total=D(0), lines=[
+        OrderLine(line_id="1", sku="A", subtotal=D("549.50"), total=D("549.50")),
+        OrderLine(line_id="2", sku="B", subtotal=D("550.50"), total=D("550.50"))])
+    doc = build_invoice(o, "C1", MAP)
+    assert [ln.amount for ln in doc.lines] == [D("550"), D("551"), D("-1")]
+    assert doc.lines[-1].item_id == "ROUNDING" and doc.total == D("1100")
+    assert [ln.discount for ln in doc.lines[:2]] == [0, 0]  # 549.50 booked as 550, not 550 - 1
+
+
+def test_discount_is_what_the_erp_books_between_extended_price_and_amount():
+    o = order(currency="JPY", total=D("40.00"), tax_lines=[], tax_total=D(0), lines=[
+        OrderLine(line_id="1", sku="A", quantity=D(3), subtotal=D("30.00"), total=D("24.95")),
+        OrderLine(line_id="2", kind="shipping", subtotal=D("15.05"), total=D("15.05"))])
+    doc = build_invoice(o, "C1", MAP)
+    assert [(ln.amount, ln.discount) for ln in doc.lines] == [(D(25), D(5)), (D(15), D(0))]
+    assert all(quantize(ln.quantity * ln.unit_price, "JPY") - ln.discount == ln.amount for ln in doc.lines)
+    assert doc.total == D(40) and len(doc.lines) == 2
+
+
+def test_kwd_books_three_decimals_exactly():
+    doc = build_invoice(one_line("KWD", "12.345", "0.617", "12.962"), "C1", MAP)
+    assert doc.total == D("12.962") and [ln.kind for ln in doc.lines] == ["product"]
+    assert doc.taxes[0].amount == D("0.617")
+
+
+def test_difference_at_store_precision_is_never_rounded_away():
+    with pytest.raises(TotalsMismatch, match="10.004 EUR"):  # 0.004 EUR: not a cent the ERP holds
+        build_invoice(one_line("EUR", "10.00", "0", "10.004"), "C1", MAP)
+
+
+def test_zero_total_paid_order_books_the_invoice_and_no_receipt():
+    o = one_line("EUR", "0.00", "0", "0.00", payments=[Payment(store_id="9", amount=D("0.00"))])
+    doc = build_invoice(o, "C1", MAP)
+    assert doc.total == 0 and [ln.kind for ln in doc.lines] == ["product"]
+    assert not receipt_due(o, o.payments[0])
+    with pytest.raises(Rejected, match="nothing to book"):
+        build_receipt(o, o.payments[0], "C1", INVOICE, MAP.model_copy(update={"default_payment_method": "X"}))
+
+
+def test_receipt_the_erp_currency_cannot_hold_parks():
+    o = one_line("JPY", "73", "0", "73", payments=[Payment(store_id="9", amount=D("72.95"))])
+    with pytest.raises(TotalsMismatch, match="72.95 JPY"):
+        build_receipt(o, o.payments[0], "C1", INVOICE, MAP.model_copy(update={"default_payment_method": "X"}))
+    o.payments[0].amount = D("73.00")
+    assert build_receipt(o, o.payments[0], "C1", INVOICE,
+                         MAP.model_copy(update={"default_payment_method": "X"})).amount == D("73")

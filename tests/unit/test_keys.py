@@ -137,3 +137,16 @@ def test_environment_keys_are_rotated_by_the_operator(db_url, monkeypatch, tmp_p
 def test_master_key_repr_hides_material():
     key = new_key("k1")
     assert base64.b64encode(key.material).decode() not in repr(key) and key.material.hex() not in repr(key)
+
+
+def test_messages_name_the_key_file_by_its_variable_not_its_path(key_file):
+    label = "the key file (ML_CONNECTOR_HOME/keys.json)"
+    ring = Keyring.load(key_file, label=label)
+    assert ring.rotated().label == label
+    with pytest.raises(VaultError) as caught:
+        Vault(ring).decrypt(Vault(Keyring([new_key("stranger")])).encrypt("x"))
+    assert label in str(caught.value) and str(key_file.parent) not in str(caught.value)
+    key_file.write_text('{"keys": [{"id": "k1", "key": "AA=="}]}')
+    with pytest.raises(VaultError, match=r"is damaged \(key 'k1' is not base64 of exactly 32 bytes\)") as caught:
+        ring.refresh(force=True)  # a running process meets the damaged file: one line too
+    assert str(key_file.parent) not in str(caught.value)

@@ -1,11 +1,14 @@
 """Property-based fuzzing of the webhook receiver (bodies, headers, paths) against a real
 connection store and a fake Temporal client that records every start: no 5xx other than
 503-when-Temporal-is-down, no workflow without a valid signature, exactly one hand-over for a
-valid signed order delivery, and bounded memory on huge bodies."""
+valid signed order delivery, bounded memory on huge bodies; and, for signed deliveries of
+every source, any nesting depth, any size of number and any pace of body: a 2xx, a 4xx with
+a reason (400 too deep or not an id, 408 too slow) or the 503, never a 500."""
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import tracemalloc
 from urllib.parse import quote
 
@@ -15,14 +18,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from temporalio.service import RPCError, RPCStatusCode
 
-from connections.config import WEBHOOK_SECRET, Connection
+from connections.config import ERP_CREDENTIALS, WEBHOOK_SECRET, Connection
 from connections.store import ConnectionStore, Database
 from connections.vault import Vault
 from connectors.bigcommerce import SECRET_HEADER, secret_header_value
 from connectors.woocommerce import webhook_signature
-from starter.receiver import MAX_BODY, create_receiver
+from connectors.bigcommerce import standard_signature
+from connectors.exact_online import webhook_hash
+from starter.receiver import MAX_BODY, MAX_DEPTH, MAX_ID_DIGITS, create_receiver
 
 WC_SECRET, BC_SECRET = "wc-fuzz-secret-&amp;1", "bc-fuzz-secret"
+EXACT_SECRET = "exact-fuzz-secret"
+QUICK = 0.3  # the body timeout of the ``quick`` receiver (slow-body properties)
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 ALLOWED = {200, 400, 401, 404, 405, 413}
@@ -56,20 +63,26 @@ def env(tmp_path, keyring, loop):
         store.put_secret(cid, WEBHOOK_SECRET, secret)
     store.save_connection(Connection(id="nosecret", store_system="woocommerce", store={},
                                      erp_system="acumatica", erp={}))
+    store.save_connection(Connection(id="nl", store_system="woocommerce", store={},
+                                     erp_system="exact_online", erp={}))
+    store.put_secret("nl", ERP_CREDENTIALS, {"client_id": "c", "client_secret": "x",
+                                             "webhook_secret": EXACT_SECRET})
     temporal = FakeTemporal()
 
     async def factory():
         return temporal
 
-    app = create_receiver(store, factory, task_queue="q")
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r")
+    clients = {name: httpx.AsyncClient(transport=httpx.ASGITransport(app=create_receiver(
+        store, factory, task_queue="q", **options)), base_url="http://r")
+        for name, options in (("default", {}), ("quick", {"body_timeout": QUICK}))}
 
-    def send(method: str, path: str, content=b"", headers=None) -> httpx.Response:
+    def send(method: str, path: str, content=b"", headers=None, *, app: str = "default") -> httpx.Response:
         temporal.started.clear()
-        return loop.run_until_complete(client.request(method, path, content=content, headers=headers))
+        return loop.run_until_complete(clients[app].request(method, path, content=content, headers=headers))
 
     yield send, temporal
-    loop.run_until_complete(client.aclose())
+    for client in clients.values():
+        loop.run_until_complete(client.aclose())
     store.db.close()
 
 
@@ -166,7 +179,7 @@ def test_only_ascii_digits_name_an_order(env, order_id):
 def test_a_valid_signed_order_hands_over_exactly_one_order(env, order_id, topic, extra, down):
     send, temporal = env
     temporal.down = down
-    body = json.dumps({**extra, "id": order_id}).encode()
+    body = json.dumps({**extra, "id": order_id, "order_key": "wc_order_k", "line_items": []}).encode()
     resp = send("POST", "/webhooks/shop/woocommerce", body, wc_signed(body, topic=topic))
     temporal.down = False
     if down:
@@ -191,6 +204,124 @@ def test_bigcommerce_needs_its_secret_header(env, order_id, extra, good):
     resp = send("POST", "/webhooks/bc/bigcommerce", body, hdrs)
     assert resp.status_code == (200 if good else 401), resp.text
     assert len(temporal.started) == (1 if good else 0)
+
+
+# --- nesting, numbers, pace: signed deliveries of every source ------------------------
+SOURCES = ("woocommerce", "bigcommerce", "exact_online")
+WRAPPING = {"woocommerce": 1, "bigcommerce": 2, "exact_online": 2}  # levels around the field
+
+
+def signed_delivery(source: str, field: str, order_id: str = "12",
+                    stamp: str | None = None) -> tuple[str, bytes, dict]:
+    """A delivery ``source`` signs as it does, with the raw JSON ``field`` inside its record
+    (and ``order_id`` where the id goes, raw JSON too)."""
+    if source == "woocommerce":
+        body = (f'{{"id":{order_id},"order_key":"wc_order_k","line_items":[],"x":{field}}}').encode()
+        return "/webhooks/shop/woocommerce", body, wc_signed(body)
+    if source == "bigcommerce":
+        body = (f'{{"scope":"store/order/updated","data":{{"type":"order","id":{order_id},'
+                f'"x":{field}}},"hash":"h1"}}').encode()
+        headers = {SECRET_HEADER: secret_header_value(BC_SECRET)}
+        if stamp is not None:
+            headers |= {"webhook-id": "m1", "webhook-timestamp": stamp,
+                        "webhook-signature": "v1," + standard_signature(BC_SECRET, "m1", stamp, body)}
+        return "/webhooks/bc/bigcommerce", body, headers
+    content = f'{{"Topic":"Items","Action":"Update","Division":1,"Key":{order_id},"x":{field}}}'
+    body = ('{"Content":' + content + ',"HashCode":"'
+            + webhook_hash(content.encode(), EXACT_SECRET) + '"}').encode()
+    return "/webhooks/nl/exact_online", body, {}
+
+
+def no_5xx_but_503(resp: httpx.Response, down: bool) -> None:
+    assert resp.status_code < 500 or (down and resp.status_code == 503), (resp.status_code, resp.text)
+    assert "Traceback" not in resp.text
+
+
+@FUZZ
+@given(source=st.sampled_from(SOURCES), depth=st.integers(0, 3000) | st.integers(MAX_DEPTH - 3, MAX_DEPTH + 3),
+       opener=st.sampled_from(["[", '{"a":']), down=st.booleans())
+def test_any_nesting_depth_is_a_400_or_handed_over(env, source, depth, opener, down):
+    send, temporal = env
+    closer = "]" if opener == "[" else "}"
+    path, body, headers = signed_delivery(source, opener * depth + "1" + closer * depth)
+    temporal.down = down
+    resp = send("POST", path, body, headers)
+    temporal.down = False
+    no_5xx_but_503(resp, down)
+    if depth + WRAPPING[source] > MAX_DEPTH:
+        assert resp.status_code == 400 and "nested deeper" in resp.json()["message"]
+        assert temporal.started == []
+    else:
+        assert resp.status_code == (503 if down else 200), resp.text
+
+
+numbers = (st.integers(1, 6000).map(lambda n: "9" * n)
+           | st.text("0123456789", min_size=1, max_size=400)
+           | st.builds(lambda m, e: f"{m}e{e}", st.integers(-10**6, 10**6), st.integers(-10**6, 10**6))
+           | st.builds(lambda i, f: f"{i}.{f}", st.integers(0, 10**30), st.text("0123456789", min_size=1, max_size=500))
+           | st.sampled_from(["-0", "0", "-1", "1.0", "1E400", "-1e-400", "Infinity", "NaN", "true", "null", '"12"']))
+
+
+@FUZZ
+@given(source=st.sampled_from(SOURCES), number=numbers, where=st.sampled_from(["id", "field", "stamp"]),
+       down=st.booleans())
+def test_any_size_of_number_is_a_4xx_or_handed_over(env, source, number, where, down):
+    """Huge integers (past Python's 4,300-digit limit too), huge exponents, long fractions,
+    where the id goes, anywhere else, and as BigCommerce's Standard Webhooks timestamp."""
+    send, temporal = env
+    stamp = number if where == "stamp" and source == "bigcommerce" else None
+    path, body, headers = signed_delivery(source, number if where == "field" else "1",
+                                          number if where == "id" else "12", stamp=stamp)
+    temporal.down = down
+    resp = send("POST", path, body, headers)
+    temporal.down = False
+    no_5xx_but_503(resp, down)
+    assert resp.status_code in ({200, 400, 401} | ({503} if down else set())), resp.text
+    for start in temporal.started:
+        if "arg" in start and hasattr(start["arg"], "order_id"):
+            assert start["arg"].order_id.isdigit() and len(start["arg"].order_id) <= MAX_ID_DIGITS
+    if where == "id" and source != "exact_online" and not is_store_id(number):
+        assert resp.status_code == 400 and temporal.started == []
+
+
+def is_store_id(number: str) -> bool:
+    """What JSON makes of ``number`` names a store record: a non-negative integer of at most
+    MAX_ID_DIGITS (or those digits as a string)."""
+    try:
+        value = json.loads(number)
+    except ValueError:
+        return False
+    if type(value) is str:
+        return value.isascii() and value.isdigit() and len(value) <= MAX_ID_DIGITS
+    return type(value) is int and 0 <= value < 10**MAX_ID_DIGITS
+
+
+@settings(FUZZ, max_examples=25)
+@given(source=st.sampled_from(SOURCES), pieces=st.integers(1, 6), pause=st.floats(0, 0.2), down=st.booleans())
+def test_any_pace_of_body_is_a_408_or_handed_over(env, source, pieces, pause, down):
+    """A body trickled in ``pieces`` with ``pause`` seconds before each: refused with 408 once
+    it takes longer than the receiver's body timeout, never held open, never a 500."""
+    send, temporal = env
+    path, body, headers = signed_delivery(source, "1")
+    size = -(-len(body) // pieces)
+
+    async def trickle():
+        for i in range(0, len(body), size):
+            await asyncio.sleep(pause)
+            yield body[i:i + size]
+
+    temporal.down = down
+    started = time.monotonic()
+    resp = send("POST", path, trickle(), headers, app="quick")
+    took = time.monotonic() - started
+    temporal.down = False
+    no_5xx_but_503(resp, down)
+    assert took < QUICK + 2  # the sender's pace does not hold the receiver
+    if pause * len(range(0, len(body), size)) > QUICK:
+        assert resp.status_code == 408 and resp.headers["connection"] == "close"
+        assert temporal.started == []
+    else:
+        assert resp.status_code in ({200, 408} | ({503} if down else set()))
 
 
 # --- memory ---------------------------------------------------------------------------

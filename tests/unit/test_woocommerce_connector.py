@@ -31,9 +31,11 @@ def load(name: str):
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-def store(handler, base_url="https://shop.example/", auth_mode="auto", **kw) -> WooCommerceStore:
+def store(handler, base_url="https://shop.example/", auth_mode="auto", allow_insecure_http=False,
+          **kw) -> WooCommerceStore:
     return WooCommerceStore(
-        WooCommerceSettings(base_url=base_url, auth_mode=auth_mode),
+        WooCommerceSettings(base_url=base_url, auth_mode=auth_mode,
+                            allow_insecure_http=allow_insecure_http),
         WooCommerceCredentials(consumer_key=KEY, consumer_secret=SECRET),
         transport=httpx.MockTransport(handler), **kw)
 
@@ -109,7 +111,7 @@ def reference_signature(method: str, url: httpx.URL, secret: str, algorithm: str
 
 async def test_oauth1_over_plain_http_matches_the_reference_algorithm():
     rec = Recorder(lambda r: httpx.Response(200, json=[]))
-    wc = store(rec, base_url="http://shop.example/")
+    wc = store(rec, base_url="http://shop.example/", allow_insecure_http=True)
     assert wc.auth_mode == "oauth1"
     since = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
     _ = [o async for o in wc.iter_orders_modified(since, since + timedelta(hours=1))]
@@ -160,44 +162,41 @@ def stripping_host(request: httpx.Request) -> httpx.Response:
     return wc_error(401, "woocommerce_rest_cannot_view", "Sorry, you cannot view this resource.")
 
 
-@pytest.mark.parametrize("async_callback", [True, False])
-async def test_auto_switches_to_query_string_once_and_reports_it(async_callback):
-    detected = []
-    if async_callback:
-        async def callback(mode):
-            detected.append(mode)
-    else:
-        callback = detected.append
+async def test_auto_never_moves_the_secret_into_the_query_string_after_a_401():
     rec = Recorder(stripping_host)
-    wc = store(rec, on_auth_mode_detected=callback)
-    assert wc.auth_mode == "basic"
-    await wc.get_order("2210")
-    await wc.get_order("2210")
-    assert detected == ["query_string"] and wc.auth_mode == "query_string"
-    first, probe, later = rec.requests
-    assert first.headers["Authorization"] == basic_header()
-    assert probe.url.params["consumer_key"] == KEY and "Authorization" not in probe.headers
-    assert later.url.params["consumer_key"] == KEY and "Authorization" not in later.headers
+    wc = store(rec)
+    with pytest.raises(AuthExpired) as info:
+        await wc.get_order("2210")
+    assert len(rec.requests) == 1 and wc.auth_mode == "basic"
+    assert rec.requests[0].headers["Authorization"] == basic_header()
+    assert not any("consumer_secret" in str(r.url) or SECRET in str(r.url) for r in rec.requests)
+    assert "auth_mode=query_string" in str(info.value)  # what to do instead, said once
+    assert SECRET not in str(info.value) and KEY not in str(info.value)
 
 
 async def test_auto_keeps_basic_when_it_works():
-    detected = []
     rec = Recorder(ok_order)
-    wc = store(rec, on_auth_mode_detected=detected.append)
+    wc = store(rec)
     await wc.get_order("2210")
-    assert len(rec.requests) == 1 and detected == [] and wc.auth_mode == "basic"
+    assert len(rec.requests) == 1 and wc.auth_mode == "basic"
 
 
 async def test_auto_with_a_wrong_key_raises_auth_expired_without_secrets():
-    detected = []
     rec = Recorder(lambda r: wc_error(401, "woocommerce_rest_authentication_error",
                                       "Consumer secret is invalid."))
-    wc = store(rec, on_auth_mode_detected=detected.append)
+    wc = store(rec)
     with pytest.raises(AuthExpired) as info:
         await wc.get_order("2210")
     assert "Consumer secret is invalid" in str(info.value)
     assert SECRET not in str(info.value) and KEY not in str(info.value)
-    assert detected == [] and wc.auth_mode == "basic" and len(rec.requests) == 2
+    assert wc.auth_mode == "basic" and len(rec.requests) == 1
+
+
+def test_plain_http_needs_the_explicit_setting():
+    with pytest.raises(ValidationError, match="https"):
+        WooCommerceSettings(base_url="http://shop.example/", auth_mode="oauth1")
+    assert WooCommerceSettings(base_url="http://shop.example/", auth_mode="oauth1",
+                               allow_insecure_http=True).scheme == "http"
 
 
 async def test_explicit_basic_does_not_probe():

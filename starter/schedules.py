@@ -20,7 +20,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.messages import CatalogInput, ConnectionInput, PollInput
 from connections.config import Connection
+from workflows.catalog import CatalogPush
+from workflows.customers import CustomerSync
+from workflows.poll import OrderPoll
 from workflows.search_attributes import SA_CONNECTION
+from workflows.shipments import ShipmentSync
+from workflows.webhooks import WebhookHealth
 
 KINDS = ("poll", "catalog", "catalog-reconcile", "shipments", "customers", "webhooks")
 
@@ -37,7 +42,7 @@ def definitions(conn: Connection, task_queue: str, *, poll_minutes: float | None
                 ) -> dict[str, Schedule]:
     attrs = TypedSearchAttributes([SearchAttributePair(SA_CONNECTION, conn.id)])
 
-    def start(kind: str, workflow: str, arg, spec: ScheduleSpec) -> tuple[str, Schedule]:
+    def start(kind: str, workflow, arg, spec: ScheduleSpec) -> tuple[str, Schedule]:
         sid = schedule_id(kind, conn.id)
         action = ScheduleActionStartWorkflow(workflow, arg, id=sid, task_queue=task_queue,
                                              typed_search_attributes=attrs)
@@ -45,20 +50,20 @@ def definitions(conn: Connection, task_queue: str, *, poll_minutes: float | None
                              policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP))
 
     items = [
-        start("poll", "OrderPoll", PollInput(connection_id=conn.id, task_queue=task_queue),
+        start("poll", OrderPoll.run, PollInput(connection_id=conn.id, task_queue=task_queue),
               _every(poll_minutes or conn.poll_minutes)),
-        start("catalog", "CatalogPush", CatalogInput(connection_id=conn.id),
+        start("catalog", CatalogPush.run, CatalogInput(connection_id=conn.id),
               _every(conn.catalog_minutes)),
-        start("catalog-reconcile", "CatalogPush", CatalogInput(connection_id=conn.id, full=True),
+        start("catalog-reconcile", CatalogPush.run, CatalogInput(connection_id=conn.id, full=True),
               ScheduleSpec(cron_expressions=[f"17 {conn.catalog_reconcile_hour} * * *"])),
-        start("shipments", "ShipmentSync", ConnectionInput(connection_id=conn.id),
+        start("shipments", ShipmentSync.run, ConnectionInput(connection_id=conn.id),
               _every(conn.shipment_minutes)),
     ]
     if conn.customer_sync:
-        items.append(start("customers", "CustomerSync", ConnectionInput(connection_id=conn.id),
+        items.append(start("customers", CustomerSync.run, ConnectionInput(connection_id=conn.id),
                            _every(conn.customer_sync_minutes)))
     if conn.receiver_url:
-        items.append(start("webhooks", "WebhookHealth", ConnectionInput(connection_id=conn.id),
+        items.append(start("webhooks", WebhookHealth.run, ConnectionInput(connection_id=conn.id),
                            _every(conn.webhook_check_minutes)))
     return dict(items)
 
