@@ -30,7 +30,9 @@ COROUTINES = 2  # per process
 
 async def _work(url: str, db_url: str) -> int:
     store = ConnectionStore(Database(db_url), Vault(Keyring.load(HISTORY_KEYS)))
-    erp = eo.open_connector({"base_url": url, "division": sandbox.DEFAULT_DIVISION},
+    # The sandbox here serves plain HTTP on loopback: the explicit, loud opt-in.
+    erp = eo.open_connector({"base_url": url, "division": sandbox.DEFAULT_DIVISION,
+                             "allow_insecure_http": True},
                             {"client_id": CLIENT_ID, "client_secret": SECRET},
                             tokens=StoreTokenStore(store, CONN))
 
