@@ -20,9 +20,10 @@ from temporalio import activity
 from activities.catalog import EPOCH
 from activities.errors import classified
 from activities.messages import ConnectionInput, CustomerSyncInput, CustomerSyncReport
-from activities.runtime import Runtime, customer_lease
+from activities.buyers import buyer_lease, record_buyer
+from activities.runtime import Runtime
 from connections.config import Connection
-from connections.ledger import DocumentState, Ledger, LedgerKey, customer_external_id
+from connections.ledger import DocumentState, Ledger, LedgerKey, buyer_ids
 from connectors.model import Address, Customer
 
 WATERMARK = "erp_customers_modified"
@@ -85,7 +86,8 @@ class CustomerActivities:
 
     async def _to_erp(self, conn: Connection, customer: Customer,
                       report: CustomerSyncReport) -> CustomerSyncReport:
-        external_id = customer_external_id(conn, customer)
+        ids = buyer_ids(conn, customer)
+        external_id = ids[0]
         ledger = Ledger(self.rt.store, conn.id)
         row = ledger.get(LedgerKey.customer_sync(external_id))
         store_fp = fingerprint(customer)
@@ -93,11 +95,13 @@ class CustomerActivities:
             report.echoes += 1
             return report
         erp = self.rt.erp(conn)
-        async with customer_lease(self.rt.store, conn.id, external_id):
-            ref = await erp.upsert_customer(customer, external_id)
+        # The connector writes only to a customer ml-connector created; one found by e-mail
+        # (where the connection's policy links them) is booked to, never changed.
+        async with buyer_lease(self.rt.store, conn.id, ids):
+            ref = await erp.upsert_customer(customer, external_id, aliases=ids[1:],
+                                            match=conn.mappings.customer_match)
             # The order flow finds the same customer without another look-up.
-            ledger.mark(LedgerKey.customer(external_id), DocumentState.POSTED,
-                        erp_ref=ref.model_dump(mode="json"))
+            await record_buyer(ledger, ids, ref)
         erp_view = await erp.get_customer(external_id) if hasattr(erp, "get_customer") else None
         self._record(conn.id, external_id, ref.model_dump(mode="json"), store_fp,
                      fingerprint(erp_view))

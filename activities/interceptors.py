@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from activities.orders import ERP_STEP_NAMES, OrderActivities, activity_name
+from connections import error_history
 from connections.ledger import LedgerKind, OrderState
 from connectors import http
 
@@ -152,17 +153,61 @@ class _ActivityObserver(ActivityInboundInterceptor):
                 raise
             except BaseException as exc:
                 _safely(_failed, info, connection_id, exc)
+                await _record_episode(input, info, connection_id, arg, exc)
                 log.warning("activity attempt failed", error_type=_error_type(exc),
                             error=str(exc)[:500], seconds=round(time.monotonic() - started, 3))
                 raise
             else:
                 _safely(_succeeded, info, connection_id, arg, result)
+                await _record_episode(input, info, connection_id, arg, None)
                 log.debug("activity completed", seconds=round(time.monotonic() - started, 3))
                 return result
             finally:
                 _stop_observing(token)
                 _safely(lambda: BusinessMetrics(activity.metric_meter(), connection_id)
                         .external_requests(requests))
+
+
+# The order steps whose failed attempts, retried, make a *retrying* episode in the error
+# history (connections/error_history.py): the store read and every ERP step.
+EPISODE_STEPS = ERP_STEP_NAMES | {activity_name(OrderActivities.fetch_order)}
+
+
+async def _record_episode(input: ExecuteActivityInput, info: activity.Info, connection_id: str,
+                          arg: Any, exc: BaseException | None) -> None:
+    """A failed attempt that will be retried opens (or counts on) its order's retrying
+    episode; a later success closes it. Never fails the activity."""
+    order_id, number = _order_of(arg)
+    # The connection store of the activity's own runtime (every activity class holds it).
+    store = getattr(getattr(getattr(input.fn, "__self__", None), "rt", None), "store", None)
+    if info.activity_type not in EPISODE_STEPS or not connection_id or not order_id \
+            or store is None:
+        return
+    try:
+        if exc is None:
+            # Only a retry, or the activity that took over a failed local first try, can
+            # have an episode open: a plain first try costs no read.
+            if (info.attempt > 1 or not info.is_local) and await asyncio.to_thread(
+                    error_history.has_open_retry, store, connection_id, order_id):
+                await asyncio.to_thread(error_history.step_succeeded, store, connection_id,
+                                        order_id)
+        elif not (isinstance(exc, ApplicationError) and exc.non_retryable):
+            await asyncio.to_thread(error_history.step_failed, store, connection_id, order_id,
+                                    step=info.activity_type, message=str(exc)[:1000],
+                                    order_number=number)
+    except Exception as err:  # the history never fails an activity
+        log.debug("error history not recorded", error=repr(err))
+
+
+def _order_of(arg: Any) -> tuple[str, str]:
+    """The store order id and number an order step's input names: its own fields
+    (OrderRef, CustomerInput), its snapshot's (the posts), or its order's."""
+    snapshot, order = getattr(arg, "snapshot", None), getattr(arg, "order", None)
+    order_id = (getattr(arg, "order_id", None) or getattr(snapshot, "order_id", None)
+                or getattr(order, "store_id", None) or "")
+    number = (getattr(arg, "order_number", None) or getattr(snapshot, "number", None)
+              or getattr(order, "number", None) or "")
+    return str(order_id), str(number)
 
 
 def _observe_requests(requests: Counter[str]) -> Any:
@@ -207,7 +252,7 @@ def _succeeded(info: activity.Info, connection_id: str, arg: Any, result: Any) -
         # A retry by Temporal, or the activity that took over a failed local first try.
         retried = info.attempt > 1 or bool(getattr(result, "retried", False))
         metrics.document_posted(DOCUMENT_KINDS[name], created, retried)
-        order = getattr(arg, "order", None)
+        order = getattr(arg, "snapshot", None)  # the order's times (activities/messages.py)
         if name == POST_INVOICE and (created or retried) and order is not None:
             latency = posting_latency_seconds(order)
             if latency is not None:

@@ -3,12 +3,13 @@ records, encrypted). Pure pydantic, importable from workflow code."""
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
 from connections.ledger import OrderState  # re-exported: workflows may not import connections
 from connectors.documents import PostedTotals
-from connectors.model import Customer, ErpDocumentRef, Order
+from connectors.model import ZERO, Customer, ErpDocumentRef, Order
 
 
 class OrderRef(BaseModel):
@@ -28,6 +29,79 @@ class OrderEvent(BaseModel):
     erp_task_queue: str | None = None
 
 
+class MoneyMove(BaseModel):
+    """A captured payment or a refund, as OrderSync decides about it: its store id and amount."""
+
+    store_id: str
+    amount: Decimal
+
+
+class OrderSummary(BaseModel):
+    """What OrderSync decides from, instead of the whole order: a 10,000-line order would be a
+    history event of megabytes, copied into every post. The lines stay in the store; each post
+    re-reads the order and refuses (ORDER_CHANGED) unless it still has ``digest``."""
+
+    store_id: str
+    number: str
+    status: str
+    currency: str
+    total: Decimal
+    created_at: datetime
+    paid_at: datetime | None = None  # None: not paid
+    modified_at: datetime
+    customer: Customer  # the buyer the customer step matches (encrypted in history)
+    payments: list[MoneyMove] = Field(default_factory=list)
+    refunds: list[MoneyMove] = Field(default_factory=list)
+    digest: str  # of the full order this summary was made from
+
+    @classmethod
+    def of(cls, order: Order, digest: str) -> OrderSummary:
+        return cls(store_id=order.store_id, number=order.number, status=order.status,
+                   currency=order.currency, total=order.total,
+                   created_at=order.created_at, paid_at=order.paid_at,
+                   modified_at=order.modified_at, customer=order.customer, digest=digest,
+                   payments=[MoneyMove(store_id=p.store_id, amount=p.amount)
+                             for p in order.payments],
+                   refunds=[MoneyMove(store_id=r.store_id, amount=r.amount)
+                            for r in order.refunds])
+
+    @property
+    def paid(self) -> bool:
+        return self.paid_at is not None
+
+    @property
+    def captured(self) -> Decimal:
+        """The money the store took: its captured payments, or the total of a paid order
+        whose payments the store does not list."""
+        if self.payments:
+            return sum((p.amount for p in self.payments), ZERO)
+        return self.total if self.paid else ZERO
+
+    @property
+    def refunded(self) -> Decimal:
+        return sum((r.amount for r in self.refunds), ZERO)
+
+    @property
+    def snapshot(self) -> OrderSnapshot:
+        return OrderSnapshot(order_id=self.store_id, number=self.number, digest=self.digest,
+                             created_at=self.created_at, paid_at=self.paid_at)
+
+
+class OrderSnapshot(BaseModel):
+    """Which order a post books, and which version of it (the summary's digest)."""
+
+    order_id: str
+    number: str
+    digest: str
+    created_at: datetime | None = None  # when the order was placed and paid in the store:
+    paid_at: datetime | None = None  # the posting latency metric starts there
+
+
+# The type of the refusal a post raises when the store's order is no longer the snapshot the
+# workflow decided from: the workflow then fetches again and decides anew.
+ORDER_CHANGED = "OrderChanged"
+
+
 class CustomerInput(BaseModel):
     connection_id: str
     order_id: str
@@ -37,13 +111,13 @@ class CustomerInput(BaseModel):
 
 class PostInvoiceInput(BaseModel):
     connection_id: str
-    order: Order
+    snapshot: OrderSnapshot
     customer_key: str
 
 
 class PostCreditMemoInput(BaseModel):
     connection_id: str
-    order: Order
+    snapshot: OrderSnapshot
     refund_id: str
     invoice: ErpDocumentRef
     customer_key: str
@@ -51,15 +125,26 @@ class PostCreditMemoInput(BaseModel):
 
 class PostReceiptInput(BaseModel):
     connection_id: str
-    order: Order
+    snapshot: OrderSnapshot
     payment_id: str
     invoice: ErpDocumentRef
     customer_key: str
 
 
+class PostRefundPaymentInput(BaseModel):
+    """The cash-back side of a refund: money paid back to the buyer, applied to the refund's
+    credit memo so the customer's balance ends at zero."""
+
+    connection_id: str
+    snapshot: OrderSnapshot
+    refund_id: str
+    credit_memo: ErpDocumentRef
+    customer_key: str
+
+
 class PostAdjustmentInput(BaseModel):
     connection_id: str
-    order: Order
+    snapshot: OrderSnapshot
     posted: PostedTotals
     invoice: ErpDocumentRef
     customer_key: str
@@ -80,6 +165,8 @@ class OrderStateInput(BaseModel):
     order_number: str = ""
     state: OrderState
     message: str = ""
+    # The store's modification time of the snapshot this state was decided from.
+    store_modified_at: datetime | None = None
 
 
 class PollInput(BaseModel):
@@ -107,8 +194,22 @@ class OrderSyncState(BaseModel):
     posted: PostedTotals = Field(default_factory=PostedTotals)
     credit_memos: dict[str, ErpDocumentRef] = Field(default_factory=dict)
     receipts: dict[str, ErpDocumentRef | None] = Field(default_factory=dict)  # None: not booked by choice
+    # The cash-back of each refund, applied to its credit memo; None: the ERP or connection does
+    # not book it as a document of its own.
+    refund_payments: dict[str, ErpDocumentRef | None] = Field(default_factory=dict)
     adjustments: list[ErpDocumentRef] = Field(default_factory=list)
     passes: int = 0
+
+
+class LoadStateInput(BaseModel):
+    """A new run of an order's workflow asks the ledger what is booked: the payment and
+    refund ids it knows of, and the buyer (whose ledger key names the ERP customer)."""
+
+    connection_id: str
+    order_id: str
+    customer: Customer
+    payment_ids: list[str] = Field(default_factory=list)
+    refund_ids: list[str] = Field(default_factory=list)
 
 
 class OrderSyncInput(BaseModel):

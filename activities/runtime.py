@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+import logging
 import os
 import random
 import socket
@@ -25,6 +26,8 @@ from connectors.auth import TokenSet
 from connectors.base import Erp, Storefront
 from connectors.errors import Unavailable
 
+log = logging.getLogger(__name__)
+
 
 def connector_module(system: str) -> ModuleType:
     """``connectors/<system>.py``: its ``open_connector`` (and, for a store, the receiver's
@@ -38,18 +41,39 @@ def connector_module(system: str) -> ModuleType:
 async def store_lease(store: ConnectionStore, name: str, seconds: float, *, what: str,
                       poll_seconds: float = 0.2) -> AsyncIterator[None]:
     """Hold the lease ``name`` (one holder across every process and host) while the block
-    runs; waits for a holder that is still inside it, for at most twice its lease."""
+    runs, renewed every third of ``seconds`` so a block that runs long keeps it, while a
+    holder that died loses it within ``seconds``; waits for a holder that is still inside it,
+    for at most twice its lease."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
     deadline = time.monotonic() + 2 * seconds
     while not await asyncio.to_thread(store.try_lease, name, owner, seconds):
         if time.monotonic() > deadline:
             raise Unavailable(f"{what} is still held by another worker", system="connection store")
         await asyncio.sleep(poll_seconds * random.uniform(0.5, 1.5))
+    done = asyncio.Event()
+    renewer = asyncio.get_running_loop().create_task(
+        _renew_lease(store, name, owner, seconds, done))
     try:
         yield
     finally:
-        # Shielded: a cancelled block still hands the lease back rather than let it expire.
+        # Shielded: a cancelled block still hands the lease back rather than let it expire;
+        # the renewer ends first, so no late renewal re-takes a released lease.
+        done.set()
+        await asyncio.shield(renewer)
         await asyncio.shield(asyncio.to_thread(store.release_lease, name, owner))
+
+
+async def _renew_lease(store: ConnectionStore, name: str, owner: str, seconds: float,
+                       done: asyncio.Event) -> None:
+    while True:
+        try:
+            await asyncio.wait_for(done.wait(), seconds / 3)
+            return
+        except asyncio.TimeoutError:
+            pass
+        if not await asyncio.to_thread(store.try_lease, name, owner, seconds):
+            log.warning("lease %s was lost while held", name)
+            return
 
 
 CUSTOMER_LEASE_SECONDS = 60.0  # longer than a customer look-up and create may take
@@ -69,12 +93,13 @@ class StoreTokenStore:
 
     ``refresh_lock()`` is single-flight across coroutines (an asyncio lock per connection) and
     across processes and hosts (a lease row in the connection store, with an owner and an
-    expiry so a crashed holder cannot block the connection for longer than ``LEASE_SECONDS``).
+    expiry, renewed while held, so a crashed holder cannot block the connection for longer
+    than ``LEASE_SECONDS``).
     ``consent_required``/``require_consent`` keep the "needs re-consent" state of a connection
     whose refresh token the ERP refused, so every worker stops spending refresh attempts."""
 
     NEEDS_CONSENT = "needs_consent"  # connection health: the chain needs a user's new consent
-    LEASE_SECONDS = 60.0  # longer than any token request may take
+    LEASE_SECONDS = 20.0  # renewed while held; a holder that died frees it within this time
     POLL_SECONDS = 0.05
     _locks: dict[tuple[int, str], asyncio.Lock] = {}
 

@@ -47,6 +47,11 @@ class Connection(BaseModel):
     # Align customer masters both ways (e.g. WooCommerce <-> Exact Online), not only at order time.
     customer_sync: bool = False
     customer_sync_minutes: int = Field(default=60, ge=1)
+    # Look every document up by its external reference before creating it, new orders too:
+    # for a connection that shares its store and ERP company with another (staging, a
+    # second name), whose ledger cannot know what the other booked. Costs one ERP read
+    # per document.
+    always_look_up: bool = False
 
     def insecure_url_problem(self) -> str | None:
         """Why a credential-bearing URL setting (``*_url`` of the store or ERP) is refused:

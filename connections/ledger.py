@@ -22,6 +22,7 @@ from asyncio import to_thread
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
@@ -43,6 +44,7 @@ class LedgerKind(StrEnum):
     CREDIT_MEMO = "credit_memo"
     RECEIPT = "receipt"
     ADJUSTMENT = "adjustment"
+    REFUND_PAYMENT = "refund_payment"  # the cash paid back for a refund, applied to its memo
     SHIPMENT = "shipment"  # an ERP shipment shown in the store
     CUSTOMER_SYNC = "customer_sync"  # both sides' fingerprints of an aligned customer
 
@@ -62,6 +64,8 @@ class OrderState(StrEnum):
     POSTED = "posted"
     PARKED = "parked"  # waits for a mapping or a correction; resumes on the next event
     FAILED = "failed"
+    # Booked, but what the store did needs a person: cancelled while keeping the money.
+    NEEDS_ATTENTION = "needs_attention"
     AWAITING_PAYMENT = "awaiting_payment"
     NOT_BILLABLE = "not_billable"  # cancelled, failed or trashed in the store before payment
     RECEIVED = "received"  # seen, nothing decided yet
@@ -93,6 +97,10 @@ class LedgerKey(NamedTuple):
         return cls(LedgerKind.CREDIT_MEMO, refund_id)
 
     @classmethod
+    def refund_payment(cls, refund_id: str) -> LedgerKey:
+        return cls(LedgerKind.REFUND_PAYMENT, refund_id)
+
+    @classmethod
     def receipt(cls, order_id: str, payment_id: str) -> LedgerKey:
         return cls(LedgerKind.RECEIPT, f"{order_id}-P{payment_id}")
 
@@ -120,6 +128,18 @@ def customer_external_id(conn: Connection, customer: Customer) -> str:
     return f"{prefix}G{digest}"
 
 
+def buyer_ids(conn: Connection, customer: Customer) -> list[str]:
+    """Every external id one buyer is booked under, the buyer's own first: a registered
+    buyer's ``C{id}``, then the id of its e-mail (case-insensitive), the one a guest with that
+    e-mail has. The last is the buyer's identity: its one lock (a guest and a registered buyer
+    with one e-mail are one buyer, so never two customers), and found in the ledger or the ERP
+    under either id, a buyer is booked to the customer the other made."""
+    own = customer_external_id(conn, customer)
+    if customer.store_id is None or not customer.email.strip():
+        return [own]
+    return [own, customer_external_id(conn, customer.model_copy(update={"store_id": None}))]
+
+
 class LedgerRow(BaseModel):
     connection_id: str
     kind: str
@@ -130,7 +150,22 @@ class LedgerRow(BaseModel):
     totals: dict | None = None
     attempts: int = 0
     last_error: str | None = None
-    updated_at: str
+    updated_at: str  # the worker's clock: when the row was written, never compared with the store's
+    store_modified_at: str | None = None  # kind "order": the store's time of the snapshot booked
+
+
+def nothing_new_since_booked(row: LedgerRow | None, modified_at: datetime) -> bool:
+    """The order was posted from a snapshot at least as new as the store's ``modified_at``
+    (both the store's own times: no second clock). A row without that time (written before
+    it was kept) proves nothing. Caveat: stores keep seconds, so a change within the same
+    second as the booked snapshot, and after its fetch, is indistinguishable."""
+    if row is None or row.state != OrderState.POSTED or not row.store_modified_at:
+        return False
+    return _aware(datetime.fromisoformat(row.store_modified_at)) >= _aware(modified_at)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def booked_ref(row: LedgerRow | None) -> ErpDocumentRef | None:
@@ -162,7 +197,7 @@ class LedgerStore(Protocol):
     def ledger_mark(self, connection_id: str, kind: str, store_id: str, state: str, *,
                     order_number: str = "", erp_ref: dict | None = None,
                     totals: dict | None = None, error: str | None = None,
-                    count_attempt: bool = False) -> None: ...
+                    count_attempt: bool = False, store_modified_at: str | None = None) -> None: ...
 
 
 class Ledger:
@@ -187,10 +222,13 @@ class Ledger:
 
     def mark(self, key: LedgerKey, state: DocumentState | OrderState, *,
              order_number: str = "", erp_ref: dict | None = None, totals: dict | None = None,
-             error: str | None = None, count_attempt: bool = False) -> None:
+             error: str | None = None, count_attempt: bool = False,
+             store_modified_at: datetime | None = None) -> None:
         self.store.ledger_mark(self.connection_id, key.kind, key.store_id, state,
                                order_number=order_number, erp_ref=erp_ref, totals=totals,
-                               error=error, count_attempt=count_attempt)
+                               error=error, count_attempt=count_attempt,
+                               store_modified_at=(store_modified_at.isoformat()
+                                                  if store_modified_at else None))
 
     async def write(self, key: LedgerKey, state: DocumentState | OrderState, **fields) -> None:
         """:meth:`mark`, off the event loop."""
@@ -200,28 +238,35 @@ class Ledger:
                    look_up: Callable[[D], Awaitable[ErpDocumentRef | None]],
                    create: Callable[[D], Awaitable[ErpDocumentRef]],
                    totals: Callable[[D], PostedTotals], retrying: bool,
+                   vouch_new: Callable[[], Awaitable[bool]] | None = None,
                    guard: Callable[[], AbstractAsyncContextManager] = nullcontext) -> Booking:
         """Book one document exactly once.
 
         A posted row answers without calling the ERP. Otherwise the row is marked posting,
         and the document is looked up by its external reference first whenever the ledger
-        cannot vouch that it is new: a row left posting or error, or a ``retrying`` attempt
-        (the row's write may be what was lost). Only a fresh key creates without a look-up.
-        Then the row is marked posted with the ERP reference and ``totals(doc)``.
+        cannot vouch that it is new: a row left posting or error, a ``retrying`` attempt
+        (the row's write may be what was lost), or a fresh key that ``vouch_new`` does not
+        prove new (the ERP may hold it from before this ledger knew the store: another
+        connection, a lost or restored store database; see activities/vouch.py). Only a
+        fresh key proven new creates without a look-up. Then the row is marked posted with
+        the ERP reference and ``totals(doc)``.
 
         ``build`` makes the document (it may refuse: a parked order); ``look_up`` and
         ``create`` are the client's calls; ``guard`` wraps them (it classifies errors), and
-        whatever escapes it is recorded on the row before it propagates."""
+        whatever escapes it is recorded on the row before it propagates. ``retried`` on the
+        answer: an earlier attempt of this ledger had begun (a row, or a retry), so a
+        document found by look-up is its own; found without one, it was booked before."""
         row = self.get(key)
         if known := booked_ref(row):
             return Booking(known, PostedTotals.model_validate(row.totals or {}))
-        may_exist = row is not None or retrying
+        attempted = row is not None or retrying
         try:
             async with guard():
                 doc = build()
+                look_up_first = attempted or vouch_new is None or not await vouch_new()
                 await self.write(key, DocumentState.POSTING, order_number=order_number,
                                  count_attempt=True)
-                found = await look_up(doc) if may_exist else None
+                found = await look_up(doc) if look_up_first else None
                 ref = (found.model_copy(update={"created": False}) if found is not None
                        else await create(doc))
         except Exception as exc:
@@ -231,4 +276,4 @@ class Ledger:
         booked = totals(doc)
         await self.write(key, DocumentState.POSTED, order_number=order_number,
                          erp_ref=ref.model_dump(mode="json"), totals=booked.model_dump(mode="json"))
-        return Booking(ref, booked, retried=may_exist)
+        return Booking(ref, booked, retried=attempted)

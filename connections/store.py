@@ -79,6 +79,75 @@ MIGRATIONS: list[str] = [
         next_ms BIGINT NOT NULL
     );
     """,
+    # Error history (connections/error_history.py): episodes and the operator actions that
+    # resolved them, ordered by one counter (seq) rather than by two hosts' clocks.
+    """
+    CREATE TABLE error_history_seq (
+        name TEXT PRIMARY KEY,
+        value BIGINT NOT NULL
+    );
+    CREATE TABLE error_episodes (
+        seq BIGINT PRIMARY KEY,
+        connection_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        order_number TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        step TEXT NOT NULL DEFAULT '',
+        message TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        opened_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        resolved_at TEXT,
+        resolution TEXT,
+        resolved_by TEXT,
+        resolution_detail TEXT,
+        outcome TEXT,
+        action_seq BIGINT
+    );
+    CREATE UNIQUE INDEX error_episodes_one_open
+        ON error_episodes (connection_id, order_id, kind) WHERE resolved_at IS NULL;
+    CREATE INDEX error_episodes_opened ON error_episodes (opened_at);
+    CREATE INDEX error_episodes_resolved ON error_episodes (resolved_at);
+    CREATE TABLE operator_actions (
+        seq BIGINT PRIMARY KEY,
+        connection_id TEXT NOT NULL,
+        order_id TEXT NOT NULL DEFAULT '',
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        at TEXT NOT NULL
+    );
+    CREATE INDEX operator_actions_target ON operator_actions (connection_id, order_id, seq);
+    """,
+    # The last store-versus-ERP reconciliation of each connection (connections/reconciliations.py).
+    """
+    CREATE TABLE reconciliations (
+        connection_id TEXT PRIMARY KEY,
+        ran_at TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        differences INTEGER NOT NULL,
+        report TEXT NOT NULL
+    );
+    """,
+    # The store's modification time of the order snapshot a pass booked (kind "order"): the
+    # poll skips an order only when the store's own time says nothing changed since.
+    """
+    ALTER TABLE ledger ADD COLUMN store_modified_at TEXT;
+    """,
+    # One-order mapping overrides (connections/order_overrides.py): a SKU, tax rate or
+    # payment method mapped for one order only, applied to every document of that order.
+    """
+    CREATE TABLE order_overrides (
+        connection_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        store_value TEXT NOT NULL,
+        erp_value TEXT NOT NULL,
+        actor TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (connection_id, order_id, kind, store_value)
+    );
+    """,
 ]
 
 
@@ -273,18 +342,21 @@ class ConnectionStore:
     def ledger_get(self, connection_id: str, kind: str, store_id: str) -> LedgerRow | None:
         rows = self.db.query(
             "SELECT connection_id, kind, store_id, order_number, state, erp_ref, totals, attempts, "
-            "last_error, updated_at FROM ledger WHERE connection_id = ? AND kind = ? AND store_id = ?",
+            "last_error, updated_at, store_modified_at FROM ledger "
+            "WHERE connection_id = ? AND kind = ? AND store_id = ?",
             (connection_id, str(kind), store_id))
         return _ledger_row(rows[0]) if rows else None
 
     def ledger_mark(self, connection_id: str, kind: str, store_id: str, state: str, *,
                     order_number: str = "", erp_ref: dict | None = None,
                     totals: dict | None = None, error: str | None = None,
-                    count_attempt: bool = False) -> None:
-        """Insert or move a ledger row; a posted document never falls back to posting/error."""
+                    count_attempt: bool = False, store_modified_at: str | None = None) -> None:
+        """Insert or move a ledger row; a posted document never falls back to posting/error.
+        ``store_modified_at`` (the store's time of the snapshot booked) is kept when not given."""
         self.db.execute(
             "INSERT INTO ledger (connection_id, kind, store_id, order_number, state, erp_ref, totals, "
-            "attempts, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "attempts, last_error, updated_at, store_modified_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (connection_id, kind, store_id) DO UPDATE SET "
             f"state = CASE WHEN ledger.state = '{DocumentState.POSTED}' AND excluded.state IN "
             f"('{DocumentState.POSTING}', '{DocumentState.ERROR}') "
@@ -294,16 +366,18 @@ class ConnectionStore:
             "erp_ref = COALESCE(excluded.erp_ref, ledger.erp_ref), "
             "totals = COALESCE(excluded.totals, ledger.totals), "
             "attempts = ledger.attempts + excluded.attempts, "
-            "last_error = excluded.last_error, updated_at = excluded.updated_at",
+            "last_error = excluded.last_error, updated_at = excluded.updated_at, "
+            "store_modified_at = COALESCE(excluded.store_modified_at, ledger.store_modified_at)",
             (connection_id, str(kind), store_id, order_number, str(state),
              json.dumps(erp_ref, default=str) if erp_ref is not None else None,
              json.dumps(totals, default=str) if totals is not None else None,
-             1 if count_attempt else 0, error, _now()))
+             1 if count_attempt else 0, error, _now(), store_modified_at))
 
     def ledger_rows(self, connection_id: str, *, kind: str | None = None,
                     state: str | None = None, order_number: str | None = None) -> list[LedgerRow]:
         sql = ("SELECT connection_id, kind, store_id, order_number, state, erp_ref, totals, "
-               "attempts, last_error, updated_at FROM ledger WHERE connection_id = ?")
+               "attempts, last_error, updated_at, store_modified_at FROM ledger "
+               "WHERE connection_id = ?")
         params: list = [connection_id]
         for column, value in (("kind", kind), ("state", state), ("order_number", order_number)):
             if value is not None:
@@ -412,4 +486,4 @@ def _ledger_row(r: tuple) -> LedgerRow:
     return LedgerRow(connection_id=r[0], kind=r[1], store_id=r[2], order_number=r[3], state=r[4],
                      erp_ref=json.loads(r[5]) if r[5] else None,
                      totals=json.loads(r[6]) if r[6] else None, attempts=r[7], last_error=r[8],
-                     updated_at=r[9])
+                     updated_at=r[9], store_modified_at=r[10])

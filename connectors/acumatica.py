@@ -7,7 +7,8 @@ its :func:`wrap` and :func:`unwrap` are the only places that know it. Money is r
 ``SalesInvoice`` records carrying the store's prices, discounts and tax as computed; with
 ``document_type="sales_order"`` an order's invoice is a ``SalesOrder`` instead (refunds and
 adjustments stay ``SalesInvoice`` documents). Receipts are ``Payment`` records applied to the
-invoice (``DocumentsToApply``) or to the sales order (``OrdersToApply``). Every document is
+invoice (``DocumentsToApply``) or to the sales order (``OrdersToApply``); a refund's cash-back is
+a ``Payment`` of type ``Refund`` applied to the refund's credit memo. Every document is
 found again by its ``ExternalRef`` (on SalesInvoice and Payment the document's own External
 Reference, on SalesOrder the order's ``CustomerRefNbr``); a payment's ``PaymentRef`` carries the
 processor's transaction id for bank matching. Confirmed ``Shipment`` records of those sales
@@ -16,8 +17,8 @@ orders go back to the store (:meth:`AcumaticaErp.iter_shipments`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote
@@ -25,16 +26,21 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, SecretStr, field_validator
 
-from connectors.acumatica_mapping import (ORDER_TYPE, PAYMENT, PAYMENT_TYPE, SALES_INVOICE,
-                                          SALES_ORDER, SYSTEM, DocumentEntity, application_refused,
+from connectors.acumatica_mapping import (CREDIT_MEMO_TYPE, ORDER_TYPE, PAYMENT, PAYMENT_TYPE,
+                                          REFUND_TYPE,
+                                          SALES_INVOICE, SALES_ORDER, SYSTEM, DocumentEntity,
+                                          application_refused, refund_record, refund_refused,
                                           changes_to, customer_fields, customer_id_for,
+                                          email_match, owned_customer,
                                           customer_ref, doc_type_of, invoice_record, is_invoice,
+                                          listed_kind,
                                           mapping_error, odata_datetime, odata_literal,
                                           order_record, parse_datetime, payment_record, read_error,
                                           receipt_mapping_error, shipment_from_row, shipment_orders,
                                           text_of, unwrap, with_query, without_empty, wrap)
 from connectors.auth import OAuth2Auth, TokenStore
-from connectors.documents import ErpDocument, ReceiptDocument
+from connectors.documents import (CustomerMatch, ErpDocument, ReceiptDocument,
+                                  RefundPaymentDocument)
 from connectors.errors import ConfigurationError, ExternalError, NotFound, Rejected, Unavailable
 from connectors.http import build_client, parse_json, returned_url, send, to_json
 from connectors.model import (ZERO, Customer, DocumentKind, ErpDocumentRef, ItemChange, Shipment,
@@ -187,39 +193,49 @@ class AcumaticaErp:
 
     # --- customers ---------------------------------------------------------------------------
 
-    async def _find_customer(self, external_id: str, email: str) -> dict[str, Any] | None:
-        """One look-up for both matches (``or``); the AccountRef match wins over an e-mail
-        match. Only when a full page of e-mail matches hides whether the AccountRef one exists
+    async def _candidates(self, ids: list[str], email: str) -> list[dict[str, Any]]:
+        """One look-up for both kinds of match (``or``): ours by derived CustomerID and, when
+        ``email`` is given, the merchant's by e-mail (Acumatica compares text
+        case-insensitively). Only when a full page of e-mail matches hides whether ours exists
         is it looked up on its own."""
-        by_ref = f"AccountRef eq {odata_literal(external_id)}"
-        where = f"{by_ref} or MainContact/Email eq {odata_literal(email)}" if email else by_ref
-        rows = await self._customers(where)
-        ours = [r for r in rows
-                if text_of(r.get("AccountRef")).casefold() == external_id.casefold()]
-        if not ours and len(rows) == PAGE_SIZE:
-            ours = await self._customers(by_ref)
-        return (ours or rows or [None])[0]
+        ours = " or ".join(f"CustomerID eq {odata_literal(customer_id_for(i))}" for i in ids)
+        if not email:
+            return await self._customers(ours)
+        rows = await self._customers(f"{ours} or MainContact/Email eq {odata_literal(email)}")
+        if owned_customer(rows, ids) is None and len(rows) == PAGE_SIZE:
+            rows = await self._customers(ours) + rows
+        return rows
 
     async def _customers(self, where: str) -> list[dict[str, Any]]:
         return await self._list("Customer", {"$filter": where, "$top": PAGE_SIZE,
                                              "$expand": "MainContact,MainContact/Address"})
 
-    async def upsert_customer(self, customer: Customer, external_id: str) -> ErpDocumentRef:
-        found = await self._find_customer(external_id, customer.email)
-        if found is None:
-            record = without_empty({"CustomerID": customer_id_for(external_id),
-                                    **customer_fields(customer, with_email=True),
-                                    "AccountRef": external_id})
-            if self.settings.customer_class:
-                record["CustomerClass"] = self.settings.customer_class
-            saved = await self._put("Customer", record)
-            return customer_ref(saved, external_id, created=True)
-        changes = changes_to(found, customer_fields(customer, with_email=False))
-        if not found.get("AccountRef"):
-            changes["AccountRef"] = external_id
-        if changes:
-            await self._put("Customer", {"CustomerID": found["CustomerID"], **changes})
-        return customer_ref(found, external_id, created=False)
+    async def upsert_customer(self, customer: Customer, external_id: str, *,
+                              aliases: Sequence[str] = (),
+                              match: CustomerMatch = "own") -> ErpDocumentRef:
+        """Ours (:func:`owned_customer`) takes the store's changes (an empty store field never
+        blanks Acumatica's); with ``match`` "email" the merchant's customer with the e-mail is
+        booked to as it is; else ours is created under ``external_id``."""
+        ids = [external_id, *aliases]
+        email = customer.email.strip()
+        rows = await self._candidates(ids, email if match == "email" else "")
+        ours = owned_customer(rows, ids)
+        if ours is not None:
+            changes = changes_to(ours, customer_fields(customer, with_email=False))
+            if not text_of(ours.get("AccountRef")):
+                changes["AccountRef"] = external_id
+            if changes:
+                await self._put("Customer", {"CustomerID": ours["CustomerID"], **changes})
+            return customer_ref(ours, external_id, created=False)
+        if match == "email" and (theirs := email_match(rows, email)) is not None:
+            return customer_ref(theirs, external_id, created=False)
+        record = without_empty({"CustomerID": customer_id_for(external_id),
+                                **customer_fields(customer, with_email=True),
+                                "AccountRef": external_id})
+        if self.settings.customer_class:
+            record["CustomerClass"] = self.settings.customer_class
+        saved = await self._put("Customer", record)
+        return customer_ref(saved, external_id, created=True)
 
     # --- documents: invoices, credit memos, sales orders, payments ----------------------------
 
@@ -227,6 +243,8 @@ class AcumaticaErp:
         """The entity and type a document of ``kind`` is posted as on this connection."""
         if kind == "receipt":
             return PAYMENT, PAYMENT_TYPE
+        if kind == "refund_payment":
+            return PAYMENT, REFUND_TYPE
         if kind == "invoice" and self.settings.document_type == "sales_order":
             return SALES_ORDER, ORDER_TYPE
         return SALES_INVOICE, doc_type_of(kind)
@@ -292,6 +310,40 @@ class AcumaticaErp:
         if self.settings.release_documents:
             await self._release(PAYMENT, saved)
         return ref
+
+    async def create_refund_payment(self, doc: RefundPaymentDocument) -> ErpDocumentRef:
+        """A Refund (AR302000) of what the store paid back, applied to the refund's credit
+        memo and released: the memo closes and the customer's balance is back at zero. A memo
+        with less open than the refund parks naming the manual refund (the amount is what
+        :meth:`refund_credit` read, so only a change in between refuses it)."""
+        if not self.settings.release_documents:  # a refund applies to released memos only
+            raise Rejected(
+                f"credit memo {doc.applies_to.number} was left unreleased (release_documents="
+                f"false) and Acumatica applies a refund only to a released credit memo",
+                system=SYSTEM,
+                resolution=f"release credit memo {doc.applies_to.number} in Acumatica, then "
+                           f"replay the order to book the refund of {doc.amount} {doc.currency}")
+        cash_account = self.settings.cash_account_for(doc.currency)
+        try:
+            saved = await self._put("Payment", refund_record(doc, cash_account))
+        except Rejected as exc:
+            mapped = receipt_mapping_error(exc, doc, cash_account)  # type: ignore[arg-type]
+            mapped = refund_refused(exc, doc) if mapped is exc else mapped
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        ref = PAYMENT.ref("refund_payment", saved, doc.external_ref, created=True)
+        await self._check_total(PAYMENT, doc.amount, doc.currency, ref, saved)
+        await self._release(PAYMENT, saved)
+        return ref
+
+    async def refund_credit(self, memo: ErpDocumentRef) -> Decimal:
+        """The credit a refund's credit memo still holds (its Balance): what its application
+        to a still-open invoice at creation left over, i.e. the money paid back. A closed memo
+        holds none."""
+        row = await self._get(f"SalesInvoice/{quote(memo.doc_type or CREDIT_MEMO_TYPE)}/"
+                              f"{quote(memo.number)}", {"$select": "Status,Balance"})
+        return ZERO if row.get("Status") == "Closed" else to_decimal(row.get("Balance") or 0)
 
     async def _put_applied(self, entity: str, record: Callable[[Decimal], dict[str, Any]],
                            amount: Decimal, target: ErpDocumentRef) -> dict[str, Any]:
@@ -372,6 +424,26 @@ class AcumaticaErp:
             wait = self.release_poll_seconds
             resp = await self._call("GET", status_url)
 
+    # --- reconciliation ----------------------------------------------------------------------
+
+    async def iter_documents(self, prefix: str, since: date) -> AsyncIterator[ErpDocumentRef]:
+        """Every invoice (or sales order), credit memo and payment whose ExternalRef starts
+        with ``prefix`` and whose date is ``since`` or later, all pages. Refunds paid back
+        (Payment type "Refund") are not receipts and are left out."""
+        after = odata_datetime(datetime(since.year, since.month, since.day, tzinfo=timezone.utc))
+        mine = f"startswith(ExternalRef,{odata_literal(prefix)}) eq true"
+        sources = [(SALES_INVOICE, f"{mine} and Date ge {after}"),
+                   (PAYMENT, f"{mine} and ApplicationDate ge {after} and "
+                             f"Type eq {odata_literal(PAYMENT_TYPE)}")]
+        if self.settings.document_type == "sales_order":
+            sources.append((SALES_ORDER, f"{mine} and Date ge {after}"))
+        for entity, where in sources:
+            async for row in self._pages(entity.name, {"$filter": where,
+                                                       "$select": entity.select}):
+                kind = listed_kind(entity, row)
+                if kind is not None:
+                    yield entity.ref(kind, row, text_of(row.get("ExternalRef")), created=False)
+
     # --- catalog -----------------------------------------------------------------------------
 
     async def iter_item_changes(self, since: datetime) -> AsyncIterator[ItemChange]:
@@ -379,6 +451,19 @@ class AcumaticaErp:
                 "$filter": f"LastModifiedDateTime gt {odata_datetime(since)}",
                 "$expand": "WarehouseDetails", "$select": ITEM_FIELDS}):
             yield self._item_change(row)
+
+    async def missing_items(self, item_ids: set[str]) -> set[str]:
+        """The item ids the instance has neither as a stock nor as a non-stock item. Read only:
+        ``connections check`` reports them before an order parks on them."""
+        missing = set(item_ids)
+        for entity in ("StockItem", "NonStockItem"):
+            ids = sorted(missing)
+            for i in range(0, len(ids), 20):
+                where = " or ".join(f"InventoryID eq {odata_literal(x)}" for x in ids[i:i + 20])
+                for row in await self._list(entity, {"$filter": where, "$select": "InventoryID"}):
+                    found = text_of(row.get("InventoryID")).casefold()
+                    missing = {x for x in missing if x.casefold() != found}
+        return missing
 
     def _item_change(self, row: Mapping[str, Any]) -> ItemChange:
         def amount(name: str) -> Decimal | None:

@@ -15,7 +15,8 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from connectors.documents import DocumentLine, ErpDocument, ReceiptDocument, erp_type_of
+from connectors.documents import (DocumentLine, ErpDocument, ReceiptDocument,
+                                  RefundPaymentDocument, erp_type_of)
 from connectors.errors import MappingMissing, Rejected
 from connectors.http import parse_json
 from connectors.model import Customer, DocumentKind, ErpDocumentRef, Shipment, to_decimal
@@ -215,6 +216,21 @@ def customer_id_for(external_id: str) -> str:
     return "C" + hashlib.sha256(external_id.encode()).hexdigest()[:9].upper()
 
 
+def owned_customer(rows: list[dict[str, Any]], ids: list[str]) -> dict[str, Any] | None:
+    """The customer ml-connector created for one of the buyer's ``ids`` (the first id first):
+    its CustomerID is derived from that id, which no merchant-made customer has. An
+    ``AccountRef`` proves nothing: a merchant may type anything there."""
+    by_id = {text_of(r.get("CustomerID")).casefold(): r for r in rows}
+    return next((by_id[c] for i in ids if (c := customer_id_for(i).casefold()) in by_id), None)
+
+
+def email_match(rows: list[dict[str, Any]], email: str) -> dict[str, Any] | None:
+    """A customer whose main contact has ``email``, compared case-insensitively."""
+    wanted = email.strip().casefold()
+    return next((r for r in rows if wanted and text_of(
+        (r.get("MainContact") or {}).get("Email")).casefold() == wanted), None)
+
+
 def customer_fields(customer: Customer, *, with_email: bool) -> dict[str, Any]:
     """What the store knows of a buyer, as Acumatica fields. The e-mail identifies a match,
     so an update leaves it alone."""
@@ -289,6 +305,18 @@ SALES_INVOICE = DocumentEntity("SalesInvoice", "Type", "ReferenceNbr", "Amount",
 SALES_ORDER = DocumentEntity("SalesOrder", "OrderType", "OrderNbr", "OrderTotal", "CurrencyID")
 PAYMENT = DocumentEntity("Payment", "Type", "ReferenceNbr", "PaymentAmount", "CurrencyID",
                          "ReleasePayment")
+
+
+def listed_kind(entity: DocumentEntity, row: Mapping[str, Any]) -> DocumentKind | None:
+    """The canonical kind of a listed document: a sales order is an order's invoice; an AR
+    Credit Memo a credit memo; a Payment a receipt; anything else (a Debit Memo, a
+    refund) is not one of ml-connector's documents."""
+    doc_type = row.get(entity.type_field)
+    if entity is SALES_ORDER:
+        return "invoice"
+    if entity is PAYMENT:
+        return "receipt" if doc_type == PAYMENT_TYPE else None
+    return {"Invoice": "invoice", "Credit Memo": "credit_memo"}.get(doc_type or "")
 
 
 def text_of(value: Any) -> str:
@@ -415,3 +443,44 @@ def customer_ref(record: Mapping[str, Any], external_id: str, *,
                  created: bool) -> ErpDocumentRef:
     return ErpDocumentRef(system=SYSTEM, kind="customer", number=record["CustomerID"],
                           id=record.get("id") or "", external_ref=external_id, created=created)
+
+
+# A refund's cash-back is a Payment of type Refund applied to the credit memo (reference §5:
+# "A Refund is Type = "Refund" with DocumentsToApply pointing at the credit memo"). The
+# application's DocType is sent as the display value, as for invoices ("Invoice"): the
+# internal code ("CRM") is unconfirmed.
+REFUND_TYPE = "Refund"
+CREDIT_MEMO_TYPE = "Credit Memo"
+
+
+def refund_record(doc: RefundPaymentDocument, cash_account: str | None) -> dict[str, Any]:
+    """A Refund paying ``doc.amount`` back, all of it applied to the refund's credit memo."""
+    memo = doc.applies_to
+    record: dict[str, Any] = {
+        "Type": REFUND_TYPE, "CustomerID": doc.customer_key, "PaymentMethod": doc.payment_method,
+        "PaymentAmount": doc.amount, "PaymentRef": doc.reference[:PAYMENT_REF_LENGTH],
+        "ExternalRef": doc.external_ref, "Description": doc.description,
+        "ApplicationDate": doc.date, "CurrencyID": doc.currency, "Hold": False,
+        "DocumentsToApply": [{"DocType": memo.doc_type or CREDIT_MEMO_TYPE,
+                              "ReferenceNbr": memo.number, "AmountPaid": doc.amount}]}
+    if cash_account:
+        record["CashAccount"] = cash_account
+    return record
+
+
+def refund_refused(exc: Rejected, doc: RefundPaymentDocument) -> Rejected:
+    """A credit memo that cannot take the whole refund (it was applied to its invoice, which
+    then owed less than the refund: its payment was not booked before it) parks naming the
+    manual step; other refusals are left as they are."""
+    if not application_refused(exc):
+        return exc
+    memo = doc.applies_to
+    return Rejected(
+        f"Acumatica refused the refund of {doc.amount} {doc.currency} on credit memo "
+        f"{memo.number}: {'; '.join(exc.field_errors.values())}", system=SYSTEM,
+        status=exc.status, field_errors=exc.field_errors,
+        resolution=f"credit memo {memo.number} has less open than the {doc.amount} paid back; "
+                   f"in Acumatica (Payments and Applications, AR302000) enter a Refund of "
+                   f"{doc.amount} {doc.currency} for customer {doc.customer_key}, External Ref "
+                   f"{doc.external_ref}, applied to what holds the customer's credit (the credit "
+                   f"memo's rest and the payment's unapplied balance), then replay the order")

@@ -5,7 +5,8 @@
 - :class:`XAuthToken`: a BigCommerce API account's token.
 - :class:`OAuth2Auth`: a bearer token obtained before the first request, refreshed shortly
   before it expires and once more on a 401. Refreshes are single-flight under the token
-  store's lock, and every new token set is saved before its access token is used, because
+  store's lock, held only around the token request itself (its quota slot is awaited
+  before), and every new token set is saved before its access token is used, because
   refresh tokens rotate: a token set used but not saved would be lost with the process.
 - :class:`ExactAuth`: OAuth 2 over Exact Online's authorization-code chain, which only a
   user's consent can restart.
@@ -26,8 +27,8 @@ from oauthlib import oauth1
 from pydantic import AwareDatetime, BaseModel, SecretStr
 
 from connectors.errors import AuthExpired, AuthFailed, ConsentRequired, Unavailable
-from connectors.http import (DEFAULT_TIMEOUT, before_request, build_client, raise_for_response,
-                             require_https)
+from connectors.http import (DEFAULT_TIMEOUT, build_client, count_request, raise_for_response,
+                             require_https, wait_for_slot)
 
 DEFAULT_EXPIRES_IN = 3600  # seconds; what Acumatica and most servers issue when they omit it
 
@@ -186,6 +187,7 @@ class OAuth2Auth(httpx.Auth):
         self._margin = refresh_margin
         self._system = system
         self._tokens: TokenSet | None = None
+        self._flights: dict[int, asyncio.Lock] = {}  # per event loop: one refresh at a time
         self._client = build_client("", verify=verify, timeout=timeout, transport=transport)
 
     def sync_auth_flow(
@@ -212,17 +214,33 @@ class OAuth2Auth(httpx.Auth):
         return await self._renew(rejected=None)
 
     async def _renew(self, rejected: TokenSet | None) -> TokenSet:
-        """Single flight: whoever holds the lock first refreshes; the others find its tokens."""
-        async with self._store.refresh_lock():
-            stored = await self._store.load()
-            if (stored is not None and stored.fresh(self._margin)
-                    and (rejected is None or stored.access_token != rejected.access_token)):
-                self._tokens = stored
-                return stored
-            tokens = await self._obtain(stored)
-            await self._store.save(tokens)  # before use: the old refresh token may be dead now
-            self._tokens = tokens
-            return tokens
+        """Single flight: whoever holds the lock first refreshes; the others find its tokens.
+
+        The token request's quota slot is awaited before the store's refresh lock is taken:
+        the lock (a lease across processes) then covers only the request and the save, so no
+        backlog of ERP requests ahead of that slot can outlast it and let another process
+        spend the same refresh token."""
+        flight = self._flights.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
+        async with flight:
+            if (found := await self._stored_usable(rejected)) is not None:
+                return found
+            await wait_for_slot(self._system)
+            async with self._store.refresh_lock():
+                if (found := await self._stored_usable(rejected)) is not None:
+                    return found
+                tokens = await self._obtain(await self._store.load())
+                await self._store.save(tokens)  # before use: the old refresh token may be dead
+                self._tokens = tokens
+                return tokens
+
+    async def _stored_usable(self, rejected: TokenSet | None) -> TokenSet | None:
+        """The stored set, when it is fresh and not the one the server just refused."""
+        stored = await self._store.load()
+        if (stored is not None and stored.fresh(self._margin)
+                and (rejected is None or stored.access_token != rejected.access_token)):
+            self._tokens = stored
+            return stored
+        return None
 
     async def _obtain(self, stored: TokenSet | None) -> TokenSet:
         if stored is not None and stored.refresh_token is not None:
@@ -246,7 +264,7 @@ class OAuth2Auth(httpx.Auth):
             basic = httpx.BasicAuth(self._client_id, secret)
         else:
             data = {"client_id": self._client_id, "client_secret": secret, **data}
-        await before_request(self._system)  # a sign-in spends the licensed rate too
+        count_request(self._system)  # its quota slot was awaited before the refresh lock
         try:
             resp = await self._client.post(self._token_url, data=data, auth=basic)
         except httpx.TransportError as exc:
@@ -312,6 +330,7 @@ class ExactAuth(OAuth2Auth):
     async def exchange_code(self, code: str, redirect_uri: str) -> TokenSet:
         """A consent's authorization code -> the first token set of a new chain (not saved:
         the caller stores it). A refused code raises AuthFailed."""
+        await wait_for_slot(self._system)  # a sign-in spends the licensed rate too
         try:
             return await self._request({"grant_type": "authorization_code", "code": code,
                                         "redirect_uri": redirect_uri}, None)

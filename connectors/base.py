@@ -7,7 +7,7 @@ A store module adds the receiver's three pure functions of :class:`WebhookReader
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -15,7 +15,8 @@ import httpx
 from pydantic import BaseModel
 
 from connectors.auth import TokenStore
-from connectors.documents import ErpDocument, ReceiptDocument
+from connectors.documents import (CustomerMatch, ErpDocument, ReceiptDocument,
+                                  RefundPaymentDocument)
 from connectors.model import Customer, DocumentKind, ErpDocumentRef, ItemChange, Order, Shipment
 
 
@@ -49,6 +50,19 @@ class WebhookReader(Protocol):
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent | None:
         """The event, None for a ping; ValueError with a clear message when malformed."""
+
+
+class SignatureCheck(Protocol):
+    """A delivery's signature computed while its body arrives, so a large body is verified
+    without being held. A store module may add ``signature_check(headers, secret, **options)
+    -> SignatureCheck`` (same options as its ``verify_webhook``); the receiver then takes
+    bodies up to its streaming cap and parses only their skeleton (starter.webhook_body)."""
+
+    def update(self, chunk: bytes) -> None:
+        """Feed the next raw bytes of the body, in order."""
+
+    def verify(self) -> bool:
+        """After the last chunk: whether the delivery is authentic (constant-time)."""
 
 
 class ConnectorFactory(Protocol):
@@ -111,8 +125,15 @@ class Storefront(Protocol):
 class Erp(Protocol):
     system: str
 
-    async def upsert_customer(self, customer: Customer, external_id: str) -> ErpDocumentRef:
-        """Match by external id, then e-mail; update the match or create one. Idempotent."""
+    async def upsert_customer(self, customer: Customer, external_id: str, *,
+                              aliases: Sequence[str] = (),
+                              match: CustomerMatch = "own") -> ErpDocumentRef:
+        """The buyer's ERP customer, idempotently. A customer ml-connector created (proven by
+        the ERP's own record: its id or reference derived from ``external_id`` or one of
+        ``aliases``, the buyer's other ids) is updated from ``customer``; with ``match``
+        "email", else an existing customer with the e-mail (case-insensitively) is returned
+        untouched; else one is created under ``external_id``. A customer ml-connector did not
+        create is never written to."""
 
     async def find_document(self, kind: DocumentKind, external_ref: str) -> ErpDocumentRef | None:
         """The document previously posted under ``external_ref``, if the ERP has it."""
@@ -129,8 +150,16 @@ class Erp(Protocol):
 
     def iter_item_changes(self, since: datetime) -> AsyncIterator[ItemChange]: ...
 
+    # Optional: ERPs that book a refund's cash-back expose
+    # ``create_refund_payment(doc: RefundPaymentDocument) -> ErpDocumentRef`` (the money paid
+    # back, applied to the refund's credit memo), and find it by ``find_document("refund_payment",
+    # external_ref)``.
     # Optional: ERPs that confirm shipments expose
     # ``iter_shipments(since) -> AsyncIterator[Shipment]`` (modified after ``since``).
+    # Optional, for reconciliation (connectors/reconciliation.py):
+    # ``iter_documents(prefix, since: date) -> AsyncIterator[ErpDocumentRef]`` — every invoice,
+    # credit memo and receipt booked under an external reference starting with ``prefix`` and
+    # dated ``since`` or later (totals positive).
     # Optional, for customer alignment: ``get_customer(external_id) -> Customer | None`` (the
     # ERP's record in canonical form) and, for two-way sync,
     # ``iter_customers_modified(since) -> AsyncIterator[tuple[str, Customer, datetime]]``
@@ -157,7 +186,7 @@ async def ensure_webhooks(store: Storefront, topics: tuple[str, ...], delivery_u
     return repairs
 
 
-async def post_document(erp: Erp, doc: ErpDocument | ReceiptDocument, *,
+async def post_document(erp: Erp, doc: ErpDocument | ReceiptDocument | RefundPaymentDocument, *,
                         look_up_first: bool = True) -> ErpDocumentRef:
     """Idempotent post: return the document already in the ERP under the same external
     reference (a retry after a lost response), else create it."""
@@ -167,4 +196,6 @@ async def post_document(erp: Erp, doc: ErpDocument | ReceiptDocument, *,
             return existing.model_copy(update={"created": False})
     if isinstance(doc, ReceiptDocument):
         return await erp.create_receipt(doc)
+    if isinstance(doc, RefundPaymentDocument):
+        return await erp.create_refund_payment(doc)  # type: ignore[attr-defined]
     return await erp.create_document(doc)

@@ -150,49 +150,77 @@ def standard_webhooks_key(secret: str) -> bytes:
     return secret.encode()
 
 
+def _standard_mac(secret: str, webhook_id: str, timestamp: str) -> "hmac.HMAC":
+    return hmac.new(standard_webhooks_key(secret), f"{webhook_id}.{timestamp}.".encode(), hashlib.sha256)
+
+
 def standard_signature(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    return base64.b64encode(hmac.new(standard_webhooks_key(secret), signed, hashlib.sha256).digest()).decode()
+    mac = _standard_mac(secret, webhook_id, timestamp)
+    mac.update(body)
+    return base64.b64encode(mac.digest()).decode()
+
+
+class SignatureCheck:
+    """The hook's secret header (constant-time), and a Standard Webhooks signature when the
+    delivery carries one: a present but bad signature fails. With ``standard_secret`` (the
+    app's client secret, which BigCommerce signs with) the signature is required, so a
+    delivery whose signature headers were dropped fails too. The signature's HMAC runs over
+    the raw bytes as they arrive (see :class:`connectors.base.SignatureCheck`)."""
+
+    def __init__(self, headers: Mapping[str, str], secret: str, *, standard_secret: str | None = None,
+                 now: float | None = None, tolerance: int = SIGNATURE_TOLERANCE) -> None:
+        h = {k.lower(): v for k, v in headers.items()}
+        token = h.get(SECRET_HEADER.lower())
+        self._token_ok = bool(secret) and token is not None and hmac.compare_digest(
+            secret_header_value(secret).encode(), token.strip().encode("utf-8", "replace"))
+        signing = standard_secret or (
+            secret if any(k in h for k in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+            else None)
+        self._mac, self._signatures, self._standard = None, "", signing is not None
+        wid, ts, signatures = h.get("webhook-id"), h.get("webhook-timestamp"), h.get("webhook-signature")
+        if signing is None or not (wid and ts and signatures):
+            return
+        stamp = _int(ts)
+        # compared as integers: a 400-digit timestamp is merely out of tolerance, not an overflow
+        if stamp is None or abs(int(time.time() if now is None else now) - stamp) > tolerance:
+            return
+        self._mac, self._signatures = _standard_mac(signing, wid, ts.strip()), signatures
+
+    def update(self, chunk: bytes) -> None:
+        if self._mac is not None:
+            self._mac.update(chunk)
+
+    def standard_ok(self) -> bool:
+        if self._mac is None:
+            return False
+        expected = base64.b64encode(self._mac.digest())
+        return any(version == "v1" and hmac.compare_digest(expected, value.encode("utf-8", "replace"))
+                   for version, _, value in (part.partition(",") for part in self._signatures.split()))
+
+    def verify(self) -> bool:
+        return self._token_ok and (not self._standard or self.standard_ok())
+
+
+def signature_check(headers: Mapping[str, str], secret: str, *, standard_secret: str | None = None,
+                    now: float | None = None) -> SignatureCheck:
+    return SignatureCheck(headers, secret, standard_secret=standard_secret, now=now)
 
 
 def verify_standard_webhook(headers: Mapping[str, str], body: bytes, secret: str, *,
                             now: float | None = None, tolerance: int = SIGNATURE_TOLERANCE) -> bool:
     """``webhook-signature: v1,<base64>`` (space-separated list) over ``id.timestamp.body``,
     with the timestamp within ``tolerance`` seconds of now."""
-    h = {k.lower(): v for k, v in headers.items()}
-    wid, ts, signatures = h.get("webhook-id"), h.get("webhook-timestamp"), h.get("webhook-signature")
-    if not (wid and ts and signatures):
-        return False
-    stamp = _int(ts)
-    # compared as integers: a 400-digit timestamp is merely out of tolerance, not an overflow
-    if stamp is None or abs(int(time.time() if now is None else now) - stamp) > tolerance:
-        return False
-    expected = standard_signature(secret, wid, ts.strip(), body).encode()
-    for part in signatures.split():
-        version, _, value = part.partition(",")
-        if version == "v1" and hmac.compare_digest(expected, value.encode("utf-8", "replace")):
-            return True
-    return False
+    check = SignatureCheck(headers, "", standard_secret=secret, now=now, tolerance=tolerance)
+    check.update(body)
+    return check.standard_ok()
 
 
 def verify_webhook(headers: Mapping[str, str], body: bytes, secret: str, *,
                    standard_secret: str | None = None, now: float | None = None) -> bool:
-    """The hook's secret header (constant-time), and a Standard Webhooks signature when the
-    delivery carries one: a present but bad signature fails. With ``standard_secret`` (the
-    app's client secret, which BigCommerce signs with) the signature is required, so a
-    delivery whose signature headers were dropped fails too."""
-    if not secret:
-        return False
-    h = {k.lower(): v for k, v in headers.items()}
-    token = h.get(SECRET_HEADER.lower())
-    if token is None or not hmac.compare_digest(secret_header_value(secret).encode(),
-                                                token.strip().encode("utf-8", "replace")):
-        return False
-    if standard_secret:
-        return verify_standard_webhook(h, body, standard_secret, now=now)
-    if any(k in h for k in ("webhook-id", "webhook-timestamp", "webhook-signature")):
-        return verify_standard_webhook(h, body, secret, now=now)
-    return True
+    """See :class:`SignatureCheck`."""
+    check = signature_check(headers, secret, standard_secret=standard_secret, now=now)
+    check.update(body)
+    return check.verify()
 
 
 def is_ping(headers: Mapping[str, str], body: bytes) -> bool:
@@ -355,6 +383,17 @@ class BigCommerceStore:
         return order_from_bc(order, products=products, shipping_addresses=addresses,
                              coupons=coupons, taxes=taxes, transactions=transactions,
                              refunds=refunds)
+
+    async def newest_order_created_at(self) -> datetime | None:
+        """When the store's newest order was created, by the store's clock (None: no
+        orders). One request: the order list, newest first, one order."""
+        items = await self._json("GET", "v2/orders", params={"sort": "date_created:desc",
+                                                             "limit": 1})
+        if not items:
+            return None
+        if not isinstance(items, list) or not isinstance(items[0], dict):
+            raise ValueError(f"{SYSTEM}: GET v2/orders did not answer a list")
+        return parse_datetime(items[0].get("date_created"), "newest order.date_created")
 
     async def iter_orders_modified(self, since: datetime,
                                    until: datetime | None = None) -> AsyncIterator[Order]:

@@ -21,6 +21,13 @@ from connectors.model import (ZERO, ErpDocumentRef, Order, OrderLine, Payment, R
 
 UNIT_PRICE_PLACES = Decimal("0.000001")
 
+# A connection's customer-matching policy, the merchant's choice: "own" books every buyer to a
+# customer ml-connector created, keyed by its external id (never to one found by e-mail or
+# name); "email" books a buyer to an existing customer with the same e-mail (compared
+# case-insensitively) when there is one, and never changes that customer.
+CustomerMatch = Literal["own", "email"]
+CUSTOMER_MATCHES: tuple[CustomerMatch, ...] = ("own", "email")
+
 
 class LineRule(BaseModel):
     """Where a line is booked, for ERPs that want it per line (Oracle's distributions, Exact's
@@ -58,6 +65,9 @@ class Mappings(BaseModel):
     # number, Exact account code), e.g. a "web shop guests" account; "" gives each guest an ERP
     # customer of their own, matched by e-mail or created.
     guest_customer: str = ""
+    # Which existing ERP customer a buyer may be booked to (see CustomerMatch); a customer
+    # ml-connector did not create is never written to, whichever is chosen.
+    customer_match: CustomerMatch = "own"
 
     def item_for(self, line: OrderLine | None, sku: str | None, kind: str, name: str) -> str:
         if kind == "shipping":
@@ -425,3 +435,63 @@ def build_receipt(order: Order, payment: Payment, customer_key: str, invoice: Er
         reference=payment.reference or order.number,
         description=f"Payment {payment.store_id} of {order.store} order {order.number}",
         applies_to=invoice)
+
+
+class RefundPaymentDocument(BaseModel):
+    """The cash side of a refund: the money the store paid back to the buyer, as an ERP
+    payment applied to the refund's credit document. Without it a refund of a paid invoice
+    leaves the credit memo open, a credit on the customer's account that no longer exists."""
+
+    external_ref: str  # the credit memo's reference + "-P"
+    order_number: str
+    store_order_id: str
+    refund_id: str
+    currency: str
+    date: date
+    customer_key: str
+    amount: Decimal  # positive: what was paid back
+    payment_method: str  # the ERP's payment method (mapped) the money went back through
+    reference: str = ""  # the processor's transaction id of the original payment
+    description: str = ""
+    applies_to: ErpDocumentRef  # the credit memo (credit note) of the refund
+
+    kind: Literal["refund_payment"] = "refund_payment"
+
+
+def refund_payment_ref(credit_memo_ref: str) -> str:
+    """External reference of a refund's cash-back: its credit memo's, plus ``-P``."""
+    return f"{credit_memo_ref}-P"
+
+
+def build_refund_payment(order: Order, refund: Refund, customer_key: str,
+                         credit_memo: ErpDocumentRef, mappings: Mappings,
+                         paid_back: Decimal | None = None) -> RefundPaymentDocument:
+    """The cash-back of one refund, through the payment method the order was paid with (a card
+    refund goes back to the card). ``paid_back``: the credit its memo still holds (the part of
+    the refund that did not settle an open invoice balance); None: the whole refund."""
+    what = f"refund {refund.store_id} of order {order.number}"
+    if refund.amount == 0:
+        raise Rejected(f"{what} is zero: no money went back")
+    if paid_back is not None and not 0 < paid_back <= refund.amount:
+        raise Rejected(f"{what}: {paid_back} {order.currency} paid back is not within the "
+                       f"refund's {refund.amount}")
+    if quantize(refund.amount, order.currency) != refund.amount:
+        raise TotalsMismatch(
+            f"{what}: {refund.amount} {order.currency} has more decimals than "
+            f"{order.currency} has in the ERP ({minor_unit(order.currency)})",
+            resolution="correct the refund in the store to the amount paid back, then replay "
+                       "the order")
+    paid_with = next((p for p in order.payments if p.amount), None)
+    method = paid_with.method if paid_with else order.payment_method
+    memo_ref = (credit_memo.external_ref
+                or f"{mappings.document_prefix}{order.store_id}-R{refund.store_id}")
+    return RefundPaymentDocument(
+        external_ref=refund_payment_ref(memo_ref), order_number=order.number,
+        store_order_id=order.store_id, refund_id=refund.store_id, currency=order.currency,
+        date=refund.created_at.date(), customer_key=customer_key,
+        amount=quantize(refund.amount if paid_back is None else paid_back, order.currency),
+        payment_method=mappings.payment_method_for(method),
+        reference=(paid_with.reference if paid_with else "") or order.payment_reference
+        or order.number,
+        description=f"Refund {refund.store_id} of {order.store} order {order.number} paid back",
+        applies_to=credit_memo)

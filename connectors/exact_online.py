@@ -27,11 +27,15 @@ line carries the item, the GL account (by code, resolved to its guid) and cost c
 line rule, the VAT code and the store's VAT amount. Receipts are bank entries
 (``financialtransaction/BankEntries``) in the journal the payment method maps to, with one
 line for the customer whose ``OurRef`` is the invoice number, so Exact matches the payment to
-the invoice; the external reference is the line's ``Description``.
+the invoice; the external reference is the line's ``Description``. A refund's cash-back is a
+negative line of the same kind (money paid out to the customer) whose ``OurRef`` is the credit
+note's number, so the credit note is matched and nothing stays outstanding.
 
-Customers: an account is matched by its code (a digest of the external id), by the external id
-kept in its ``Remarks`` as ``[ml-connector WC-C5]`` (the code cannot be inverted, and an account
-matched by e-mail keeps its own code), then by e-mail. :meth:`ExactOnlineErp.get_customer` and
+Customers: an account ml-connector created has a code derived from the buyer's external id
+(a digest), and that alone proves it is ours: only ours are ever written to. The external ids
+it serves are kept in its ``Remarks`` as ``[ml-connector WC-C5]`` (the code cannot be
+inverted). Where the connection's policy allows, a buyer is booked to an existing customer
+account with its e-mail, never changed. :meth:`ExactOnlineErp.get_customer` and
 :meth:`ExactOnlineErp.iter_customers_modified` (``Modified gt``) read accounts back in canonical
 form for two-way alignment. Shipments: goods deliveries name the sales orders they deliver; the
 order's ``YourRef`` is the external reference (:meth:`ExactOnlineErp.iter_shipments`).
@@ -42,8 +46,9 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,21 +57,23 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 
 from connectors.auth import ExactAuth, MemoryTokenStore, TokenSet, TokenStore
 from connectors.base import WebhookEvent
-from connectors.documents import ErpDocument, ReceiptDocument, require_rule
+from connectors.documents import ErpDocument, ReceiptDocument, RefundPaymentDocument, require_rule
 from connectors.errors import ExternalError, MappingMissing, RateLimited, Rejected
 from connectors.exact_online_mapping import (CREDIT_NOTE, SYSTEM, account_code, account_fields,
-                                             customer_code_for, customer_from_account, customer_ref,
+                                             customer_account_by_email, customer_code_for,
+                                             customer_from_account, customer_ref,
                                              datetime_literal, doc_type_of, document_ref, entity,
                                              external_id_tag, external_ids_of, guid_literal,
                                              is_guid, line_record, line_vat, mapping_error,
                                              next_link, odata_date, optional_amount, order_numbers,
-                                             orphan_vat, parse_date, parse_json, read_error,
+                                             orphan_vat, owned_account, parse_date, parse_json,
+                                             read_error,
                                              receipt_ref, results, shipment_from_delivery,
                                              string_literal, unknown_gl, unknown_item, with_query,
                                              your_ref_for)
 from connectors.http import build_client, returned_url, send, to_json
 from connectors.model import (ZERO, Customer, DocumentKind, ErpDocumentRef, ItemChange, Shipment,
-                              quantize)
+                              quantize, to_decimal)
 from connectors.pacing import EXACT_DAILY, EXACT_MINUTELY, Pacer
 
 SYSTEM_NAME = "Exact Online"
@@ -287,6 +294,14 @@ class ExactOnlineErp:
         return {c: c if is_guid(c) else self._guids[(resource, c)]
                 for c in codes if is_guid(c) or (resource, c) in self._guids}
 
+    async def missing_items(self, item_ids: set[str]) -> set[str]:
+        """Item codes Exact Online does not have. Read only: ``connections check``."""
+        return set(item_ids) - set(await self._guids_for("logistics/Items", set(item_ids)))
+
+    async def missing_gl_accounts(self, codes: set[str]) -> set[str]:
+        """GL account codes Exact Online does not have. Read only: ``connections check``."""
+        return set(codes) - set(await self._guids_for("financial/GLAccounts", set(codes)))
+
     async def _account_id(self, key: str) -> str:
         """The guid an account is posted to: a customer upserted before is one already; a
         connection's guest account is named by its code, looked up once."""
@@ -301,43 +316,49 @@ class ExactOnlineErp:
 
     # --- customers ---------------------------------------------------------------------------
 
-    async def upsert_customer(self, customer: Customer, external_id: str) -> ErpDocumentRef:
-        """Matched by the account code derived from the external id or the external id in its
-        Remarks (an account matched before, whose e-mail may have changed since), then by
-        e-mail; the store's name, e-mail, address and phone are merged into the match (an empty
-        store field never blanks Exact's), or a customer account is created."""
-        code = customer_code_for(external_id)
-        tag = external_id_tag(external_id)
-        found = await self._find_account(code, tag, customer.email)
-        wanted = account_fields(customer)
-        if found is None:
-            record = {"Code": code, "Status": "C", **wanted, "Remarks": tag}
-            saved = await self._post("crm/Accounts", {k: v for k, v in record.items() if v})
-            return customer_ref(saved, external_id, created=True)
-        changes = {k: v for k, v in wanted.items() if v and (found.get(k) or "") != v}
-        if found.get("Status") != "C":
-            changes["Status"] = "C"
-        remarks = found.get("Remarks") or ""
-        if tag not in remarks:
-            changes["Remarks"] = f"{remarks}\n{tag}".strip()
-        if changes:
-            await self._call("PUT", f"{await self._path('crm/Accounts')}"
-                                    f"({guid_literal(found['ID'])})", body=changes)
-        return customer_ref(found, external_id, created=False)
+    async def upsert_customer(self, customer: Customer, external_id: str, *,
+                              aliases: Sequence[str] = (),
+                              match: CustomerMatch = "own") -> ErpDocumentRef:
+        """Ours (:func:`owned_account`) takes the store's name, e-mail, address and phone (an
+        empty store field never blanks Exact's) and the buyer's tag in its Remarks; with
+        ``match`` "email" an existing customer account with the e-mail
+        (:func:`customer_account_by_email`) is booked to as it is; else ours is created, a
+        customer account whose code is derived from ``external_id``."""
+        ids = [external_id, *aliases]
+        email = customer.email.strip()
+        rows = await self._candidate_accounts(ids, email if match == "email" else "")
+        ours = owned_account(rows, ids)
+        if ours is not None:
+            changes = {k: v for k, v in account_fields(customer).items()
+                       if v and (ours.get(k) or "") != v}
+            remarks, tag = ours.get("Remarks") or "", external_id_tag(external_id)
+            if tag not in remarks:
+                changes["Remarks"] = f"{remarks}\n{tag}".strip()
+            if changes:
+                await self._call("PUT", f"{await self._path('crm/Accounts')}"
+                                        f"({guid_literal(ours['ID'])})", body=changes)
+            return customer_ref(ours, external_id, created=False)
+        if match == "email" and (theirs := customer_account_by_email(rows, email)) is not None:
+            return customer_ref(theirs, external_id, created=False)
+        record = {"Code": customer_code_for(external_id), "Status": "C",
+                  **account_fields(customer), "Remarks": external_id_tag(external_id)}
+        saved = await self._post("crm/Accounts", {k: v for k, v in record.items() if v})
+        return customer_ref(saved, external_id, created=True)
 
-    async def _find_account(self, code: str, tag: str, email: str) -> dict | None:
-        """One look-up for every match (``or``): an account of ours (by code or by the tag in
-        its Remarks) wins over one with the e-mail. Only when a full page of e-mail matches
-        hides whether ours exists is it looked up on its own."""
-        ours = (f"Code eq {string_literal(account_code(code))} or "
-                f"substringof({string_literal(tag)},Remarks)")
-        where = f"{ours} or Email eq {string_literal(email)}" if email else ours
-        rows = await self._page("crm/Accounts", {"$filter": where, "$select": ACCOUNT_FIELDS})
-        mine = [r for r in rows if str(r.get("Code") or "").strip() == code
-                or tag in (r.get("Remarks") or "")]
-        if not mine and len(rows) == PAGE_SIZE:
-            mine = await self._page("crm/Accounts", {"$filter": ours, "$select": ACCOUNT_FIELDS})
-        return (mine or rows or [None])[0]
+    async def _candidate_accounts(self, ids: list[str], email: str) -> list[dict]:
+        """One look-up for both kinds of match (``or``): ours by code and, when ``email`` is
+        given, accounts with the e-mail (Exact compares text case-insensitively). Only when a
+        full page of e-mail matches hides whether ours exists is it looked up on its own."""
+        ours = " or ".join(f"Code eq {string_literal(account_code(customer_code_for(i)))}"
+                           for i in ids)
+        if not email:
+            return await self._page("crm/Accounts", {"$filter": ours, "$select": ACCOUNT_FIELDS})
+        rows = await self._page("crm/Accounts", {
+            "$filter": f"{ours} or Email eq {string_literal(email)}", "$select": ACCOUNT_FIELDS})
+        if owned_account(rows, ids) is None and len(rows) == PAGE_SIZE:
+            rows = await self._page("crm/Accounts",
+                                    {"$filter": ours, "$select": ACCOUNT_FIELDS}) + rows
+        return rows
 
     async def get_customer(self, external_id: str) -> Customer | None:
         """The account ml-connector keeps for ``external_id``, in canonical form."""
@@ -364,11 +385,11 @@ class ExactOnlineErp:
     # --- sales invoices and credit notes ------------------------------------------------------
 
     async def find_document(self, kind: DocumentKind, external_ref: str) -> ErpDocumentRef | None:
-        if kind == "receipt":
+        if kind in ("receipt", "refund_payment"):
             line = await self._first("financialtransaction/BankEntryLines", {
                 "$filter": f"Description eq {string_literal(external_ref)}",
                 "$select": BANK_LINE_FIELDS})
-            return receipt_ref(line, external_ref, None, created=False) if line else None
+            return receipt_ref(line, external_ref, None, created=False, kind=kind) if line else None
         row = await self._first("salesinvoice/SalesInvoices", {
             "$filter": f"YourRef eq {string_literal(your_ref_for(external_ref))} and "
                        f"Type eq {doc_type_of(kind)}", "$select": INVOICE_FIELDS})
@@ -434,26 +455,91 @@ class ExactOnlineErp:
             resolution="check the VAT codes mapped for the store's tax rates, then replay the "
                        "order")
 
+    # --- reconciliation ----------------------------------------------------------------------
+
+    async def iter_documents(self, prefix: str, since: date) -> AsyncIterator[ErpDocumentRef]:
+        """Every sales invoice and credit note whose ``YourRef`` starts with ``prefix``, and
+        every bank entry line (a receipt) whose ``Description`` does, dated ``since`` or
+        later, all pages. A line carries no currency: its entry's is read, 20 entries a call."""
+        after = datetime_literal(datetime(since.year, since.month, since.day, tzinfo=timezone.utc))
+        mine = string_literal(prefix)
+        async for row in self._list("salesinvoice/SalesInvoices", {
+                "$filter": f"substringof({mine},YourRef) eq true and InvoiceDate ge {after}",
+                "$select": INVOICE_FIELDS}):
+            ref = str(row.get("YourRef") or "")
+            if ref.startswith(prefix):
+                kind = "credit_memo" if int(row.get("Type") or 0) == CREDIT_NOTE else "invoice"
+                yield document_ref(kind, row, ref, created=False)
+        lines = [line async for line in self._list("financialtransaction/BankEntryLines", {
+                     "$filter": f"substringof({mine},Description) eq true and Date ge {after}",
+                     "$select": BANK_LINE_FIELDS})
+                 if str(line.get("Description") or "").startswith(prefix)]
+        entries = sorted({str(line["EntryID"]) for line in lines if line.get("EntryID")})
+        currency: dict[str, str] = {}
+        for i in range(0, len(entries), FILTER_CHUNK):
+            where = " or ".join(f"EntryID eq {guid_literal(e)}" for e in entries[i:i + FILTER_CHUNK])
+            async for entry in self._list("financialtransaction/BankEntries",
+                                          {"$filter": where, "$select": "EntryID,Currency"}):
+                currency[str(entry["EntryID"]).lower()] = str(entry.get("Currency") or "")
+        for line in lines:
+            ref = receipt_ref(line, str(line["Description"]), {
+                "EntryNumber": line.get("EntryNumber"),
+                "Currency": currency.get(str(line.get("EntryID") or "").lower()) or None},
+                created=False)
+            yield ref.model_copy(update={"total": abs(ref.total) if ref.total is not None else None})
+
     # --- receipts ----------------------------------------------------------------------------
 
     async def create_receipt(self, receipt: ReceiptDocument) -> ErpDocumentRef:
         """A bank entry in the payment method's journal (a bank or payment-service journal):
         one line for the customer, ``OurRef`` = the invoice number so Exact matches it."""
-        account = await self._account_id(receipt.customer_key)
+        return await self._bank_entry(receipt, receipt.amount, "receipt")
+
+    async def create_refund_payment(self, doc: RefundPaymentDocument) -> ErpDocumentRef:
+        """The money paid back: a bank entry line for the customer of minus the amount (paid
+        out) in the payment method's journal, ``OurRef`` = the credit note's number, so Exact
+        matches it with the credit note and the customer's outstanding items end at zero."""
+        return await self._bank_entry(doc, -doc.amount, "refund_payment")
+
+    async def refund_credit(self, memo: ErpDocumentRef) -> Decimal:
+        """The credit a refund's credit note holds for its cash-back. Exact matches nothing by
+        itself: a credit note and its order's invoice stay outstanding side by side
+        (read/financial/ReceivablesList) until cash is matched with them. So the note holds
+        what the order's outstanding items leave as the customer's credit, up to its own
+        outstanding amount: none while the order's invoices still owe at least its credit
+        notes (a refund before the payment)."""
+        order_ref, _, refund_id = memo.external_ref.rpartition("-R")
+        if not order_ref or not refund_id:
+            order_ref = memo.external_ref
+        where = (f"YourRef eq {string_literal(order_ref)} or "
+                 f"startswith(YourRef,{string_literal(order_ref + '-')}) eq true")
+        rows = [row async for row in self._list("read/financial/ReceivablesList", {
+            "$filter": where, "$select": "HID,YourRef,Amount"})
+            if str(row.get("YourRef") or "") == order_ref
+            or str(row.get("YourRef") or "").startswith(order_ref + "-")]
+        note = -sum((to_decimal(r.get("Amount") or 0) for r in rows
+                     if str(r.get("YourRef") or "") == memo.external_ref), ZERO)
+        credit = -sum((to_decimal(r.get("Amount") or 0) for r in rows), ZERO)
+        return max(ZERO, min(note, credit))
+
+    async def _bank_entry(self, doc: ReceiptDocument | RefundPaymentDocument, amount: Decimal,
+                          kind: DocumentKind) -> ErpDocumentRef:
+        what = "a receipt" if kind == "receipt" else "a refund's cash-back"
+        account = await self._account_id(doc.customer_key)
         line: dict[str, Any] = {
-            "Account": account, "AmountFC": receipt.amount,
-            "Date": odata_date(receipt.date), "Description": your_ref_for(receipt.external_ref),
-            "Notes": f"{receipt.description} ({receipt.reference})".strip()}
-        if receipt.applies_to.number.isdigit():
-            line["OurRef"] = int(receipt.applies_to.number)
+            "Account": account, "AmountFC": amount,
+            "Date": odata_date(doc.date), "Description": your_ref_for(doc.external_ref),
+            "Notes": f"{doc.description} ({doc.reference})".strip()}
+        if doc.applies_to.number.isdigit():
+            line["OurRef"] = int(doc.applies_to.number)
         try:
             saved = await self._post("financialtransaction/BankEntries", {
-                "JournalCode": receipt.payment_method, "Currency": receipt.currency,
+                "JournalCode": doc.payment_method, "Currency": doc.currency,
                 "BankEntryLines": [line]})
         except Rejected as exc:
             if "journal" in exc.message.lower():
                 raise MappingMissing(
-                    f"Exact Online refused journal {receipt.payment_method} for a receipt: "
+                    f"Exact Online refused journal {doc.payment_method} for {what}: "
                     f"{exc.message}", system=SYSTEM, status=exc.status,
                     resolution="map the store's payment method to the code of an Exact bank or "
                                "payment-service journal (ml-connector connections map CONNECTION "
@@ -462,9 +548,8 @@ class ExactOnlineErp:
         lines = saved.get("BankEntryLines")
         first = (results({"d": lines})[0] if isinstance(lines, Mapping) and lines.get("results")
                  else None)
-        return receipt_ref(first or {"EntryID": saved.get("EntryID"),
-                                     "AmountFC": receipt.amount},
-                           receipt.external_ref, saved, created=True)
+        return receipt_ref(first or {"EntryID": saved.get("EntryID"), "AmountFC": amount},
+                           doc.external_ref, saved, created=True, kind=kind)
 
     # --- catalog -----------------------------------------------------------------------------
 

@@ -176,6 +176,23 @@ def account_fields(customer: Customer) -> dict[str, Any]:
             "Phone": customer.phone or a.phone}
 
 
+def owned_account(rows: list[dict[str, Any]], ids: list[str]) -> dict[str, Any] | None:
+    """The account ml-connector created for one of the buyer's ``ids`` (the first id first):
+    its code is derived from that id. A tag in an account's Remarks proves nothing (an earlier
+    version tagged accounts it matched by e-mail, and a user may type anything there)."""
+    by_code = {str(r.get("Code") or "").strip(): r for r in rows}
+    return next((by_code[c] for i in ids if (c := customer_code_for(i)) in by_code), None)
+
+
+def customer_account_by_email(rows: list[dict[str, Any]], email: str) -> dict[str, Any] | None:
+    """An account that already is a customer (status C) with ``email``, compared
+    case-insensitively. A suspect, prospect or supplier-only account is no customer: booking
+    an invoice to it would make it one."""
+    wanted = email.strip().casefold()
+    return next((r for r in rows if wanted and r.get("Status") == "C"
+                 and str(r.get("Email") or "").strip().casefold() == wanted), None)
+
+
 def external_id_tag(external_id: str) -> str:
     return f"[ml-connector {external_id}]"
 
@@ -318,11 +335,13 @@ def document_ref(kind: DocumentKind, record: Mapping[str, Any], external_ref: st
 
 
 def receipt_ref(line: Mapping[str, Any], external_ref: str, entry: Mapping[str, Any] | None,
-                *, created: bool) -> ErpDocumentRef:
+                *, created: bool, kind: DocumentKind = "receipt") -> ErpDocumentRef:
+    """A bank entry line: a receipt (money in) or a refund's cash-back (money out, a negative
+    line); ``total`` is the amount moved, positive either way."""
     number = (entry or {}).get("EntryNumber") or line.get("EntryNumber") or line.get("EntryID")
     amount = line.get("AmountFC")
-    return ErpDocumentRef(system=SYSTEM, kind="receipt", doc_type="Bank entry",
+    return ErpDocumentRef(system=SYSTEM, kind=kind, doc_type="Bank entry",
                           number=str(number), id=str(line.get("EntryID") or ""),
                           external_ref=external_ref,
-                          total=to_decimal(amount) if amount is not None else None,
+                          total=abs(to_decimal(amount)) if amount is not None else None,
                           currency=(entry or {}).get("Currency"), created=created)

@@ -91,9 +91,19 @@ def _port(url: httpx.URL) -> int | None:
 
 async def before_request(system: str) -> None:
     """Count the request and wait for its slot in the connection's quota, if it has one."""
+    count_request(system)
+    await wait_for_slot(system)
+
+
+def count_request(system: str) -> None:
+    """Count one external request of the running activity."""
     observer = REQUEST_OBSERVER.get()
     if observer is not None:
         observer(system)
+
+
+async def wait_for_slot(system: str) -> None:
+    """Wait for the next slot of the connection's quota, if it has one."""
     gate = REQUEST_GATE.get()
     if gate is not None:
         await gate(system)

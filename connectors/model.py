@@ -262,7 +262,8 @@ def latest_per_sku(changes: list[ItemChange]) -> dict[str, ItemChange]:
     return latest
 
 
-DocumentKind = Literal["customer", "invoice", "credit_memo", "adjustment_invoice", "receipt"]
+DocumentKind = Literal["customer", "invoice", "credit_memo", "adjustment_invoice", "receipt",
+                       "refund_payment"]
 
 
 class ErpDocumentRef(_Model):

@@ -12,6 +12,9 @@ What goes where (shared/reference/oracle-fusion.md):
   SOAP ``CreditMemoService`` (``applyOnAccountCreditMemo``, the operation that handles the
   ``ApplyOnAccountCreditMemo`` object). Only the invoice's open balance is applied; the rest stays
   on account (a refund of a paid invoice is a customer credit, as in Receivables).
+* A refund's cash-back: the on-account memo refunded with the SOAP ``CreditMemoService``
+  ``createOnAccountCreditMemoRefund`` (Oracle's SOAP reference; Payables then holds the refund
+  as a payment request), found again through its memo's unapplied balance.
 * Payments: ``standardReceipts`` with ``remittanceReferences`` (always, for AutoMatch), then the
   ``applyReceipt`` action where the release has it (404 → left for AutoMatch).
 * Customers: the party through CRM ``accounts`` (external id in ``SourceSystemReferenceValue``);
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -43,16 +46,20 @@ from pydantic import BaseModel, SecretStr, field_validator, model_validator
 
 from connectors import documents
 from connectors.auth import OAuth2Auth, TokenStore
-from connectors.documents import DocumentLine, ErpDocument, ReceiptDocument
+from connectors.documents import (CustomerMatch, DocumentLine, ErpDocument, ReceiptDocument,
+                                  RefundPaymentDocument)
 from connectors.errors import (AuthExpired, AuthFailed, ExternalError, MappingMissing, NotFound,
                                Rejected, Unavailable)
 from connectors.http import build_client, parse_json, raise_for_response, send, to_json
-from connectors.model import Address, Customer, DocumentKind, ErpDocumentRef, ItemChange, to_decimal
-from connectors.oracle_fusion_mapping import (SYSTEM, address_fields, allocate_taxes, best_party,
+from connectors.model import (ZERO, Address, Customer, DocumentKind, ErpDocumentRef, ItemChange,
+                              to_decimal)
+from connectors.oracle_fusion_mapping import (SYSTEM, address_fields, allocate_taxes,
                                               differences, document_line, fault_string, id_text,
                                               invoice_ref, line_kind_word, mapping_error, memo_ref,
-                                              open_installment_of, party_fields, primary_address,
-                                              q_equals, read_error, receipt_ref, sdo_xml, xml_text)
+                                              open_installment_of, owned_party, parties_by_email,
+                                              party_fields, primary_address, q_equals,
+                                              q_ours_or_email, q_prefix_since, read_error, receipt_ref,
+                                              sdo_xml, xml_text)
 
 LABEL = "Oracle Fusion"
 RESOURCE_ITEM = "application/vnd.oracle.adf.resourceitem+json"
@@ -91,6 +98,11 @@ class OracleFusionSettings(BaseModel):
     default_country: str = "US"
     customer_account_service: str = "/crmService/CustomerAccountService"
     credit_memo_service: str = "/fscmService/CreditMemoService"
+    # The Payables payment method of a refund's cash-back. Oracle books a credit memo's refund
+    # only as a Payables payment request, while the card processor has already paid the buyer:
+    # a method that payment runs never pay (e.g. a clearing method) books what happened. Empty:
+    # each refund's cash-back parks naming the manual step.
+    refund_payment_method: str = ""
     reference_ttl: float = 900  # seconds reference data (accounts, receipt methods) is trusted
     allow_insecure_http: bool = False  # plain-HTTP instance/token URL: a local test server only
 
@@ -271,21 +283,36 @@ class OracleFusionErp:
 
     # --- customers ---------------------------------------------------------------------------
 
-    async def upsert_customer(self, customer: Customer, external_id: str) -> ErpDocumentRef:
-        """Party matched by external id, then e-mail, then exact name (only a party without a
-        different e-mail); created otherwise. A matched party takes the store's name, e-mail,
-        phone and primary address (an empty store field never blanks Oracle's) and, when it has
-        none yet, the external id. Then its customer account (created with a primary bill-to
-        site when the party has none): the account number is what invoices bill to."""
-        party, created = await self._find_party(customer, external_id), False
+    async def upsert_customer(self, customer: Customer, external_id: str, *,
+                              aliases: Sequence[str] = (),
+                              match: CustomerMatch = "own") -> ErpDocumentRef:
+        """Ours (:func:`owned_party`) takes the store's name, e-mail, phone and primary address
+        (an empty store field never blanks Oracle's); with ``match`` "email" an existing party
+        with the e-mail that already has a customer account is booked to as it is (a party
+        without one is not made a customer); else ours is created under ``external_id``.
+        Never matched by name. Then ours gets its customer account (created with a primary
+        bill-to site when it has none): the account number is what invoices bill to."""
+        ids = [external_id, *aliases]
+        email = customer.email.strip()
+        rows = await self._candidate_parties(ids, email if match == "email" else "")
+        party, created = owned_party(rows, self.settings.customer_source_system, ids), False
+        if party is not None:
+            await self._update_party(party, customer)
+        elif match == "email":
+            for theirs in parties_by_email(rows, email):
+                if (account := await self._account_of(theirs)) is not None:
+                    return self._customer_ref(account, external_id, created=False)
         if party is None:
             party, created = await self._create_party(customer, external_id), True
-        else:
-            await self._update_party(party, customer, external_id)
         account = None if created else await self._account_of(party)  # a new party has none
         if account is None:
             account = await self._create_account(party, customer)
             created = True
+        return self._customer_ref(account, external_id, created=created)
+
+    @staticmethod
+    def _customer_ref(account: Mapping[str, Any], external_id: str, *,
+                      created: bool) -> ErpDocumentRef:
         return ErpDocumentRef(system=SYSTEM, kind="customer", number=account["AccountNumber"],
                               id=id_text(account.get("AccountId")), external_ref=external_id,
                               created=created)
@@ -317,37 +344,25 @@ class OracleFusionErp:
             expand="PrimaryAddress")
         return rows[0] if rows else None
 
-    async def _find_party(self, customer: Customer, external_id: str) -> dict[str, Any] | None:
-        """One look-up for the three matches (``or``), ranked by :func:`best_party`. Only when a
-        full page may hide a better match is each asked for on its own, best first."""
-        email, name = customer.email.strip(), customer.display_name.strip()
-        clauses = [q_equals(SourceSystemReferenceValue=external_id)]
-        clauses += [q_equals(EmailAddress=email)] if email else []
-        clauses += [q_equals(OrganizationName=name)] if name else []
-        rows = await self._parties(" or ".join(clauses))
-        best = best_party(rows, self.settings.customer_source_system, external_id, email, name)
-        if len(rows) < PARTY_PAGE or (best is not None and best[0] == 0):
-            return best[1] if best else None
-        for where in clauses:
-            best = best_party(await self._parties(where), self.settings.customer_source_system,
-                              external_id, email, name)
-            if best is not None:
-                return best[1]
-        return None
+    async def _candidate_parties(self, ids: list[str], email: str) -> list[dict[str, Any]]:
+        """One look-up for both kinds of match (``or``): ours by source reference and, when
+        ``email`` is given, parties with the e-mail. Only when a full page of e-mail matches
+        hides whether ours exists is it looked up on its own."""
+        source = self.settings.customer_source_system
+        rows = await self._parties(q_ours_or_email(source, ids, email))
+        if email and owned_party(rows, source, ids) is None and len(rows) >= PARTY_PAGE:
+            rows = await self._parties(q_ours_or_email(source, ids, "")) + rows
+        return rows
 
     async def _parties(self, q: str) -> list[dict[str, Any]]:
         return await self._items("accounts", q, family="crmRestApi", limit=PARTY_PAGE,
                                  expand="PrimaryAddress")
 
-    async def _update_party(self, party: dict[str, Any], customer: Customer,
-                            external_id: str) -> None:
-        """PATCH what differs: the party's own fields, then its primary address (added when the
-        party has none and the store has a street address)."""
+    async def _update_party(self, party: dict[str, Any], customer: Customer) -> None:
+        """PATCH what differs on a party of ours: its own fields, then its primary address
+        (added when the party has none and the store has a street address)."""
         url = f"{self.settings.root('crmRestApi')}/accounts/{party['PartyNumber']}"
         changes = differences(party, party_fields(customer))
-        if not party.get("SourceSystemReferenceValue"):
-            changes.update(SourceSystem=self.settings.customer_source_system,
-                           SourceSystemReferenceValue=external_id)
         if changes:
             await self._call("PATCH", url, body=changes)
             party.update(changes)
@@ -500,6 +515,8 @@ class OracleFusionErp:
             if link and to_decimal(rows[0].get("TransactionBalanceDue")) != 0:
                 await self._apply_memo(rows[0], await self._open_installment(link.group(2)))
             return memo_ref(rows[0], created=False)
+        if kind == "refund_payment":
+            return await self._find_refund(external_ref)
         if kind == "receipt":
             rows = await self._items("standardReceipts", q_equals(ReceiptNumber=external_ref),
                                      limit=1)
@@ -598,6 +615,128 @@ class OracleFusionErp:
         payload = f"<{wrapper}>{sdo_xml(application)}</{wrapper}>"
         await self._soap(self.settings.credit_memo_service, CREDIT_MEMO_NS,
                          "applyOnAccountCreditMemo", payload)
+
+    async def iter_documents(self, prefix: str, since: date) -> AsyncIterator[ErpDocumentRef]:
+        """Every invoice, credit memo and standard receipt whose number starts with ``prefix``
+        (ml-connector numbers them with their external reference) dated ``since`` or later,
+        all pages."""
+        sources = [("receivablesInvoices", "TransactionNumber", "TransactionDate"),
+                   ("receivablesCreditMemos", "TransactionNumber", "TransactionDate"),
+                   ("standardReceipts", "ReceiptNumber", "ReceiptDate")]
+        for resource, number, dated in sources:
+            q = q_prefix_since(number, prefix, dated, since)
+            for row in await self._all(f"{self.settings.root()}/{resource}", q=q):
+                if not str(row.get(number) or "").startswith(prefix):
+                    continue  # LIKE's own wildcards ("_") in a prefix match more
+                if resource == "receivablesInvoices":
+                    yield invoice_ref("invoice", row, created=False)
+                elif resource == "receivablesCreditMemos":
+                    yield memo_ref(row, created=False)
+                else:
+                    yield receipt_ref(row, created=False)
+
+    # --- refunds' cash-back -------------------------------------------------------------------
+
+    async def create_refund_payment(self, doc: RefundPaymentDocument) -> ErpDocumentRef:
+        """The on-account credit memo refunded to the customer with the SOAP
+        ``CreditMemoService.createOnAccountCreditMemoRefund`` (its ``OnAccountCreditMemoRefund``
+        object): the memo's unapplied balance falls to zero, and Payables receives the refund
+        as a payment request. A memo with less unapplied than the refund parks naming the
+        manual refund."""
+        memo = doc.applies_to
+        if not self.settings.refund_payment_method:
+            raise Rejected(
+                f"refund {doc.refund_id} of order {doc.order_number} ({doc.amount} "
+                f"{doc.currency}) is on account on credit memo {memo.number}: Oracle Fusion "
+                f"refunds it only as a Payables payment request, and the card processor has "
+                f"already paid the buyer", system=SYSTEM,
+                resolution=f"refund credit memo {memo.number} of customer account "
+                           f"{doc.customer_key} in Receivables and record it as paid in Payables "
+                           f"(not paid again), or set the connection's Oracle "
+                           f"refund_payment_method to a Payables payment method your payment "
+                           f"runs leave alone (e.g. CLEARING) so ml-connector books it; then "
+                           f"replay the order")
+        refund = {"CreditMemoCustomerTrxId": memo.id, "CreditMemoTrxNumber": memo.number,
+                  "CreditMemoBusinessUnit": self.settings.business_unit,
+                  "AmountApplied": format(doc.amount, "f"), "ApplyDate": doc.date.isoformat(),
+                  "GlDate": doc.date.isoformat(), "Comments": doc.external_ref}
+        if not memo.id:
+            del refund["CreditMemoCustomerTrxId"]
+        refund["RefundPaymentMethodCode"] = self.settings.refund_payment_method
+        wrapper = "typ:OnAccountCreditMemoRefund"
+        try:
+            root = await self._soap(self.settings.credit_memo_service, CREDIT_MEMO_NS,
+                                    "createOnAccountCreditMemoRefund",
+                                    f"<{wrapper}>{sdo_xml(refund)}</{wrapper}>")
+        except Rejected as exc:
+            if "exceeds" not in exc.message:
+                raise
+            raise Rejected(
+                f"Oracle Fusion refused the refund of {doc.amount} {doc.currency} on credit memo "
+                f"{memo.number}: {exc.message}", system=SYSTEM, status=exc.status,
+                resolution=f"credit memo {memo.number} has less unapplied than the {doc.amount} "
+                           f"paid back (it was applied to its invoice, whose receipt was not "
+                           f"booked first); in Receivables refund the customer's credit by hand "
+                           f"(Manage Customer Credits, or the receipt's unapplied amount), then "
+                           f"replay the order") from exc
+        number = (xml_text(root, "ApplicationReferenceNumber")
+                  or xml_text(root, "ReceivableApplicationId") or memo.number)
+        return ErpDocumentRef(system=SYSTEM, kind="refund_payment",
+                              doc_type="On-account credit memo refund", number=number,
+                              id=xml_text(root, "ReceivableApplicationId"),
+                              external_ref=doc.external_ref, total=doc.amount,
+                              currency=doc.currency, created=True)
+
+    async def refund_credit(self, memo: ErpDocumentRef) -> Decimal:
+        """The credit a refund's memo still holds: its unapplied balance, what its application
+        to the invoice's open installment left on account (the money paid back)."""
+        row = await self._memo_row(memo.number)
+        return abs(to_decimal(row.get("TransactionBalanceDue"))) if row else ZERO
+
+    async def _memo_row(self, number: str) -> dict[str, Any] | None:
+        rows = await self._items("receivablesCreditMemos", q_equals(TransactionNumber=number),
+                                 limit=1)
+        return rows[0] if rows else None
+
+    async def _find_refund(self, external_ref: str) -> ErpDocumentRef | None:
+        """A refund has no number of its own that REST reads back: it is found through its
+        credit memo (the reference without ``-P``). A memo with nothing left unapplied may have
+        been refunded or applied in full to its invoice (a refund before the payment): what it
+        applied to transactions (the account's ``creditMemoApplications``) tells them apart;
+        the rest of its amount, neither applied nor unapplied, is the refund."""
+        memo_number = external_ref.removesuffix("-P")
+        row = await self._memo_row(memo_number)
+        if row is None or row.get("EnteredAmount") is None:
+            return None
+        total = abs(to_decimal(row["EnteredAmount"]))
+        unapplied = abs(to_decimal(row.get("TransactionBalanceDue")))
+        if unapplied >= total:
+            return None  # nothing applied, nothing refunded
+        refunded = total - unapplied - await self._applied_to_transactions(row)
+        if refunded <= 0:
+            return None
+        return ErpDocumentRef(system=SYSTEM, kind="refund_payment",
+                              doc_type="On-account credit memo refund", number=memo_number,
+                              id=id_text(row.get("CustomerTransactionId")),
+                              external_ref=external_ref, total=refunded,
+                              currency=row.get("CreditMemoCurrency"), created=False)
+
+    async def _applied_to_transactions(self, memo: Mapping[str, Any]) -> Decimal:
+        """What a memo applied to invoices: its rows in its account's ``creditMemoApplications``
+        that name a reference transaction."""
+        accounts = await self._items("receivablesCustomerAccountActivities",
+                                     q_equals(AccountNumber=str(memo.get("BillToCustomerNumber"))),
+                                     limit=1)
+        if not accounts:
+            return ZERO
+        memo_id = id_text(memo.get("CustomerTransactionId"))
+        rows = await self._all(
+            f"{self.settings.root()}/receivablesCustomerAccountActivities/"
+            f"{id_text(accounts[0].get('AccountId'))}/child/creditMemoApplications")
+        return sum((abs(to_decimal(r.get("ApplicationAmount"))) for r in rows
+                    if id_text(r.get("CreditMemoId")) == memo_id
+                    and (r.get("ReferenceTransactionId") or r.get("ReferenceTransactionNumber"))),
+                   ZERO)
 
     # --- receipts ----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal
 from typing import Any
 from xml.etree import ElementTree
@@ -31,6 +32,12 @@ def q_literal(value: str) -> str:
 
 def q_equals(**fields: str) -> str:
     return " and ".join(f"{name}={q_literal(str(value))}" for name, value in fields.items())
+
+
+def q_prefix_since(field: str, prefix: str, date_field: str, since: date) -> str:
+    """``field`` starting with ``prefix`` (``LIKE`` with ``%``) and dated ``since`` or later."""
+    like = prefix.replace("'", "''") + "%"
+    return f"{field} LIKE '{like}' and {date_field} >= {q_literal(since.isoformat())}"
 
 
 def id_text(value: Any) -> str:
@@ -166,24 +173,30 @@ def differences(current: Mapping[str, Any], wanted: Mapping[str, str]) -> dict[s
     return {k: v for k, v in wanted.items() if v and str(current.get(k) or "") != v}
 
 
-def best_party(rows: list[dict[str, Any]], source_system: str, external_id: str, email: str,
-               name: str) -> tuple[int, dict[str, Any]] | None:
-    """(rank, party) of the best match: 0 the party carrying the external id, 1 one with the
-    e-mail, 2 one with the exact name and no different e-mail; None when none matches."""
-    def rank(row: Mapping[str, Any]) -> int | None:
-        if (row.get("SourceSystem") == source_system
-                and row.get("SourceSystemReferenceValue") == external_id):
-            return 0
-        theirs = str(row.get("EmailAddress") or "").strip()
-        if email and theirs == email:
-            return 1
-        if name and str(row.get("OrganizationName") or "").strip() == name and (
-                not theirs or theirs.lower() == email.lower()):
-            return 2
-        return None
+def owned_party(rows: list[dict[str, Any]], source_system: str,
+                ids: list[str]) -> dict[str, Any] | None:
+    """The party ml-connector created for one of the buyer's ``ids`` (the first id first): it
+    carries the connection's source system with that id as its reference (Oracle keeps one
+    party per source reference). A party with the same e-mail or name is not ours."""
+    refs = {str(r.get("SourceSystemReferenceValue") or ""): r for r in rows
+            if r.get("SourceSystem") == source_system}
+    return next((refs[i] for i in ids if i in refs), None)
 
-    ranked = [(r, i, row) for i, row in enumerate(rows) if (r := rank(row)) is not None]
-    return min(ranked)[::2] if ranked else None
+
+def parties_by_email(rows: list[dict[str, Any]], email: str) -> list[dict[str, Any]]:
+    """The parties whose e-mail is ``email``, compared case-insensitively."""
+    wanted = email.strip().casefold()
+    return [r for r in rows
+            if wanted and str(r.get("EmailAddress") or "").strip().casefold() == wanted]
+
+
+def q_ours_or_email(source_system: str, ids: list[str], email: str) -> str:
+    """The ``q`` filter of a customer look-up: the parties of the buyer's ids and, when
+    ``email`` is given, those with the e-mail in any case (``UPPER``: Oracle compares text
+    as stored)."""
+    refs = " or ".join(q_equals(SourceSystemReferenceValue=i) for i in ids)
+    where = f"{q_equals(SourceSystem=source_system)} and ({refs})"
+    return f"({where}) or UPPER(EmailAddress)={q_literal(email.upper())}" if email else where
 
 
 def line_kind_word(line: DocumentLine) -> str:

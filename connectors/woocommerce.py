@@ -29,7 +29,7 @@ from connectors.http import build_client, insecure_url_problem, send
 from connectors.payloads import chunks, path_id
 from connectors.model import Customer, ItemChange, Order, Shipment, latest_per_sku
 from connectors.woocommerce_mapping import (customer_from_wc, customer_to_wc, item_change_to_wc,
-                                            order_from_wc)
+                                            order_from_wc, store_datetime)
 
 SYSTEM = "woocommerce"
 API_PREFIX = "wp-json/wc/v3/"
@@ -109,24 +109,53 @@ _WP_ENTITIES = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#039;":
 _WP_ENTITY_RE = re.compile("|".join(map(re.escape, _WP_ENTITIES)))
 
 
-def webhook_signature(body: bytes, secret: str) -> str:
-    """What WooCommerce sends in ``X-WC-Webhook-Signature``: base64(HMAC-SHA256(raw body)),
-    keyed with the secret after WordPress's ``wp_specialchars_decode``."""
+def _signature_mac(secret: str) -> "hmac.HMAC":
+    """HMAC-SHA256 keyed with the secret after WordPress's ``wp_specialchars_decode``."""
     key = _WP_ENTITY_RE.sub(lambda m: _WP_ENTITIES[m.group(0)], secret).encode()
-    return base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def webhook_signature(body: bytes, secret: str) -> str:
+    """What WooCommerce sends in ``X-WC-Webhook-Signature``: base64(HMAC-SHA256(raw body))."""
+    mac = _signature_mac(secret)
+    mac.update(body)
+    return base64.b64encode(mac.digest()).decode()
+
+
+class SignatureCheck:
+    """A delivery's signature computed over the raw bytes as they arrive (see
+    :class:`connectors.base.SignatureCheck`), compared in constant time at the end."""
+
+    def __init__(self, secret: str, signature_header: str | None) -> None:
+        self._given = (signature_header or "").strip().encode("utf-8", "replace")
+        self._mac = _signature_mac(secret) if secret else None
+
+    def update(self, chunk: bytes) -> None:
+        if self._mac is not None:
+            self._mac.update(chunk)
+
+    def verify(self) -> bool:
+        if not self._given or self._mac is None:
+            return False
+        return hmac.compare_digest(base64.b64encode(self._mac.digest()), self._given)
+
+
+def signature_check(headers: Mapping[str, str], secret: str) -> SignatureCheck:
+    signature = next((v for k, v in headers.items() if k.lower() == "x-wc-webhook-signature"), None)
+    return SignatureCheck(secret, signature)
 
 
 def verify_signature(body: bytes, secret: str, signature_header: str | None) -> bool:
     """Constant-time check of a delivery's signature over the raw bytes as received."""
-    if not signature_header or not secret:
-        return False
-    expected = webhook_signature(body, secret).encode()
-    return hmac.compare_digest(expected, signature_header.strip().encode("utf-8", "replace"))
+    check = SignatureCheck(secret, signature_header)
+    check.update(body)
+    return check.verify()
 
 
 def verify_webhook(headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-    signature = next((v for k, v in headers.items() if k.lower() == "x-wc-webhook-signature"), None)
-    return verify_signature(body, secret, signature)
+    check = signature_check(headers, secret)
+    check.update(body)
+    return check.verify()
 
 
 _PING_RE = re.compile(rb"^\s*webhook_id=(\d+)\s*$")
@@ -335,6 +364,17 @@ class WooCommerceStore:
     async def list_refunds(self, order_id: str) -> list[dict]:
         """An order's refund objects as WooCommerce returns them, all pages."""
         return [r async for r in self._pages(f"orders/{_id(order_id)}/refunds")]
+
+    async def newest_order_created_at(self) -> datetime | None:
+        """When the store's newest order was created, by the store's clock (None: no
+        orders). One request: the newest first, one per page, only its dates."""
+        resp = await self._request("GET", "orders", params={
+            "orderby": "date", "order": "desc", "per_page": 1,
+            "_fields": "id,date_created,date_created_gmt"})
+        items = _decode(resp)
+        if not isinstance(items, list):
+            raise ValueError(f"{SYSTEM}: GET orders did not answer a list")
+        return store_datetime(items[0], "date_created", "newest order") if items else None
 
     async def iter_orders_modified(self, since: datetime,
                                    until: datetime | None = None) -> AsyncIterator[Order]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import contextlib
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 import trustme
 import uvicorn
@@ -45,6 +46,10 @@ def free_port() -> int:
 class _Server(uvicorn.Server):
     def install_signal_handlers(self) -> None:  # the host process owns signals
         pass
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the same, since uvicorn 0.29
+        yield
 
 
 @dataclass

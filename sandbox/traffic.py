@@ -5,7 +5,11 @@ control routes for seeding), the way a storefront and a merchant's back office w
 connector sees the same webhooks and the same records it would see in production. Runs are
 reproducible: the same ``seed`` gives the same orders.
 
-    python -m sandbox.traffic --url https://127.0.0.1:8441/ --orders 200 --ca-file ca.pem
+    python -m sandbox.traffic --url https://127.0.0.1:8441/ --orders 200 --ca-file ca.pem \
+        --consumer-key ck_sandbox --consumer-secret cs_sandbox
+
+(the keys of the store ``ml-connector dev`` runs on :8441, whose banner prints this line with
+its CA file; the defaults below are those of a bare ``sandbox.woocommerce`` app)
 """
 from __future__ import annotations
 

@@ -41,15 +41,21 @@ FETCH_ORDER, UPSERT_CUSTOMER, POST_INVOICE, POST_CREDIT_MEMO, POST_RECEIPT, POST
 
 @dataclass
 class TimelineEntry:
-    at: datetime
+    at: datetime  # a step's entry is stamped when the step began, so the ledger rows it
+    #               wrote come after it
     what: str  # run, received, fetched, customer, posted, receipt, credit_memo, adjustment,
-    #            state, retrying, parked, failed, ledger
+    #            state, running, retrying (only what is retried), refused, parked, failed, ledger
     detail: str
     attempts: int | None = None
     source: str = "history"  # or "ledger"
     workflow_id: str = ""
     run_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def connection(self) -> str:
+        """Every workflow id and ledger-derived id is ``{kind}/{connection}/...``."""
+        return self.extra.get("connection") or (self.workflow_id.split("/") + ["", ""])[1]
 
 
 class OrderNotFound(LookupError):
@@ -81,7 +87,7 @@ async def audit(client: Client, store: ConnectionStore, connection_id: str | Non
             if row is not None:
                 cid_rows.append(row)
         timeline += [_ledger_entry(r) for r in cid_rows]
-    return sorted(timeline, key=lambda e: (e.at, e.source != "history"))
+    return sorted(timeline, key=lambda e: (e.at, e.source != "history"))  # stable: history order
 
 
 def _ledger_rows(store: ConnectionStore, connection_id: str, order_number: str) -> list[LedgerRow]:
@@ -158,15 +164,21 @@ class _HistoryReader:
 
     async def _failure(self, failure: Failure) -> tuple[str, str]:
         """(error type, message) of an encoded failure, from its innermost application cause."""
+        kind, message, _ = await self._failure_of(failure)
+        return kind, message
+
+    async def _failure_of(self, failure: Failure) -> tuple[str, str, bool]:
+        """(error type, message, whether it is retried) of an encoded failure."""
         copy = Failure()
         copy.CopyFrom(failure)
         exc: BaseException | None = await self.converter.decode_failure(copy)
-        kind, message = type(exc).__name__, str(exc)
+        kind, message, retried = type(exc).__name__, str(exc), True
         while exc is not None:
             if getattr(exc, "type", None):
                 kind, message = exc.type, getattr(exc, "message", str(exc))
+                retried = not getattr(exc, "non_retryable", False)
             exc = exc.__cause__
-        return kind, _clean(message)
+        return kind, _clean(message), retried and kind not in PARKING_KINDS
 
     def customer_ids(self, store: ConnectionStore, connection_id: str) -> set[str]:
         """Ledger keys of the buyers this order upserted (computed, never shown)."""
@@ -188,6 +200,8 @@ class _HistoryReader:
         out: list[TimelineEntry] = []
         scheduled: dict[int, tuple[str, Any]] = {}
         started: dict[int, Any] = {}
+        began: dict[int, datetime] = {}  # when each activity's (last) attempt started
+        task_began: datetime | None = None  # the workflow task local activities run in
 
         def add(at: datetime, what: str, detail: str, attempts: int | None = None,
                 **extra: Any) -> None:
@@ -202,6 +216,8 @@ class _HistoryReader:
 
         for ev in history.events:
             at, t = _time(ev), ev.event_type
+            if t == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                task_began = at
             if t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
                 a = ev.workflow_execution_started_event_attributes
                 if a.continued_execution_run_id:
@@ -220,6 +236,7 @@ class _HistoryReader:
             elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
                 started[ev.activity_task_started_event_attributes.scheduled_event_id] = \
                     ev.activity_task_started_event_attributes
+                began[ev.activity_task_started_event_attributes.scheduled_event_id] = at
             elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
                 a = ev.activity_task_completed_event_attributes
                 name, inp = scheduled.get(a.scheduled_event_id, ("?", None))
@@ -229,7 +246,8 @@ class _HistoryReader:
                 entry = _completed(name, inp or {}, await self._first(a.result))
                 if entry is not None:
                     what, detail = entry
-                    add(at, what, detail + retried, attempt, activity=name)
+                    add(began.get(a.scheduled_event_id, at), what, detail + retried, attempt,
+                        activity=name)
             elif (t == EventType.EVENT_TYPE_MARKER_RECORDED
                   and ev.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER):
                 details = ev.marker_recorded_event_attributes.details
@@ -238,17 +256,23 @@ class _HistoryReader:
                 name = meta.get("activity_type", "?")
                 if name == FETCH_ORDER and isinstance(result, dict) and result.get("customer"):
                     self._customers.append(result["customer"])
-                # The order fetch, and an ERP step's first try.
+                # The order fetch, and an ERP step's first try, ran in the workflow task.
+                ran = task_began or at
                 if ev.marker_recorded_event_attributes.HasField("failure"):
-                    kind, message = await self._failure(ev.marker_recorded_event_attributes.failure)
+                    kind, message, retried = await self._failure_of(
+                        ev.marker_recorded_event_attributes.failure)
                     if name == FETCH_ORDER:  # retried locally until it succeeds or refuses
-                        refused(at, name, kind, message, meta.get("attempt"))
-                    else:
-                        add(at, "retrying", f"{name}: first try failed ({kind}: {message}); "
+                        refused(ran, name, kind, message, meta.get("attempt"))
+                    elif retried:
+                        add(ran, "retrying", f"{name}: first try failed ({kind}: {message}); "
                             f"handed to an activity that retries it", meta.get("attempt"),
                             activity=name, error=kind)
+                    else:  # a refusal is not retried: the activity tries once more, then parks
+                        add(ran, "refused", f"{name}: first try refused ({kind}: {message}); "
+                            f"one more attempt as an activity, not retried after that",
+                            meta.get("attempt"), activity=name, error=kind)
                 elif (entry := _completed(name, {}, result)) is not None:
-                    add(at, entry[0], entry[1], meta.get("attempt"), activity=name)
+                    add(ran, entry[0], entry[1], meta.get("attempt"), activity=name)
             elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
                 a = ev.activity_task_failed_event_attributes
                 name, _ = scheduled.get(a.scheduled_event_id, ("?", None))
@@ -301,11 +325,12 @@ class _HistoryReader:
         out = []
         now = datetime.now(timezone.utc)
         for pa in desc.raw_description.pending_activities:
-            detail = f"{pa.activity_type.name} retrying"
-            if pa.HasField("last_failure"):
+            what, detail = "running", f"{pa.activity_type.name} running"
+            if pa.HasField("last_failure") and pa.attempt > 1:
                 kind, message = await self._failure(pa.last_failure)
-                detail += f"; last failure: {kind}: {message}"
-            out.append(TimelineEntry(now, "retrying", detail, pa.attempt, "history",
+                what = "retrying"
+                detail = f"{pa.activity_type.name} retrying; last failure: {kind}: {message}"
+            out.append(TimelineEntry(now, what, detail, pa.attempt, "history",
                                      self.workflow_id, run_id, {"activity": pa.activity_type.name}))
         return out
 
@@ -313,12 +338,27 @@ class _HistoryReader:
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
-def _marker_data(payloads: Any) -> dict:
+def marker_data(payloads: Any) -> dict:
     """The SDK's own (plain JSON) record of a local activity: its type and attempt."""
     try:
         return json.loads(payloads.payloads[0].data)
     except (AttributeError, IndexError, ValueError):
         return {}
+
+
+_marker_data = marker_data  # the name earlier callers use
+
+
+def fetched_order_result(event: Any) -> Any | None:
+    """The still-encoded result (payloads) of an order fetch that ran as a local activity,
+    from its marker in the order's history; None for any other event or a failed fetch."""
+    if (event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED
+            or event.marker_recorded_event_attributes.marker_name != LOCAL_ACTIVITY_MARKER):
+        return None
+    details = event.marker_recorded_event_attributes.details
+    if marker_data(details.get("data")).get("activity_type") != FETCH_ORDER:
+        return None
+    return details["result"] if "result" in details else None
 
 
 def _received(signal: str, event: dict) -> str:
@@ -348,12 +388,15 @@ def _document(ref: dict) -> str:
 def _completed(name: str, inp: dict, result: Any) -> tuple[str, str] | None:
     """(what, detail) of a completed OrderSync activity; personal data left out."""
     if name == FETCH_ORDER and isinstance(result, dict):
+        # The whole order, or the summary the workflow decides from (no lines, a paid flag).
+        lines = f"{len(result['lines'])} line(s), " if "lines" in result else ""
+        paid = (f"paid {result['paid_at']}" if result.get("paid_at")
+                else "paid" if result.get("paid") else "not paid")
         return "fetched", (
             f"order {result.get('number')} fetched: status {result.get('status')}, total "
-            f"{_money(result.get('total'), result.get('currency'))}, "
-            f"{len(result.get('lines') or [])} line(s), {len(result.get('refunds') or [])} "
-            f"refund(s), {len(result.get('payments') or [])} payment(s), "
-            f"{'paid ' + str(result['paid_at']) if result.get('paid_at') else 'not paid'}")
+            f"{_money(result.get('total'), result.get('currency'))}, {lines}"
+            f"{len(result.get('refunds') or [])} refund(s), "
+            f"{len(result.get('payments') or [])} payment(s), {paid}")
     if name == UPSERT_CUSTOMER and isinstance(result, dict):
         how = ("the connection's guest account" if result.get("doc_type") == GUEST_ACCOUNT
                else "matched (existing)" if result.get("created") is False else "created")
@@ -389,7 +432,8 @@ def _ledger_entry(row: LedgerRow) -> TimelineEntry:
     return TimelineEntry(at, "ledger", detail, row.attempts or None, "ledger",
                          order_workflow_id(row.connection_id, row.store_id)
                          if row.kind == LedgerKind.ORDER else "", "", {"kind": row.kind,
-                                                              "state": row.state})
+                                                              "state": row.state,
+                                                              "connection": row.connection_id})
 
 
 def _clean(text: str) -> str:
@@ -400,18 +444,27 @@ def _clean(text: str) -> str:
 # --- rendering -------------------------------------------------------------------------------
 
 def render(order_number: str, timeline: list[TimelineEntry]) -> str:
+    """One line per entry, oldest first; each line names its connection when the order
+    number was found in several. An ERP's multi-line message continues indented under its
+    entry, so the columns hold."""
     workflows = sorted({e.workflow_id for e in timeline if e.workflow_id})
     lines = [f"order {order_number}: " + (", ".join(workflows) or "no workflow history "
                                           "(closed workflows are kept for the retention period; "
                                           "the ledger is kept for ever)")]
+    connections = sorted({e.connection for e in timeline if e.connection})
+    width = max((len(c) for c in connections), default=0) if len(connections) > 1 else 0
     for e in timeline:
         attempts = f"  [attempt {e.attempts}]" if e.attempts and e.source == "history" else (
             f"  [{e.attempts} attempt(s)]" if e.attempts else "")
         stamp = e.at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        lines.append(f"  {stamp}Z  {e.what:<11} {e.detail}{attempts}")
+        label = f"{e.connection:<{width}}  " if width else ""
+        first, *more = [ln.rstrip() for ln in e.detail.splitlines() if ln.strip()] or [""]
+        lines.append(f"  {stamp}Z  {label}{e.what:<11} {first}{attempts}")
+        indent = " " * (2 + len(stamp) + 3 + len(label) + 12)
+        lines += [f"{indent}{ln.strip()}" for ln in more]
     return "\n".join(lines)
 
 
 def as_json(timeline: list[TimelineEntry]) -> str:
-    return json.dumps([{**asdict(e), "at": e.at.isoformat()} for e in timeline], indent=2,
-                      default=str)
+    return json.dumps([{**asdict(e), "at": e.at.isoformat(), "connection": e.connection}
+                       for e in timeline], indent=2, default=str)

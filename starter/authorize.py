@@ -2,8 +2,11 @@
 
 Exact Online apps use the authorization-code grant: only a user can start (or restart) a
 connection's token chain. This prints the authorization URL, then takes the code either
-pasted by the user (the code itself or the whole URL the browser was sent to) or from a
-one-shot HTTP server on ``127.0.0.1:PORT`` that receives the redirect. The code is exchanged,
+from a one-shot HTTP server on ``127.0.0.1:PORT`` that receives the redirect, or pasted by the
+user in a second run (``--code``: the code itself or the whole URL the browser was sent to).
+Each authorization request has a fresh ``state``; a run that prints the URL keeps its state
+and redirect URI (encrypted, in the connection store) for the ``--code`` run, which refuses a
+pasted URL whose ``state`` is not that request's. The code is exchanged,
 the token set is saved encrypted in the connection store (under the refresh lock, so no worker
 refreshes the old chain meanwhile), and the connection's "needs re-consent" state is cleared:
 waiting orders continue at their next retry. Nothing secret is ever printed.
@@ -25,6 +28,8 @@ from connections.store import ConnectionStore
 from connectors import exact_online
 
 CALLBACK_TIMEOUT = 300.0  # seconds to wait for the browser's redirect
+# The authorization request a later ``--code`` run completes: its state and redirect URI.
+PENDING = "erp_consent_pending"
 
 
 class AuthorizationError(Exception):
@@ -40,15 +45,16 @@ def redirect_uri_for(configured: str, port: int | None) -> str:
     return urlunsplit(("http", f"127.0.0.1:{port}", parts.path or "/callback", "", ""))
 
 
-def code_from(pasted: str, state: str | None = None) -> str:
-    """A pasted code, or the code in a pasted redirect URL (whose state must match)."""
+def code_from(pasted: str, state: str) -> str:
+    """A pasted code, or the code in a pasted redirect URL, whose state must be ``state``."""
     text = pasted.strip()
     if "code=" not in text:
         return text
     query = parse_qs(urlsplit(text).query or text)
-    if state is not None and query.get("state", [state])[0] != state:
-        raise AuthorizationError("the pasted URL belongs to another authorization request "
-                                 "(state mismatch); start again")
+    if query.get("state", [""])[0] != state:
+        raise AuthorizationError("the pasted address does not answer this connection's "
+                                 "authorization request (its state differs): run the command "
+                                 "without --code again and paste the address that follows")
     try:
         return query["code"][0]
     except (KeyError, IndexError):
@@ -121,27 +127,36 @@ async def authorize(store: ConnectionStore, connection_id: str, *, code: str | N
     settings = exact_online.ExactSettings.model_validate(conn.erp)
     credentials = exact_online.ExactCredentials.model_validate(
         store.get_secret_json(connection_id, ERP_CREDENTIALS) or {})
-    redirect_uri = redirect_uri_for(settings.redirect_uri, redirect_port)
-    state = secrets.token_urlsafe(16)
-    url = exact_online.authorization_url(settings, credentials.client_id.get_secret_value(),
-                                         redirect_uri, state)
-    say(f"Open this address, sign in to Exact Online and allow access:\n  {url}")
     if code is not None:
-        obtained = code_from(code)  # from an earlier run's URL: its state is not ours to check
-    elif redirect_port is not None:
+        pending = store.get_secret_json(connection_id, PENDING) or {}
+        if not pending.get("state"):
+            raise AuthorizationError(
+                f"no authorization of connection {connection_id} is waiting for a code: run "
+                f"`ml-connector connections authorize {connection_id}` first, then paste what "
+                f"the browser shows")
+        redirect_uri = pending["redirect_uri"]
+        obtained = code_from(code, pending["state"])
+    else:
+        redirect_uri = redirect_uri_for(settings.redirect_uri, redirect_port)
+        state = secrets.token_urlsafe(16)
+        url = exact_online.authorization_url(settings, credentials.client_id.get_secret_value(),
+                                             redirect_uri, state)
+        say(f"Open this address, sign in to Exact Online and allow access:\n  {url}")
+        if redirect_port is None:
+            store.put_secret(connection_id, PENDING, {"state": state, "redirect_uri": redirect_uri})
+            say("Then run this command again with --code CODE (the code, or the whole address "
+                "the browser was sent to).")
+            return
         obtained = await wait_for_redirect(
             redirect_port, urlsplit(redirect_uri).path or "/callback", state,
             timeout=callback_timeout,
             ready=lambda: say(f"Waiting for the redirect on {redirect_uri} ..."))
-    else:
-        say("Then run this command again with --code CODE (the code, or the whole address the "
-            "browser was sent to).")
-        return
     tokens = await exact_online.exchange_code(settings, credentials, obtained, redirect_uri,
                                               transport=transport)
     token_store = StoreTokenStore(store, connection_id)
     async with token_store.refresh_lock():
         await token_store.save(tokens)
+    store.put_secret(connection_id, PENDING, {})  # answered: a request is completed once
     store.set_connection_health(connection_id, "ok")
     say(f"Connection {connection_id} is authorized; its token set is saved encrypted "
         f"(access valid until {tokens.expires_at:%H:%M:%S} UTC, refreshed automatically).")

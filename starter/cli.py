@@ -18,8 +18,9 @@ from connections.config import (ERP_CREDENTIALS, ERP_SYSTEMS, STORE_CREDENTIALS,
 from connections.ledger import LedgerKind, OrderState
 from connections.store import ConnectionNotFound, StoreUnavailable, open_store
 from connections.vault import VaultError
-from connectors.documents import LineRule, Mappings
+from connectors.documents import CUSTOMER_MATCHES, LineRule, Mappings
 from starter.logs import configure as configure_logs
+from starter.output import closed_pipe, emit, emit_json
 from starter.temporal import TemporalUnavailable
 
 
@@ -60,9 +61,11 @@ def cmd_connections_add(args, env: Environment) -> int:
     try:
         mappings = Mappings(tax_codes=_pairs(args.tax, "--tax"), sku_to_item=_pairs(args.sku, "--sku"),
                             payment_methods=_pairs(args.payment, "--payment"),
+                            default_payment_method=(args.default_payment or "").strip(),
                             line_rules=[_gl_rule(v) for v in args.gl_rule or []],
                             document_prefix=prefix,
                             guest_customer=(args.guest_customer or "").strip(),
+                            customer_match=args.customer_match or "own",
                             post_receipts=args.receipts != "off")
         store_settings, store_creds = side_config(
             args.store, args, _pairs(args.store_setting, "--store-setting"), _secret)
@@ -91,9 +94,30 @@ def cmd_connections_add(args, env: Environment) -> int:
                      os.environ.get(args.webhook_secret_env) or secrets.token_urlsafe(32))
     store.save_connection(conn)
     print(f"connection {conn.id} saved (secrets encrypted in the connection store)")
+    _warn_overlaps(store, conn)
+    code = _activate(store, env, conn, hooks=not args.no_hooks, schedules=not args.no_schedules)
     if conn.erp_system == "exact_online":
         print(f"next: ml-connector connections authorize {conn.id}  (Exact needs a user's consent)")
-    return 0
+    return code
+
+
+def _warn_overlaps(store, conn: Connection) -> None:
+    from starter.overlap import overlapping, warning
+
+    for other in overlapping(conn, store.list_connections()):
+        if text := warning(conn, other):
+            print(text, file=sys.stderr)
+
+
+def _activate(store, env: Environment, conn: Connection, *, hooks: bool, schedules: bool) -> int:
+    """Register the store's webhooks and apply the schedules: what makes the connection run.
+    Exit code 1 (after saving) when one of them could not be done."""
+    from starter.activation import activate, report
+
+    if not hooks and not schedules:
+        return 0
+    done = asyncio.run(activate(store, env, conn, hooks=hooks, schedules=schedules))
+    return report(done, print, lambda line: print(line, file=sys.stderr))
 
 
 def cmd_connections_list(args, env: Environment) -> int:
@@ -112,8 +136,9 @@ def cmd_connections_show(args, env: Environment) -> int:
     return 0
 
 
-def _gl_rule(value: str) -> LineRule:
-    """``sku=SHIRT-*,category=Apparel,kind=product,account=4000,cost_center=WEB``"""
+def gl_rule(value: str) -> LineRule:
+    """``sku=SHIRT-*,category=Apparel,kind=product,account=4000,cost_center=WEB`` (also
+    what the console's fixes page parses)."""
     fields = _pairs(value.split(","), "--gl-rule")
     if "account" in fields:
         fields["gl_account"] = fields.pop("account")
@@ -126,7 +151,12 @@ def _gl_rule(value: str) -> LineRule:
     return rule
 
 
+_gl_rule = gl_rule  # the name earlier callers use
+
+
 def cmd_connections_map(args, env: Environment) -> int:
+    if args.order is not None:
+        return _map_one_order(args, env)
     store = open_store(env)
     conn = store.get_connection(args.name)
     conn.mappings.sku_to_item.update(_pairs(args.sku, "--sku"))
@@ -136,14 +166,98 @@ def cmd_connections_map(args, env: Environment) -> int:
     conn.mappings.line_rules[:0] = [_gl_rule(v) for v in args.gl_rule or []]
     if args.guest_customer is not None:
         conn.mappings.guest_customer = args.guest_customer.strip()
+    if args.customer_match is not None:
+        conn.mappings.customer_match = args.customer_match
     if args.receipts is not None:
         conn.mappings.post_receipts = args.receipts == "on"
+    if args.default_payment is not None:
+        conn.mappings.default_payment_method = args.default_payment.strip()
     store.save_connection(conn)
     parked = store.ledger_rows(conn.id, kind=LedgerKind.ORDER, state=OrderState.PARKED)
     print(f"mappings of {conn.id} saved; replaying {len(parked)} parked order(s)")
     if parked:
         asyncio.run(_replay(env, conn.id, [r.store_id for r in parked], "mapping_changed"))
     return 0
+
+
+def _map_one_order(args, env: Environment) -> int:
+    """``connections map NAME --order ORDER --sku A=B``: a one-order override
+    (connections/order_overrides.py), then that order alone replayed."""
+    from connections.order_overrides import OverrideRefused, add_override, describe
+
+    given = [(kind, k, v) for kind, values, flag in (("sku", args.sku, "--sku"),
+                                                     ("tax", args.tax, "--tax"),
+                                                     ("payment", args.payment, "--payment"))
+             for k, v in _pairs(values, flag).items()]
+    if args.gl_rule or any(getattr(args, name) is not None for name in (
+            "guest_customer", "customer_match", "receipts", "default_payment")):
+        raise UsageError("--order maps a SKU, tax rate or payment method for one order "
+                         "(--sku/--tax/--payment); other settings apply to the connection")
+    if not given:
+        raise UsageError("--order needs at least one --sku, --tax or --payment KEY=VALUE")
+    store = open_store(env)
+    try:
+        for kind, key, value in given:
+            row = add_override(store, args.name, args.order, kind, key, value)
+            print(describe(kind, key, value, row.order_number or row.store_id))
+    except OverrideRefused as exc:
+        raise UsageError(str(exc)) from None
+    print(f"replaying order {row.order_number or row.store_id} of {args.name}")
+    asyncio.run(_replay(env, args.name, [row.store_id], "mapping_changed"))
+    return 0
+
+
+def cmd_connections_set(args, env: Environment) -> int:
+    from starter.connection_settings import (HOOK_KEYS, SCHEDULE_KEYS, SettingError,
+                                             apply_settings)
+
+    store = open_store(env)
+    conn = store.get_connection(args.name)
+    assignments = {}
+    for value in args.settings:  # an empty value clears: default_payment_method=
+        key, sep, target = value.partition("=")
+        if not sep or not key:
+            raise UsageError(f"a setting must look like KEY=VALUE, got {value!r}")
+        assignments[key] = target
+    if args.default_payment is not None:
+        assignments["default_payment_method"] = args.default_payment
+    if not assignments:
+        raise UsageError("name at least one KEY=VALUE (e.g. default_payment_method=CARD)")
+    try:
+        updated, changed = apply_settings(conn, assignments)
+    except SettingError as exc:
+        raise UsageError(str(exc)) from None
+    store.save_connection(updated)
+    print(f"settings of {updated.id} saved (secrets unchanged): {', '.join(sorted(assignments))}")
+    _warn_overlaps(store, updated)
+    code = 0
+    if changed & (SCHEDULE_KEYS | {"store"}):
+        code = _activate(store, env, updated,
+                         hooks=not args.no_hooks and bool(changed & (HOOK_KEYS | {"store"})),
+                         schedules=not args.no_schedules and bool(changed & SCHEDULE_KEYS))
+    if "mappings" in changed:
+        parked = store.ledger_rows(updated.id, kind=LedgerKind.ORDER, state=OrderState.PARKED)
+        print(f"replaying {len(parked)} parked order(s)")
+        if parked:
+            asyncio.run(_replay(env, updated.id, [r.store_id for r in parked], "mapping_changed"))
+    return code
+
+
+def cmd_connections_check(args, env: Environment) -> int:
+    from connectors.errors import ExternalError
+    from starter.preflight import as_json, preflight, render, would_park
+
+    if args.orders < 1:
+        raise UsageError("--orders must be 1 or more")
+    store = open_store(env)
+    conn = store.get_connection(args.name)
+    try:
+        verdicts = asyncio.run(preflight(store, conn, args.orders))
+    except ExternalError as exc:  # the store or the ERP could not be read at all
+        raise UsageError(f"{' '.join(str(exc).split())[:300]} (ml-connector connections test "
+                         f"{conn.id} says what is wrong)") from None
+    emit_json(as_json(verdicts)) if args.json else emit(render(conn, verdicts))
+    return 1 if would_park(verdicts) else 0
 
 
 def cmd_replay(args, env: Environment) -> int:
@@ -170,8 +284,15 @@ async def _replay(env: Environment, connection_id: str, order_ids: list[str], ki
     from starter.temporal import connect
     from starter.dispatch import signal_order
 
-    conn = open_store(env).get_connection(connection_id)
+    store = open_store(env)
+    conn = store.get_connection(connection_id)
     client = await connect(env)
+    if order_ids:  # before the signals: the episodes these orders close name this action
+        from connections.error_history import Resolution, record_action
+
+        record_action(store, connection_id,
+                      Resolution.MAPPING if kind == "mapping_changed" else Resolution.REPLAY,
+                      order_ids=order_ids, detail=" ".join(["ml-connector", *sys.argv[1:]]))
     for order_id in order_ids:
         await signal_order(client, connection_id, order_id, OrderEvent(kind=kind, source="cli"),
                            task_queue=env.task_queue,
@@ -192,15 +313,32 @@ def cmd_connections_authorize(args, env: Environment) -> int:
 
 
 def cmd_status(args, env: Environment) -> int:
-    from starter.status import connection_status, render
+    from starter.status import collect, render
+
+    report = collect(env, open_store(env), args.connection)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("\n\n".join(render(s) for s in report["connections"]) or "no connections yet")
+    return report["exit_code"]  # 0 healthy, 1 needs attention, 3 unknown (README "Status")
+
+
+def cmd_errors(args, env: Environment) -> int:
+    from connections.error_history import episodes
+    from starter.backfill import parse_day
+    from starter.errors_report import as_json, render
 
     store = open_store(env)
-    ids = [args.connection] if args.connection else [c.id for c in store.list_connections()]
-    statuses = [connection_status(store, cid) for cid in ids]
-    if args.json:
-        print(json.dumps(statuses, indent=2))
-    else:
-        print("\n\n".join(render(s) for s in statuses) or "no connections yet")
+    if args.connection:
+        store.get_connection(args.connection)  # an unknown name: one line, exit 2
+    try:
+        since = parse_day(args.since, "--since") if args.since else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    state = True if args.open else False if args.resolved else None
+    found = episodes(store, args.connection, open=state, since=since)
+    what = {True: "open", False: "resolved", None: "recorded"}[state]
+    print(as_json(found) if args.json else render(found, what=what))
     return 0
 
 
@@ -220,7 +358,7 @@ def cmd_audit(args, env: Environment) -> int:
         timeline = asyncio.run(run())
     except OrderNotFound as exc:
         raise UsageError(str(exc)) from None
-    print(as_json(timeline) if args.json else render(args.order_number, timeline))
+    emit(as_json(timeline) if args.json else render(args.order_number, timeline))
     return 0
 
 
@@ -261,7 +399,7 @@ def cmd_schedules_list(args, env: Environment) -> int:
         return await describe_schedules(client, args.connection)
 
     rows = asyncio.run(show())
-    print(render(rows) if rows else "no schedules yet: run `ml-connector schedules apply`")
+    emit(render(rows) if rows else "no schedules yet: run `ml-connector schedules apply`")
     return 0
 
 
@@ -299,6 +437,12 @@ def cmd_backfill(args, env: Environment) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def cmd_reconcile(args, env: Environment) -> int:
+    from starter.reconcile import cmd_reconcile as reconcile
+
+    return reconcile(args, env)
 
 
 def cmd_keys_rotate(args, env: Environment) -> int:
@@ -375,9 +519,25 @@ def cmd_demo(args, env: Environment) -> int:
 
 
 def cmd_dev(args, env: Environment) -> int:
-    from starter.dev import run_dev
+    from starter.dev import dev_ports, run_dev
 
-    return asyncio.run(run_dev(env))
+    try:
+        dev_ports(args.port_base)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return asyncio.run(run_dev(env, port_base=args.port_base))
+
+
+def cmd_console(args, env: Environment) -> int:
+    from starter.console.commands import serve
+
+    return serve(args, env)
+
+
+def cmd_console_users(args, env: Environment) -> int:
+    from starter.console.commands import users
+
+    return users(args, env)
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -390,7 +550,12 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run the main job end to end on the embedded stack").add_argument(
         "--orders", type=int, default=200)
-    sub.add_parser("dev", help="start the embedded stack and stay up")
+    sub.add_parser("dev", help="start the embedded stack and stay up").add_argument(
+        "--port-base", type=int, metavar="N",
+        help="listen on N, N+1, … instead of the default ports (Temporal 7233, UI 8233, …)")
+    from starter.console.commands import add_parser as add_console_parser
+
+    add_console_parser(sub)
     sub.add_parser("worker", help="run a Temporal worker")
     rec = sub.add_parser("receiver", help="serve the webhook receiver")
     rec.add_argument("--host", default="127.0.0.1")
@@ -399,9 +564,20 @@ def parser() -> argparse.ArgumentParser:
                      default=os.environ.get("ML_CONNECTOR_BODY_TIMEOUT", "10"),
                      help="seconds a sender has to send a whole body before a 408 (default 10, "
                           "or ML_CONNECTOR_BODY_TIMEOUT)")
-    st = sub.add_parser("status", help="health, poll watermark, order counts, parked orders")
+    st = sub.add_parser("status", help="what needs attention: parked, failed, retrying and "
+                                       "quota-waiting orders, health, webhooks, schedules "
+                                       "(exit 0 healthy, 1 needs attention, 3 unknown)")
     st.add_argument("connection", nargs="?")
     st.add_argument("--json", action="store_true")
+    er = sub.add_parser("errors", help="the error history: parked, failed and retrying episodes, "
+                                       "when they opened and how they were resolved")
+    shown = er.add_mutually_exclusive_group()
+    shown.add_argument("--open", action="store_true", help="only episodes still open")
+    shown.add_argument("--resolved", action="store_true", help="only resolved episodes")
+    er.add_argument("--since", help="day or ISO timestamp: opened since (resolved since, "
+                                    "with --resolved)")
+    er.add_argument("--connection", help="only this connection (default: every connection)")
+    er.add_argument("--json", action="store_true")
     au = sub.add_parser("audit", help="an order's timeline from its workflow history and the ledger")
     au.add_argument("order_number", help="the store's order number")
     au.add_argument("--connection", help="only this connection (default: every connection)")
@@ -420,6 +596,13 @@ def parser() -> argparse.ArgumentParser:
     bf.add_argument("--since", required=True, help="first day (2026-11-01) or ISO timestamp")
     bf.add_argument("--until", help="end, exclusive (default: now)")
     bf.add_argument("--detach", action="store_true", help="start it and return")
+    rc = sub.add_parser("reconcile", help="store versus ERP for a date range, to the cent "
+                                          "(exit 1 when they differ)")
+    rc.add_argument("connection")
+    rc.add_argument("--since", required=True, help="first day (2026-11-01) or ISO timestamp")
+    rc.add_argument("--until", help="end, exclusive (default: now)")
+    rc.add_argument("--csv", metavar="FILE", help="also write the differences to FILE")
+    rc.add_argument("--json", action="store_true")
     keys = sub.add_parser("keys", help="master keys of secrets and payloads").add_subparsers(
         dest="action", required=True)
     keys.add_parser("rotate", help="new master key (old ones kept), every stored secret re-encrypted")
@@ -462,6 +645,7 @@ def parser() -> argparse.ArgumentParser:
     _add_booking_options(add)
     add.add_argument("--poll-minutes", type=int, default=5)
     add.add_argument("--replace", action="store_true")
+    _add_activation_options(add)
     auth = conns.add_parser("authorize", help="run the OAuth consent flow (Exact Online)")
     auth.add_argument("name")
     auth.add_argument("--code", help="the code (or the whole redirect URL) from the browser")
@@ -479,8 +663,34 @@ def parser() -> argparse.ArgumentParser:
     mp.add_argument("--payment", action="append", help="store payment method=ERP payment method")
     mp.add_argument("--gl-rule", action="append",
                     help="sku=GLOB,category=NAME,kind=product|shipping|fee,account=GL,cost_center=CC")
+    mp.add_argument("--order", metavar="ORDER",
+                    help="map --sku/--tax/--payment for this order only (its store id or "
+                         "number; a parked or failed order), then replay it alone")
     _add_booking_options(mp)
+    cs = conns.add_parser("set", help="change settings and mappings, secrets untouched "
+                                      "(KEY=VALUE; store.KEY / erp.KEY for a side's own)")
+    cs.add_argument("name")
+    cs.add_argument("settings", nargs="*", metavar="KEY=VALUE",
+                    help="e.g. default_payment_method=CARD poll_minutes=10 "
+                         "erp.release_documents=false always_look_up=true")
+    cs.add_argument("--default-payment", metavar="ERP_METHOD",
+                    help="the ERP payment method of store methods with no --payment mapping")
+    _add_activation_options(cs)
+    ck = conns.add_parser("check", help="run the store's latest orders through mapping and "
+                                        "validation without writing to the ERP: what would post, "
+                                        "what would park and why (exit 1 if any would park)")
+    ck.add_argument("name")
+    ck.add_argument("--orders", type=int, default=50, help="how many of the latest orders")
+    ck.add_argument("--json", action="store_true")
     return p
+
+
+def _add_activation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-hooks", action="store_true",
+                        help="do not register the store's webhooks with --receiver-url now")
+    parser.add_argument("--no-schedules", action="store_true",
+                        help="do not apply the connection's Temporal Schedules now (polls, "
+                             "webhook checks, catalog, shipments: `schedules apply` later)")
 
 
 def _add_booking_options(parser: argparse.ArgumentParser) -> None:
@@ -488,6 +698,13 @@ def _add_booking_options(parser: argparse.ArgumentParser) -> None:
                         help="book every guest checkout to this ERP customer (Acumatica "
                              "CustomerID, Oracle account number, Exact account code); \"\" "
                              "gives each guest a customer of their own (the default)")
+    parser.add_argument("--customer-match", choices=list(CUSTOMER_MATCHES),
+                        help="which existing ERP customer a buyer may be booked to: own (the "
+                             "default: only customers ml-connector created) or email (an "
+                             "existing customer with the buyer's e-mail, never changed)")
+    parser.add_argument("--default-payment", metavar="ERP_METHOD",
+                        help="the ERP payment method of every store payment method with no "
+                             "--payment mapping (\"\" to park those instead)")
     parser.add_argument("--receipts", choices=["on", "off"],
                         help="book the store's payments as ERP receipts (default on; off when "
                              "payments are booked from the payment provider's payouts)")
@@ -497,36 +714,38 @@ COMMANDS = {
     ("connections", "add"): cmd_connections_add, ("connections", "list"): cmd_connections_list,
     ("connections", "show"): cmd_connections_show, ("connections", "map"): cmd_connections_map,
     ("connections", "authorize"): cmd_connections_authorize,
+    ("connections", "set"): cmd_connections_set, ("connections", "check"): cmd_connections_check,
     ("audit", None): cmd_audit, ("connections", "test"): cmd_connections_test,
     ("replay", None): cmd_replay, ("status", None): cmd_status, ("backfill", None): cmd_backfill,
+    ("errors", None): cmd_errors,
+    ("reconcile", None): cmd_reconcile,
     ("keys", "rotate"): cmd_keys_rotate, ("keys", "retire"): cmd_keys_retire,
     ("schedules", "apply"): cmd_schedules_apply, ("schedules", "list"): cmd_schedules_list, ("worker", None): cmd_worker, ("receiver", None): cmd_receiver,
     ("demo", None): cmd_demo, ("dev", None): cmd_dev, ("codec", None): cmd_codec,
+    ("console", None): cmd_console, ("console", "users"): cmd_console_users,
 }
 
 
-# 128 + SIGPIPE: what any shell tool stopped by a closed pipe returns, so `set -o pipefail`
-# scripts treat `ml-connector status | head -1` as they treat `cat big | head -1`.
-EXIT_CLOSED_PIPE = 141
-
-
-def _closed_pipe() -> int:
-    """The reader of stdout went away (``status | head -1``): point stdout at /dev/null so no
-    later flush raises again, and end quietly (the recipe of Python's signal docs)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-    return EXIT_CLOSED_PIPE
+def _parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``connections set NAME --flag X KEY=VALUE``: argparse takes positionals only before the
+    first flag, so the KEY=VALUE pairs after one are collected here."""
+    args, extra = p.parse_known_args(argv)
+    if extra and getattr(args, "action", None) == "set" and args.command == "connections" and \
+            all("=" in e and not e.startswith("-") for e in extra):
+        args.settings = [*args.settings, *extra]
+    elif extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        args = parser().parse_args(argv)
+        args = _parse(parser(), argv)
     except SystemExit as exc:  # --help or bad arguments: argparse printed and exits
         try:
             sys.stdout.flush()
         except BrokenPipeError:
-            os._exit(_closed_pipe())
+            os._exit(closed_pipe())
         raise exc
     # The demo's console shows progress and the books; its logs only say what went wrong.
     configure_logs(logging.WARNING if args.command == "demo" else logging.INFO)
@@ -534,7 +753,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = handler(args, Environment())
     except BrokenPipeError:
-        code = _closed_pipe()
+        code = closed_pipe()
     except (UsageError, ConnectionNotFound, VaultError, StoreUnavailable,
             TemporalUnavailable) as exc:
         print(f"ml-connector: {exc}", file=sys.stderr)
@@ -544,7 +763,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sys.stdout.flush()  # output that fit the buffer meets a closed pipe only here
     except BrokenPipeError:
-        code = _closed_pipe()
+        code = closed_pipe()
     sys.stderr.flush()
     os._exit(code)  # a clean exit code even if SDK threads linger (see README)
 

@@ -6,17 +6,21 @@ the last path segment names the operation and the UI adds a query string, which 
 The UI's page calls it from the browser, so it answers the CORS preflight for exactly the
 UI's origins (never ``*``) and refuses every other origin.
 
-Authentication is a random token: in the path (``--ui-codec-endpoint http://host:port/TOKEN``,
-so the bundled UI needs no configuration) or as ``Authorization: Bearer TOKEN`` (the CLI's
-``--codec-auth``). The token is never logged (uvicorn's access log is off in
-sandbox/server.py). It decodes with the same AesGcmCodec, and the same keyring, as the
-workers, so it follows key rotations like they do.
+Two ways to authenticate a caller. ``ml-connector codec`` (compose) takes a random token: in
+the path (``TEMPORAL_CODEC_ENDPOINT=…/codec/TOKEN``) or as ``Authorization: Bearer TOKEN`` (the
+CLI's ``--codec-auth``); it is served only behind the authenticating proxy (deploy/Caddyfile),
+so the UI's settings that carry the token reach only signed-in operators. ``ml-connector dev``
+passes ``sessions`` instead (starter.ui_gateway): the codec then answers only a browser that
+signed in through the gateway (its session cookie), and its URL carries no secret. Tokens are
+never logged (uvicorn's access log is off in sandbox/server.py). It decodes with the same
+AesGcmCodec, and the same keyring, as the workers, so it follows key rotations like they do.
 """
 from __future__ import annotations
 
 import hmac
 import secrets
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from cryptography.exceptions import InvalidTag
@@ -43,7 +47,8 @@ def new_token() -> str:
 
 
 def codec_endpoint_url(host: str, port: int, token: str, *, scheme: str = "http") -> str:
-    """What ``--ui-codec-endpoint`` takes: the UI appends ``/decode`` (or ``/encode``)."""
+    """A codec endpoint as the UI takes it (compose's ``TEMPORAL_CODEC_ENDPOINT``): the UI
+    appends ``/decode`` (or ``/encode``)."""
     return f"{scheme}://{host}:{port}/{token}"
 
 
@@ -51,13 +56,14 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
 
 
-def create_codec_server(keyring, *, token: str, ui_origin: str | Sequence[str],
-                        max_body: int = MAX_BODY, body_timeout: float | None = BODY_TIMEOUT,
-                        ) -> Starlette:
+def create_codec_server(keyring, *, token: str | None = None, ui_origin: str | Sequence[str],
+                        sessions: Any = None, max_body: int = MAX_BODY,
+                        body_timeout: float | None = BODY_TIMEOUT) -> Starlette:
     """Every refusal is a 4xx whose message names no server path (keys are named by
     their label, e.g. "the key file (ML_CONNECTOR_KEY_FILE)"); never a 500. ``ui_origin``: the
-    UI's origin, or each one it may be opened at (dev: 127.0.0.1 and localhost are two origins)."""
-    if len(token) < 16:
+    UI's origin, or each one it may be opened at (dev: 127.0.0.1 and localhost are two origins).
+    ``sessions`` (an object with ``signed_in(request) -> bool``) replaces the token."""
+    if sessions is None and (token is None or len(token) < 16):
         raise ValueError("the codec endpoint token must be a long random string (new_token())")
     origins = [ui_origin] if isinstance(ui_origin, str) else ui_origin
     origins_allowed = {origin.rstrip("/") for origin in origins}
@@ -76,6 +82,12 @@ def create_codec_server(keyring, *, token: str, ui_origin: str | Sequence[str],
         if origin is not None and origin not in origins_allowed:
             log.warning("codec.refused", reason="origin")
             return JSONResponse({"message": "origin not allowed"}, status_code=403)
+        if sessions is not None:
+            if request.method != "OPTIONS" and (path_token is not None or not sessions.signed_in(request)):
+                log.warning("codec.refused", reason="session")
+                return JSONResponse({"message": "sign in first: open the sign-in link that "
+                                                "`ml-connector dev` printed"}, status_code=401)
+            return None
         if path_token is not None:
             if not _same(path_token, token):
                 log.warning("codec.refused", reason="token")

@@ -4,8 +4,10 @@ ask for most, side by side, then the books of each.
 Starts the embedded stack (Temporal dev server with its state in a file; for each pair a
 store sandbox and an ERP sandbox over TLS and a receiver; one worker for all), registers a
 connection per pair, drives each day (refunds, duplicate deliveries, one webhook outage),
-lets the catch-up poll find what the outage dropped, waits, and prints the reconciliation.
-Exit code 0 only if every pair reconciles to the cent.
+lets the catch-up poll find what the outage dropped, waits, and prints the reconciliation —
+the one ``ml-connector reconcile`` runs, through the connection's connectors (store orders
+with their refunds and payments against the ERP's documents). Exit code 0 only if every
+pair reconciles to the cent.
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from activities.messages import PollInput, PollResult
 from connections.config import Connection, Environment
 from connections.store import open_store
-from starter.reconcile import Reconciliation, reconcile
+from activities.reconcile import reconcile_patiently
+from connectors.reconciliation import ReconciliationReport, shown
+from starter.reconcile import summary_rows
 from starter.stack import Stack, start_temporal_server
 from starter.temporal import connect
 from workflows.poll import OrderPoll
@@ -76,40 +80,47 @@ async def catch_up(stack: Stack, connection_id: str, since: datetime | None = No
         id=f"poll/{connection_id}/{time.time_ns()}", task_queue=stack.task_queue)
 
 
-async def books(stack: Stack, conn: Connection) -> Reconciliation:
-    async with stack.store_client() as shop:
-        orders = await stack.shop_sandbox.orders(shop)
-    return reconcile(orders, await stack.erp_documents(), conn.mappings.document_prefix,
-                     with_receipts=conn.mappings.post_receipts, pair=stack.pair)
+# The sandboxes start empty, so every order they hold is the run's: reconcile them all.
+SANDBOX_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
-async def settle(stack: Stack, conn: Connection, *, timeout: float = 600,
-                 on_tick=None) -> Reconciliation:
-    """Wait until the ERP's books match the store's (or the time runs out)."""
+async def books(stack: Stack, conn: Connection, *, keep: bool = False) -> ReconciliationReport:
+    """Every order of the sandbox store against the ERP, through the connectors; ``keep``
+    saves the run as the connection's last (``status`` shows it)."""
+    until = datetime.now(timezone.utc) + timedelta(minutes=1)
+    return await reconcile_patiently(stack.runtime, conn, SANDBOX_EPOCH, until, keep=keep)
+
+
+async def settle(stack: Stack, conn: Connection, *, timeout: float = 600, interval: float = 3.0,
+                 on_tick=None) -> ReconciliationReport:
+    """Wait until the ERP's books match the store's (or the time runs out); the final run
+    is kept as the connection's last."""
     deadline = time.monotonic() + timeout
     while True:
         rec = await books(stack, conn)
         if on_tick:
             on_tick(rec)
         if rec.ok or time.monotonic() > deadline:
-            return rec
-        await asyncio.sleep(1.0)
+            return await books(stack, conn, keep=True)
+        await asyncio.sleep(interval)
 
 
-def print_report(rec: Reconciliation, title: str) -> None:
+def print_report(rec: ReconciliationReport, title: str) -> None:
     table = Table(title=f"Reconciliation: {title}")
     for col in ("", "store", "ERP", ""):
         table.add_column(col)
-    for row in rec.rows():
+    for row in summary_rows(rec):
         table.add_row(*row)
     console.print(table)
-    console.print(f"difference: {rec.difference_cents} cents — "
+    gap = ", ".join(f"{shown(v, c)} {c}" for c, v in sorted(rec.difference_amount.items())) or "0"
+    console.print(f"difference: {gap} — "
                   + ("[green]reconciled[/green]" if rec.ok else "[red]NOT reconciled[/red]"))
-    if rec.missing:
-        console.print(f"missing: {', '.join(rec.missing[:20])}")
+    for d in rec.differences[:20]:
+        console.print(f"  order {d.order}: {d.message}")
 
 
-async def run_pair(stack: Stack, conn: Connection, orders: int, bar: Progress) -> Reconciliation:
+async def run_pair(stack: Stack, conn: Connection, orders: int,
+                   bar: Progress) -> ReconciliationReport:
     name = conn.id
     sent = bar.add_task(f"{name}: orders placed", total=orders)
     await drive_day(stack, conn.id, orders=orders,

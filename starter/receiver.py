@@ -35,8 +35,14 @@ from activities.runtime import connector_module
 from starter.dispatch import (ERP_WEBHOOK_SYSTEMS, customer_changed, erp_changed, erp_sync_for,
                               signal_order)
 from starter.temporal import TemporalUnavailable
+from starter.webhook_body import Oversize, SlowBody, read_streamed
 
-MAX_BODY = 1024 * 1024
+# A store whose module has a streaming ``signature_check`` (WooCommerce, BigCommerce) may send
+# up to MAX_BODY: the signature is computed as the bytes arrive and a body over KEEP_WHOLE is
+# reduced to its JSON skeleton (starter.webhook_body), so memory stays bounded. A 10,000-line
+# WooCommerce order is about 3.2 MB. Other sources (Exact's notifications) get KEEP_WHOLE.
+MAX_BODY = 32 * 1024 * 1024
+KEEP_WHOLE = 1024 * 1024
 BODY_TIMEOUT = 10.0  # seconds for a whole body; ML_CONNECTOR_BODY_TIMEOUT / --body-timeout
 HANDOVER_TIMEOUT = 10.0  # seconds for Temporal to take a delivery before it is a 503
 MAX_DEPTH = 64  # JSON nesting; a real order is about 6 deep
@@ -48,14 +54,6 @@ STANDARD_WEBHOOKS_SECRET = {"bigcommerce": "client_secret"}
 # Exceptions a connector's pure webhook functions raise on input they cannot read.
 UNREADABLE = (ValueError, TypeError, KeyError, OverflowError, RecursionError, UnicodeError)
 log = structlog.get_logger("receiver")
-
-
-class Oversize(Exception):
-    """The body is larger than the limit (read no further)."""
-
-
-class SlowBody(Exception):
-    """The body did not arrive within the time allowed (read no further)."""
 
 
 async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
@@ -106,6 +104,16 @@ def _answer(status: int, message: str, headers: dict[str, str] | None = None,
                         headers=headers)
 
 
+class _Refused:
+    """The check of a delivery that cannot be authentic (no secret, unreadable key)."""
+
+    def update(self, chunk: bytes) -> None:
+        pass
+
+    def verify(self) -> bool:
+        return False
+
+
 def _is_id(value: str) -> bool:
     return value.isascii() and value.isdigit() and len(value) <= MAX_ID_DIGITS
 
@@ -131,7 +139,8 @@ async def _hand_over(client: Any, conn: Connection, side: str, event: WebhookEve
 
 
 def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *,
-                    task_queue: str, max_body: int = MAX_BODY,
+                    task_queue: str, max_body: int = MAX_BODY, keep_whole: int = KEEP_WHOLE,
+                    skeleton_limit: int = KEEP_WHOLE,
                     body_timeout: float | None = BODY_TIMEOUT,
                     handover_timeout: float = HANDOVER_TIMEOUT) -> Starlette:
     """``client_factory`` is awaited for the Temporal client on each hand-over, so the
@@ -156,12 +165,29 @@ def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *
         cache[(connection_id, side)] = (time.monotonic(), secret, standard, conn)
         return secret, standard, conn
 
-    def authentic(reader: Any, request: Request, body: bytes, secret: str | None,
+    def signature_check(reader: Any, request: Request, secret: str | None,
+                        standard: str | None) -> Any:
+        """The reader's streaming check; None when it has none (it then verifies the whole
+        body, of at most ``keep_whole`` bytes)."""
+        streaming = getattr(reader, "signature_check", None)
+        if streaming is None:
+            return None
+        if not secret:
+            return _Refused()
+        options = {"standard_secret": standard} if standard else {}
+        try:
+            return streaming(request.headers, secret, **options)
+        except UNREADABLE:  # e.g. a signing key no verifier can read: not authentic
+            return _Refused()
+
+    def authentic(reader: Any, check: Any, request: Request, body: bytes, secret: str | None,
                   standard: str | None) -> bool:
         if not secret:
             return False
         options = {"standard_secret": standard} if standard else {}
         try:
+            if check is not None:
+                return check.verify()
             return reader.verify_webhook(request.headers, body, secret, **options)
         except UNREADABLE:  # e.g. a signature header no verifier can read: not authentic
             return False
@@ -179,23 +205,32 @@ def create_receiver(store: ConnectionStore, client_factory: Callable[[], Any], *
             return _answer(404, f"connection {connection_id!r} takes webhooks from "
                                 f"{conn.store_system}")
         secret, standard, conn = connection_secrets(connection_id, side)
+        reader = connector_module(source)
+        check = signature_check(reader, request, secret, standard)
+        limit = max_body if check is not None else min(max_body, keep_whole)
         try:
-            body = await read_body(request, max_body, body_timeout)
+            delivery = await read_streamed(request, check or _Refused(), limit=limit,
+                                           keep_whole=keep_whole, skeleton_limit=skeleton_limit,
+                                           timeout=body_timeout)
         except Oversize:
-            return _answer(413, f"body larger than {max_body} bytes")
+            return _answer(413, f"body larger than {limit} bytes")
         except SlowBody:
             log.warning("webhook.slow_body", connection=connection_id, source=source)
             return _answer(408, f"body not received within {body_timeout:g} s",
                            {"Connection": "close"})
         except ClientDisconnect:
             return _answer(400, "client disconnected")
-        reader = connector_module(source)
+        body = delivery.body
         if reader.is_ping(request.headers, body):
             return _answer(200, "pong")
-        if not authentic(reader, request, body, secret, standard):
+        if not authentic(reader, check, request, body, secret, standard):
             log.warning("webhook.bad_signature", connection=connection_id, source=source)
             return _answer(401, "signature missing or invalid")
-        if nested_deeper_than(body, MAX_DEPTH):
+        if delivery.overflow:
+            return _answer(413, f"body of {delivery.size} bytes has more than {skeleton_limit} "
+                                f"bytes outside its arrays")
+        if (nested_deeper_than(body, MAX_DEPTH) if delivery.whole
+                else delivery.max_depth > MAX_DEPTH):
             return _answer(400, f"malformed webhook: JSON nested deeper than {MAX_DEPTH} levels")
         try:
             event = reader.parse_webhook(request.headers, body)

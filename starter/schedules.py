@@ -2,7 +2,8 @@
 
 Per connection: ``poll/{id}`` (OrderPoll every ``poll_minutes``, or ``polling_mode_minutes``
 while a hook is down), ``catalog/{id}`` (CatalogPush), ``catalog-reconcile/{id}`` (the nightly
-full CatalogPush), ``shipments/{id}`` (ShipmentSync), ``customers/{id}`` (CustomerSync, when
+full CatalogPush), ``reconcile/{id}`` (the nightly store-versus-ERP Reconcile of the last
+days, kept for ``status``), ``shipments/{id}`` (ShipmentSync), ``customers/{id}`` (CustomerSync, when
 the connection aligns customers) and ``webhooks/{id}`` (WebhookHealth, when the connection has a receiver
 URL). Every scheduled workflow is safe to run twice at once and to overlap with webhooks;
 overlapping runs of one schedule are skipped anyway.
@@ -19,15 +20,19 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.messages import CatalogInput, ConnectionInput, PollInput
+from activities.reconcile import ReconcileInput
 from connections.config import Connection
 from workflows.catalog import CatalogPush
 from workflows.customers import CustomerSync
 from workflows.poll import OrderPoll
+from workflows.reconcile import Reconcile
 from workflows.search_attributes import SA_CONNECTION
 from workflows.shipments import ShipmentSync
 from workflows.webhooks import WebhookHealth
 
-KINDS = ("poll", "catalog", "catalog-reconcile", "shipments", "customers", "webhooks")
+KINDS = ("poll", "catalog", "catalog-reconcile", "reconcile", "shipments", "customers", "webhooks")
+# The nightly books check, after the catalog's (UTC): the day's late refunds are in by then.
+RECONCILE_CRON = "41 3 * * *"
 
 
 def schedule_id(kind: str, connection_id: str) -> str:
@@ -56,6 +61,8 @@ def definitions(conn: Connection, task_queue: str, *, poll_minutes: float | None
               _every(conn.catalog_minutes)),
         start("catalog-reconcile", CatalogPush.run, CatalogInput(connection_id=conn.id, full=True),
               ScheduleSpec(cron_expressions=[f"17 {conn.catalog_reconcile_hour} * * *"])),
+        start("reconcile", Reconcile.run, ReconcileInput(connection_id=conn.id),
+              ScheduleSpec(cron_expressions=[RECONCILE_CRON])),
         start("shipments", ShipmentSync.run, ConnectionInput(connection_id=conn.id),
               _every(conn.shipment_minutes)),
     ]

@@ -55,19 +55,23 @@ def _private_child() -> None:  # pragma: no cover - runs in the child
 
 
 async def start_temporal_server(home: Path, *, port: int = 7233, ui_port: int = 8233,
-                                codec_endpoint: str | None = None) -> subprocess.Popen:
-    """``temporal server start-dev`` keeping its state in a file (durable across restarts);
-    ``codec_endpoint``: where the UI decodes the encrypted payloads it shows an operator."""
+                                ) -> subprocess.Popen:
+    """``temporal server start-dev`` keeping its state in a file (durable across restarts).
+    Its UI gets no codec endpoint: the UI serves its settings to anyone, and the command line
+    is visible to every user (``ps``). ``ml-connector dev`` serves the codec behind its own
+    sign-in instead (starter.ui_gateway); elsewhere the UI shows the encrypted payloads."""
     private_dir(home)
     for made_before in ("temporal.db", "temporal.db-wal", "temporal.db-shm"):
         tighten(home / made_before)
     args = [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
             "--ui-port", str(ui_port), "--db-filename", str(home / "temporal.db"),
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
-            "--log-level", "error", *dev_server_args(),
-            *(["--ui-codec-endpoint", codec_endpoint] if codec_endpoint else [])]
+            "--log-level", "error", *dev_server_args()]
     log = open(private_file(home / "temporal.log"), "ab")
-    proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=_private_child)
+    # Its own session: a terminal's Ctrl-C reaches only us, and the workers shut down against
+    # a live server before we stop it (a worker whose server vanished first never ends).
+    proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=_private_child,
+                            start_new_session=True)
     for _ in range(300):
         if proc.poll() is not None:
             raise RuntimeError(f"the Temporal dev server exited ({proc.returncode}); see {home / 'temporal.log'}")

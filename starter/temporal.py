@@ -7,13 +7,14 @@ import dataclasses
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig
 
 from connections.config import Environment
 from connections.vault import Keyring
 from starter.codec import codec_from_keyring
+from starter.failures import OneLineFailureConverter
 
 # A webhook's sender retries on 503 (and the poll catches up), so the receiver gives up on an
 # unreachable frontend within about a second instead of the SDK's default ten.
@@ -25,7 +26,7 @@ def data_converter(keyring: Keyring) -> DataConverter:
     return dataclasses.replace(
         pydantic_data_converter,
         payload_codec=codec_from_keyring(keyring),
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+        failure_converter_class=OneLineFailureConverter)
 
 
 class TemporalUnavailable(Exception):

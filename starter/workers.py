@@ -17,8 +17,10 @@ from activities.interceptors import ObservabilityInterceptor
 from activities.orders import ERP_STEP_NAMES, OrderActivities, activity_name
 from activities.poll import PollActivities
 from activities.quota import QuotaInterceptor
+from activities.reconcile import ReconcileActivities
 from activities.runtime import Runtime
 from activities.shipments import ShipmentActivities
+from activities.vouch import vouch_marks
 from activities.webhooks import WebhookActivities
 from connections.config import Connection, Environment
 from connections.store import ConnectionStore, open_store
@@ -29,13 +31,14 @@ from workflows.catalog import CatalogPush
 from workflows.customers import CustomerSync, StoreCustomerChanged
 from workflows.order import OrderSync
 from workflows.poll import OrderPoll
+from workflows.reconcile import Reconcile
 from workflows.shipments import ShipmentSync
 from workflows.webhooks import WebhookHealth
 
 WORKFLOWS = [OrderSync, OrderPoll, Backfill, CatalogPush, WebhookHealth, ShipmentSync,
-             CustomerSync, StoreCustomerChanged]
+             CustomerSync, StoreCustomerChanged, Reconcile]
 ACTIVITY_GROUPS = (OrderActivities, PollActivities, CatalogActivities, WebhookActivities,
-                   ShipmentActivities, CustomerActivities)
+                   ShipmentActivities, CustomerActivities, ReconcileActivities)
 
 
 def worker_runtime(store: ConnectionStore, client: Client, **kwargs) -> Runtime:
@@ -100,11 +103,13 @@ def build_erp_worker(client: Client, runtime: Runtime, task_queue: str,
 async def run_erp_workers(client: Client, runtime: Runtime, task_queue: str,
                           every: float = 30.0) -> None:
     """Keep one ERP quota worker per connection that has a quota (connections added or
-    changed later are picked up within ``every`` seconds)."""
+    changed later are picked up within ``every`` seconds), and read each connection's vouch
+    mark (activities/vouch.py) as soon as the process sees it."""
     running: dict[str, tuple[int | None, Worker, asyncio.Task]] = {}
     try:
         while True:
             for conn in runtime.store.list_connections():
+                vouch_marks(runtime).warm(conn)  # this process's vouch mark, read early
                 have = running.get(conn.id)
                 if have and have[0] == conn.erp_requests_per_minute:
                     continue

@@ -129,6 +129,14 @@ Choices where the reference says "unconfirmed" (or says nothing)
   ``AppliedToDocuments`` / ``AppliedToOrders`` / ``AvailableBalance`` are computed.  ``Hold``
   defaults to false (status "Balanced"); once released "Closed" when nothing is left unapplied
   and nothing went to orders, else "Open".  Released payments ignore PUT changes.
+* Refund (``Payment`` of ``Type`` "Refund", numbered with payments): ``DocumentsToApply`` rows
+  name released, open credit memos of the same customer and currency (``DocType`` "Credit
+  Memo" or the code "CRM"; any other type, and any ``OrdersToApply`` row, is refused), each
+  within the memo's balance; release is refused unless the refund is applied in full ("out of
+  balance"), then reduces each memo's balance (Closed at zero).  Refunding a payment's
+  unapplied balance is not simulated.  ``GET /_sandbox/customers`` carries each customer's
+  ``balance``: released invoices' balances less released credit memos' balances and payments'
+  unapplied balances.
 * OAuth: ``invalid_client`` / ``invalid_grant`` / ``unsupported_grant_type`` /
   ``invalid_scope`` / ``invalid_request`` with 400.  Without ``scope`` only ``api`` is granted
   (no refresh token).  Refresh-token rotation: every refresh returns a new refresh token and the

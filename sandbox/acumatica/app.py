@@ -75,7 +75,8 @@ class Control:
         if request.method == "POST":
             for c in await _list_body(request):
                 self.state.add_customer(c["CustomerID"], name=c.get("CustomerName"), email=c.get("Email"),
-                                        currency=c.get("CurrencyID"), customer_class=c.get("CustomerClass", "DEFAULT"))
+                                        currency=c.get("CurrencyID"), customer_class=c.get("CustomerClass", "DEFAULT"),
+                                        contact=c.get("MainContact"), account_ref=c.get("AccountRef"))
         return JSON(self.state.customers())
 
     async def documents(self, request: Request) -> Response:

@@ -18,9 +18,12 @@ if TYPE_CHECKING:
 
 # ---- payments
 
-PAYMENT_TYPES = ("Payment", "Prepayment")
+PAYMENT_TYPES = ("Payment", "Prepayment", "Refund")
 # Adjusted-document types: the internal codes of the guide's example and the display values.
 ADJUSTED_DOC_TYPES = {"INV": "Invoice", "DRM": "Debit Memo", "Invoice": "Invoice", "Debit Memo": "Debit Memo"}
+# A Refund pays money back against the customer's credit: it applies to credit memos only here
+# (refunding a payment's or prepayment's unapplied balance is not simulated).
+REFUNDED_DOC_TYPES = {"CRM": "Credit Memo", "Credit Memo": "Credit Memo"}
 
 
 class PaymentRules(DocumentRules):
@@ -66,6 +69,8 @@ class PaymentRules(DocumentRules):
             return "The document amount must be greater than zero."
         errors = Errors()
         validate_payment_applications(state, doc, errors)
+        if not errors and doc.get("Type") == "Refund" and doc["AvailableBalance"] != 0:
+            return "The document is out of balance: a refund must be applied in full."
         return "; ".join(errors.values()) or None
 
     def release(self, state: AcumaticaState, doc: dict) -> None:
@@ -129,9 +134,11 @@ def validate_payment_applications(state: AcumaticaState, payment: dict, errors: 
     within the document's balance, together within the payment amount."""
     remaining = payment["PaymentAmount"]
     currency = payment.get("CurrencyID")
+    refund = payment.get("Type") == "Refund"
+    doc_types = REFUNDED_DOC_TYPES if refund else ADJUSTED_DOC_TYPES
     for index, application in enumerate(payment.setdefault("DocumentsToApply", [])):
         path = ("DocumentsToApply", index)
-        doc_type = ADJUSTED_DOC_TYPES.get(application.get("DocType") or "Invoice")
+        doc_type = doc_types.get(application.get("DocType") or ("Credit Memo" if refund else "Invoice"))
         if doc_type is None:
             errors.add(path + ("DocType",), f"'{application['DocType']}' is not a valid value for 'Doc. Type'.")
             continue
@@ -146,6 +153,9 @@ def validate_payment_applications(state: AcumaticaState, payment: dict, errors: 
         remaining -= _applied(application, "AmountPaid", invoice["Balance"], remaining, currency, path, errors)
     for index, application in enumerate(payment.setdefault("OrdersToApply", [])):
         path = ("OrdersToApply", index)
+        if refund:
+            errors.add(path + ("OrderNbr",), "A refund cannot be applied to a sales order.")
+            continue
         application.setdefault("OrderType", ORDER_TYPES[0])
         order = state.find("SalesOrder", OrderType=application["OrderType"], OrderNbr=application.get("OrderNbr") or "")
         problem = _application_problem(order, lambda o: o.get("Status") not in CLOSED_ORDER, payment, "CurrencyID",

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from sandbox.acumatica.contract import ENTITIES
 from sandbox.acumatica.model import _bump, _key_tuple, _same_key, new_id, new_record
 from sandbox.acumatica.records import plain_customer, plain_document, plain_order, plain_payment
-from sandbox.acumatica.wire import QUOTA_WINDOW_SECONDS, SESSION_IDLE_SECONDS
+from sandbox.acumatica.wire import QUOTA_WINDOW_SECONDS, RELEASED, SESSION_IDLE_SECONDS
 
 if TYPE_CHECKING:
     from sandbox.acumatica.model import Errors, Grant, Operation, Settings
@@ -140,11 +140,20 @@ class AcumaticaState:
         return record
 
     def add_customer(self, customer_id: str, *, name: str | None = None, email: str | None = None,
-                     currency: str | None = None, customer_class: str = "DEFAULT") -> dict:
+                     currency: str | None = None, customer_class: str = "DEFAULT",
+                     contact: dict | None = None, account_ref: str | None = None) -> dict:
+        """A customer as a user makes it on the Customers screen; ``contact``: its main
+        contact's fields (``Phone1``, ``FirstName``, ``Address: {AddressLine1, ...}``, ...)."""
         record = self.find("Customer", CustomerID=customer_id) or new_record()
         record.update(CustomerID=customer_id, CustomerName=name or customer_id, Email=email,
                       CurrencyID=currency or self.base_currency, CustomerClass=customer_class)
-        record.setdefault("MainContact", {"id": new_id()})["Email"] = email
+        if account_ref is not None:
+            record["AccountRef"] = account_ref
+        main = record.setdefault("MainContact", {"id": new_id()})
+        main.update({k: v for k, v in (contact or {}).items() if k != "Address"})
+        if (contact or {}).get("Address"):
+            main.setdefault("Address", {"id": new_id()}).update(contact["Address"])
+        main["Email"] = email
         self.rules["Customer"].complete(self, record)
         self.save("Customer", record)
         return record
@@ -205,7 +214,20 @@ class AcumaticaState:
         return [d for d in docs if type is None or d["type"] == type]
 
     def customers(self) -> list[dict]:
-        return [plain_customer(c) for c in self.records["Customer"].values()]
+        """Each customer with ``balance``: what it owes (released invoices' balances) less its
+        credit (released credit memos' balances, payments' unapplied balances)."""
+        return [{**plain_customer(c), "balance": str(self.customer_balance(c["CustomerID"]))}
+                for c in self.records["Customer"].values()]
+
+    def customer_balance(self, customer_id: str) -> Decimal:
+        balance = Decimal(0)
+        for doc in self.records["SalesInvoice"].values():
+            if doc.get("Status") in RELEASED and _same_key(doc.get("CustomerID"), customer_id):
+                balance += -doc["Balance"] if doc.get("Type") == "Credit Memo" else doc["Balance"]
+        for payment in self.records["Payment"].values():
+            if payment.get("Status") in RELEASED and _same_key(payment.get("CustomerID"), customer_id):
+                balance -= payment.get("AvailableBalance") or Decimal(0)
+        return balance
 
     # ---- authentication
 

@@ -49,15 +49,20 @@ is none, and a goods delivery of every open quantity); ``GET|POST /_sandbox/sett
 ``GET|POST /_sandbox/faults``; ``POST /_sandbox/expire-tokens``; ``POST /_sandbox/authorize``
 (``{"redirect_uri", "state"?}`` → ``{"code", "location"}``, no browser); ``POST
 /_sandbox/clock`` (``{"advance": seconds}``); ``GET /_sandbox/stats`` (``by_route`` counts API
-calls as ``"METHOD service/Entity"``; the state's ``request_log`` lists every ``/api/v1`` request);
-``GET /_sandbox/webhook-deliveries``.
+calls as ``"METHOD service/Entity"``); ``GET /_sandbox/requests`` (the state's ``request_log``:
+every ``/api/v1`` request); ``GET /_sandbox/webhook-deliveries``.
 
 Choices where the reference says "unconfirmed" (or nothing) — the conservative reading
 ----------------------------------------------------------------------------------------
-* A used refresh token is refused at once (no grace window; ``refresh_grace_seconds`` = 0)
-  with 400 ``invalid_grant`` "Token is not allowed, because of invalid or empty chainId", and
-  every earlier access token of the chain stops working when a new one is issued. A too-early
-  refresh (401) does not consume the refresh token.
+* A used refresh token stays usable for a grace window (``refresh_grace_seconds``, 600: the
+  "valid for ten minutes when used" that Invantive reports) until a newer token of its chain
+  is used (a refresh with it, or an API call with its access token); presenting it again
+  then issues a new set and voids the set it was first answered with. Whether the 570-s
+  "Access Token not expired" rule applies to such a retry is not documented: here it does not
+  (the retry is answered). Outside the window, or at once with ``refresh_grace_seconds`` = 0
+  (the strict mode tests use), it is refused with 400 ``invalid_grant`` "Token is not allowed,
+  because of invalid or empty chainId". Every earlier access token of the chain stops working
+  when a new one is issued. A too-early refresh (401) does not consume the refresh token.
 * ``$select`` is required on collection reads (400 without it); ``$skip`` is refused (400, as
   on endpoints released after March 2017); ``$filter`` on a navigation property (``A/B``) is
   refused (400). Unknown fields in ``$select``/``$filter`` → 400.
@@ -73,8 +78,12 @@ Choices where the reference says "unconfirmed" (or nothing) — the conservative
   20 (open). Open invoices may be deleted.
 * Receipts are bank entries: ``JournalCode`` must be a bank (12) or payment-service (16)
   journal; each line needs ``Account`` or ``GLAccount`` and ``AmountFC`` (positive = received
-  from the customer); an ``OurRef`` must be the number of an invoice of that account. Creation
-  answers 201 with the entry and its lines.
+  from the customer, negative = paid out to it, e.g. a refund); an ``OurRef`` must be the number
+  of an invoice or credit note of that account, and matches the line with it. Creation answers
+  201 with the entry and its lines.  ``GET /_sandbox/balances``: each account's outstanding
+  balance (invoices less credit notes less bank lines); ``/_sandbox/documents`` gives each
+  invoice and credit note its ``open`` amount (less the bank lines matched with it) and calls a
+  negative customer line a ``refund``.
 * Created entities answer 201 ``{"d": {...}}``; PUT answers 204 without a body; DELETE 204.
 * Sales orders and goods deliveries are GET-only here (405 otherwise): the integration only
   reads them; they come from a user's work (the control surface).

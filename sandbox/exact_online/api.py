@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from sandbox.faults import Faults, lost_response
 
-from sandbox.exact_online.entities import ENTITIES, EntityDef, G, INVOICE, TOPIC_OF, _f
+from sandbox.exact_online.entities import ENTITIES, RECEIVABLES, EntityDef, G, INVOICE, TOPIC_OF, _f
 from sandbox.exact_online.query import compile_filter
 from sandbox.exact_online.rules import Rules
 from sandbox.exact_online.views import parse_select, render
@@ -98,7 +98,7 @@ class Api:
         except ValueError:
             return self._count(odata_error(404, "Not found"), request)
         rest = request.path_params["rest"]
-        m = re.match(r"^(?P<path>[A-Za-z]+/[A-Za-z]+)(?:\((?P<key>[^)]*)\))?$", rest)
+        m = re.match(r"^(?P<path>(?:read/)?[A-Za-z]+/[A-Za-z]+)(?:\((?P<key>[^)]*)\))?$", rest)
         entity = ENTITIES.get(m.group("path").lower()) if m else None
 
         async def handler(chain: Chain) -> Response:
@@ -152,7 +152,8 @@ class Api:
             raise BadRequest("$select is mandatory: name the properties to return.")
         if "$skip" in params:
             raise BadRequest("The query option $skip is not supported on this endpoint; use __next.")
-        records = list(div.table(entity).values())
+        records = (self.state.receivables(div) if entity is RECEIVABLES
+                   else list(div.table(entity).values()))
         if params.get("$filter"):
             predicate = compile_filter(params["$filter"], entity)
             records = [r for r in records if predicate(r)]

@@ -78,6 +78,10 @@ class Control:
         kind = request.query_params.get("type")
         return JSON([d for d in self.state.documents() if kind is None or d["type"] == kind])
 
+    async def balances(self, request: Request) -> Response:
+        """Each account's outstanding balance (invoices less credit notes less bank lines)."""
+        return JSON(self.state.balances())
+
     async def accounts(self, request: Request) -> Response:
         return JSON([{"division": div.code, **{k: v for k, v in a.items() if k not in ("Created", "Modified")}}
                      for div in self.state.divisions.values() for a in div.table(ACCOUNT).values()])
@@ -140,10 +144,12 @@ class Control:
                             settings=SettingsControl(lambda: state.settings,
                                                      lambda values: state.settings.configure(values)),
                             expire_tokens=state.expire_tokens,
-                            stats=lambda: {**state.stats, "quota": state.quota}),
+                            stats=lambda: {**state.stats, "quota": state.quota},
+                            requests=lambda: state.request_log),
             Route("/_sandbox/seed", self.seed, methods=["POST"]),
             Route("/_sandbox/documents", self.documents, methods=["GET"]),
             Route("/_sandbox/accounts", self.accounts, methods=["GET"]),
+            Route("/_sandbox/balances", self.balances, methods=["GET"]),
             Route("/_sandbox/accounts/{account_id}", self.update_account, methods=["POST"]),
             Route("/_sandbox/deliveries", self.record_delivery, methods=["POST"]),
             Route("/_sandbox/authorize", self.authorize, methods=["POST"]),

@@ -27,9 +27,9 @@ def _f(**kinds: str) -> dict[str, str]:
 
 ACCOUNT = EntityDef("crm/Accounts", "Exact.Web.Api.Models.Account", "ID", _f(
     guid="ID", string="Code Name Email Status AddressLine1 AddressLine2 City Postcode State Country Phone "
-                      "VATNumber SearchCode Remarks", bool="Blocked IsSales", datetime="Created Modified"),
+                      "VATNumber SearchCode Remarks", bool="Blocked IsSales IsSupplier", datetime="Created Modified"),
     frozenset("Code Name Email Status AddressLine1 AddressLine2 City Postcode State Country Phone VATNumber "
-              "SearchCode Remarks Blocked".split()))
+              "SearchCode Remarks Blocked IsSupplier".split()))
 ITEM = EntityDef("logistics/Items", "Exact.Web.Api.Models.Item", "ID", _f(
     guid="ID GLRevenue", string="Code Description SalesVatCode Unit",
     decimal="CostPriceStandard StandardSalesPrice AverageCost Stock", bool="IsSalesItem IsStockItem",
@@ -100,9 +100,18 @@ DELIVERY = EntityDef("salesorder/GoodsDeliveries", "Exact.Web.Api.Models.GoodsDe
     datetime="DeliveryDate Created Modified"),
     frozenset(), lines="GoodsDeliveryLines", line_entity="salesorder/GoodsDeliveryLines", methods=READ)
 
+# The outstanding items (read/financial/ReceivablesList): one row per sales invoice or credit note
+# that is not fully matched, ``Amount`` what is still outstanding (a credit note's negative).
+# Computed from the documents and the bank entry lines matched with them (State.receivables).
+RECEIVABLES = EntityDef("read/financial/ReceivablesList", "Exact.Web.Api.Models.Financial.ReceivablesList",
+                        "HID", _f(int="HID EntryNumber InvoiceNumber", guid="AccountId",
+                                  string="AccountCode AccountName CurrencyCode Description JournalCode YourRef",
+                                  decimal="Amount AmountInTransit", datetime="DueDate InvoiceDate"),
+                        frozenset(), methods=READ)
+
 ENTITIES = {e.path.lower(): e for e in (ACCOUNT, ITEM, GL_ACCOUNT, COST_CENTER, VAT_CODE, JOURNAL, INVOICE,
                                         INVOICE_LINE, BANK_ENTRY, BANK_LINE, DIVISION, WEBHOOK, SALES_ORDER,
-                                        ORDER_LINE, DELIVERY, DELIVERY_LINE)}
+                                        ORDER_LINE, DELIVERY, DELIVERY_LINE, RECEIVABLES)}
 WEBHOOK_TOPICS = {"Accounts": ACCOUNT, "Items": ITEM, "SalesInvoices": INVOICE, "SalesOrders": SALES_ORDER,
                   "GoodsDeliveries": DELIVERY}
 TOPIC_OF = {e.path: t for t, e in WEBHOOK_TOPICS.items()}

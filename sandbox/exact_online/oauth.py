@@ -67,13 +67,18 @@ class OAuth:
         return JSON(self.state.issue(chain), headers={"Cache-Control": "no-store"})
 
     def _refresh(self, form: dict) -> Response:
+        """Rotation with Exact's grace window: a used refresh token still works for
+        ``refresh_grace_seconds`` (a client that lost the answer can ask again; the set issued
+        the first time dies) until a newer token of the chain is used. 0 is the strict mode."""
         s, now = self.state, self.state.now()
-        entry = s.refresh.get(form.get("refresh_token", ""))
+        token = form.get("refresh_token", "")
+        entry = s.refresh.get(token)
         chain = s.chains.get(entry["chain"]) if entry else None
         if entry is None or chain is None or chain.revoked:
             return oauth_error(400, "invalid_grant", "Token is not allowed, because of invalid or empty chainId")
         grace = s.settings.refresh_grace_seconds
-        if entry["used"] is not None and (grace <= 0 or now - entry["used"] > grace):
+        again = entry["used"] is not None
+        if entry.get("dead") or (again and (grace <= 0 or now - entry["used"] > grace)):
             s.stats["refresh_reused"] += 1
             return oauth_error(400, "invalid_grant", "Token is not allowed, because of invalid or empty chainId")
         if now - entry["issued"] > CHAIN_DAYS * 86400:
@@ -82,13 +87,23 @@ class OAuth:
             now_text = datetime.fromtimestamp(now, tz=timezone.utc)
             return oauth_error(400, "invalid_request", f"The refresh token expired at "
                                f"{expired:%m/%d/%Y %I:%M:%S %p} and it is now {now_text:%m/%d/%Y %I:%M:%S %p}")
-        if now - chain.last_issued < s.settings.refresh_not_before:
-            s.stats["refresh_too_early"] += 1
-            return oauth_error(401, "invalid_request", "Access Token not expired",
-                               headers={"Reason": "Access Token not expired"})
-        entry["used"] = now
+        if again:  # inside the grace window: the set issued for it the first time is void
+            s.stats["refresh_grace_used"] += 1
+            lost = s.refresh.get(entry.get("successor", ""))
+            if lost is not None:
+                lost["dead"] = True
+        else:
+            if now - chain.last_issued < s.settings.refresh_not_before:
+                s.stats["refresh_too_early"] += 1
+                return oauth_error(401, "invalid_request", "Access Token not expired",
+                                   headers={"Reason": "Access Token not expired"})
+            s.settle(chain)  # the newest refresh token is used: older ones lose their grace
+            entry["used"] = now
+            chain.spent.append(token)
         s.stats["refreshes"] += 1
-        return JSON(s.issue(chain), headers={"Cache-Control": "no-store"})
+        issued = s.issue(chain)
+        entry["successor"] = issued["refresh_token"]
+        return JSON(issued, headers={"Cache-Control": "no-store"})
 
 
 # --------------------------------------------------------------------------- the app

@@ -12,8 +12,8 @@ from starlette.requests import Request
 
 from sandbox.configure import set_fields
 
-from sandbox.exact_online.entities import (ACCOUNT, BANK_ENTRY, DELIVERY, DELIVERY_LINE, DIVISION, ENTITIES,
-                                           G, INVOICE, JOURNAL, ORDER_LINE, SALES_ORDER)
+from sandbox.exact_online.entities import (ACCOUNT, BANK_ENTRY, BANK_LINE, DELIVERY, DELIVERY_LINE, DIVISION,
+                                           ENTITIES, G, INVOICE, JOURNAL, ORDER_LINE, SALES_ORDER)
 from sandbox.exact_online.wire import DEFAULT_DIVISION
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class Settings:
     minute_seconds: float = 60.0
     token_lifetime: int = 600
     refresh_not_before: int = 570
-    refresh_grace_seconds: int = 0
+    refresh_grace_seconds: int = 600  # a used refresh token's grace window; 0 = strict
     code_lifetime: int = 180
     page_size: int = 60
     your_ref_max: int = 30
@@ -45,6 +45,7 @@ class Chain:
     last_issued: float
     division: int
     revoked: bool = False
+    spent: list[str] = field(default_factory=list)  # used refresh tokens still in their grace
 
 
 @dataclass
@@ -94,7 +95,7 @@ class ExactState:
         self.quota: dict[int, dict[str, float]] = {}
         self.deliveries: list[dict] = []
         self.stats: dict[str, Any] = {"api_requests": 0, "by_status": {}, "token_requests": 0,
-                                      "by_grant": {}, "refreshes": 0, "refresh_reused": 0,
+                                      "by_grant": {}, "refreshes": 0, "refresh_reused": 0, "refresh_grace_used": 0,
                                       "refresh_too_early": 0, "refresh_expired": 0, "rate_limited": 0,
                                       "unauthorized": 0, "authorizations": 0, "by_route": {}}
         self.request_log: list[dict] = []  # every /api/v1 request: method, path, query, status
@@ -158,7 +159,18 @@ class ExactState:
         if found is None or found[1] <= self.now():
             return None
         chain = self.chains.get(found[0])
-        return chain if chain is not None and not chain.revoked else None
+        if chain is None or chain.revoked:
+            return None
+        self.settle(chain)
+        return chain
+
+    def settle(self, chain: Chain) -> None:
+        """The newest token set of ``chain`` is in use: every used refresh token of the chain
+        loses its grace window."""
+        for token in chain.spent:
+            if token in self.refresh:
+                self.refresh[token]["dead"] = True
+        chain.spent.clear()
 
     # ---- quota
 
@@ -248,19 +260,64 @@ class ExactState:
 
     # ---- read-outs
 
+    def matched(self, div: Division, invoice: dict) -> Decimal:
+        """What the account's bank entry lines matched with an invoice or credit note (by its
+        number in ``OurRef``): a receipt matches an invoice, money paid out a credit note."""
+        return sum((ln["AmountFC"] for ln in div.table(BANK_LINE).values()
+                    if ln.get("OurRef") == invoice["InvoiceNumber"]
+                    and str(ln.get("Account") or "").lower() == str(invoice["OrderedBy"]).lower()),
+                   Decimal(0))
+
+    def receivables(self, div: Division) -> list[dict]:
+        """The outstanding items of read/financial/ReceivablesList: each sales invoice or credit
+        note with something left after the bank entry lines matched with it."""
+        accounts = div.table(ACCOUNT)
+        out = []
+        for inv in div.table(INVOICE).values():
+            outstanding = inv["AmountFC"] - self.matched(div, inv)
+            if outstanding == 0:
+                continue
+            account = accounts.get(str(inv["OrderedBy"]).lower(), {})
+            out.append({"HID": inv["InvoiceNumber"], "AccountId": inv["OrderedBy"],
+                        "AccountCode": account.get("Code"), "AccountName": account.get("Name"),
+                        "Amount": outstanding, "AmountInTransit": Decimal(0),
+                        "CurrencyCode": inv["Currency"], "Description": inv.get("Description"),
+                        "DueDate": inv.get("DueDate"), "EntryNumber": inv["InvoiceNumber"],
+                        "InvoiceDate": inv.get("InvoiceDate"), "InvoiceNumber": inv["InvoiceNumber"],
+                        "JournalCode": inv.get("Journal"), "YourRef": inv.get("YourRef")})
+        return out
+
+    def balances(self) -> list[dict]:
+        """Each account's outstanding balance (as the Receivables of cashflow/Receivables add
+        up): its invoices and credit notes (negative) less its bank entry lines."""
+        out = []
+        for div in self.divisions.values():
+            for account in div.table(ACCOUNT).values():
+                aid = str(account["ID"]).lower()
+                docs = sum((i["AmountFC"] for i in div.table(INVOICE).values()
+                            if str(i["OrderedBy"]).lower() == aid), Decimal(0))
+                paid = sum((ln["AmountFC"] for ln in div.table(BANK_LINE).values()
+                            if str(ln.get("Account") or "").lower() == aid), Decimal(0))
+                out.append({"division": div.code, "account": account["ID"],
+                            "code": str(account.get("Code") or "").strip(), "balance": docs - paid})
+        return out
+
     def documents(self) -> list[dict]:
         out = []
         for div in self.divisions.values():
             for inv in div.table(INVOICE).values():
                 out.append({"division": div.code, "type": "credit_note" if inv["Type"] == 8021 else "invoice",
                             "type_code": inv["Type"], "your_ref": inv.get("YourRef") or "",
+                            "open": inv["AmountFC"] - self.matched(div, inv),
                             "number": inv["InvoiceNumber"], "id": inv["InvoiceID"], "amount": inv["AmountFC"],
                             "amount_excl_vat": inv["AmountFCExclVat"], "vat": inv["VATAmountFC"],
                             "currency": inv["Currency"], "status": inv["Status"],
                             "ordered_by": inv["OrderedBy"], "lines": len(inv["SalesInvoiceLines"])})
             for entry in div.table(BANK_ENTRY).values():
                 for line in entry["BankEntryLines"]:
-                    out.append({"division": div.code, "type": "receipt", "your_ref": line.get("Description") or "",
+                    paid_out = line.get("Account") and line["AmountFC"] < 0  # money back to the customer
+                    out.append({"division": div.code, "type": "refund" if paid_out else "receipt",
+                                "your_ref": line.get("Description") or "",
                                 "number": entry["EntryNumber"], "id": entry["EntryID"],
                                 "amount": line["AmountFC"], "currency": entry["Currency"],
                                 "journal": entry["JournalCode"], "our_ref": line.get("OurRef"),

@@ -9,10 +9,12 @@ What it simulates
 * Resources: ``receivablesInvoices`` (lines with manual tax lines, distributions, installments;
   GET/POST/DELETE), ``receivablesCreditMemos`` (on-account only; negative amounts; GET/POST),
   ``standardReceipts`` (remittance references, ``applyReceipt`` action; GET/POST),
-  ``receivablesCustomerAccountActivities``, ``accountCombinationsLOV``, ``receiptMethods`` and
+  ``receivablesCustomerAccountActivities`` (child ``creditMemoApplications``: each application
+  of the account's memos to an invoice installment; a memo's refund is not listed),
+  ``accountCombinationsLOV``, ``receiptMethods`` and
   CRM ``accounts`` (party + ``PrimaryAddress``).  SOAP ``/crmService/CustomerAccountService``
   (``createCustomerAccount``: account, site, site uses) and ``/fscmService/CreditMemoService``
-  (``applyOnAccountCreditMemo``).
+  (``applyOnAccountCreditMemo``, ``createOnAccountCreditMemoRefund``).
 * Auth: Basic (integration user) or Bearer tokens from ``POST /oauth2/v1/token``
   (client credentials grant; token lifetime ``token_lifetime`` s, or ``urn:opc:resource:expiry=N``
   in the scope); an expired or unknown token → 401.
@@ -65,6 +67,16 @@ Unconfirmed in the reference → the conservative choice made here
   amount nor the installment's balance).  ``applyReceipt`` follows the same rules; it answers
   ``{"result": "SUCCESS"}`` and exists only while ``apply_receipt_action`` is on (404 otherwise).
   AutoMatch applies each remittance reference by transaction number, up to what is open.
+* ``createOnAccountCreditMemoRefund`` (the ``OnAccountCreditMemoRefund`` object of Oracle's
+  SOAP reference, not in shared/reference): the memo by ``CreditMemoCustomerTrxId`` or
+  ``CreditMemoTrxNumber``; ``AmountApplied`` positive and within the memo's unapplied amount;
+  ``RefundPaymentMethodCode``, when sent, one of the seeded Payables methods (``CHECK``,
+  ``EFT``, ``CLEARING``); ``CreditMemoBusinessUnit``, when sent, a known business unit. The memo's balance
+  falls by the amount; the answer carries ``ReceivableApplicationId`` and
+  ``ApplicationReferenceNumber`` (the refund's Payables payment request, not simulated
+  further). ``/_sandbox/documents`` lists each refund as kind ``refund_payment`` with its
+  ``Comments`` as ``external_ref``; ``/_sandbox/customers`` gives each account's ``balance``
+  (open invoices less on-account credit less unapplied receipts).
 * The token endpoint accepts the client's credentials in the Basic header or the form; the grant
   must be ``client_credentials`` with a non-empty ``scope``; tokens are random JWT-shaped strings.
   Basic credentials of the integration user never expire.

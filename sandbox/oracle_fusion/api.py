@@ -154,7 +154,8 @@ class Api(BatchApi, PartyApi, SoapApi):
                      "CustomerId": a["CustomerId"], "CustomerName": a["CustomerName"],
                      "TotalOpenReceivablesForAccount": sum(
                          (i["InvoiceBalanceAmount"] for i in s.invoices.values()
-                          if i["BillToCustomerNumber"] == a["AccountNumber"]), ZERO)}
+                          if i["BillToCustomerNumber"] == a["AccountNumber"]), ZERO),
+                     "creditMemoApplications": s.credit_memo_applications(a["AccountNumber"])}
                     for a in s.accounts.values()]
         return []
 

@@ -76,8 +76,12 @@ class Control:
     async def customers(self, request: Request) -> Response:
         if request.method == "POST":
             for row in await self._list(request):
-                self.state.add_customer(row["name"], row.get("email", ""), row.get("source_reference", ""))
-        return JSON([{k: v for k, v in a.items() if k != "sites"} for a in self.state.accounts.values()])
+                self.state.add_customer(row["name"], row.get("email", ""), row.get("source_reference", ""),
+                                        phone=row.get("phone", ""), address=row.get("address"),
+                                        account=row.get("account", True))
+        return JSON([{**{k: v for k, v in a.items() if k != "sites"},
+                      "balance": self.state.account_balance(a["AccountNumber"])}
+                     for a in self.state.accounts.values()])
 
     async def parties(self, request: Request) -> Response:
         return JSON(list(self.state.parties.values()))

@@ -109,19 +109,15 @@ class _Parser:
             if self.take() != ("op", ")"):
                 raise QueryError("')' expected")
             return inner
-        kind, name = self.take()
-        if kind != "word":
-            raise QueryError(f"an attribute was expected, not '{name}'")
-        if name not in self.attributes:
-            raise QueryError(f"the attribute {name} is not valid")
+        get = self.attribute()
         if self.keyword("is"):
             negate = self.keyword("not")
             if not self.keyword("null"):
                 raise QueryError("NULL expected")
-            return lambda r: (r.get(name) in (None, "")) != negate
+            return lambda r: (get(r) in (None, "")) != negate
         if self.keyword("like"):
             pattern = re.compile("^" + ".*".join(re.escape(p) for p in str(self.value()).split("%")) + "$")
-            return lambda r: r.get(name) is not None and bool(pattern.match(str(r.get(name))))
+            return lambda r: get(r) is not None and bool(pattern.match(str(get(r))))
         if self.keyword("in"):
             if self.take() != ("op", "("):
                 raise QueryError("'(' expected after IN")
@@ -131,18 +127,39 @@ class _Parser:
                 values.append(self.value())
             if self.take() != ("op", ")"):
                 raise QueryError("')' expected")
-            return lambda r: any(_compare(r.get(name), "=", v) for v in values)
+            return lambda r: any(_compare(get(r), "=", v) for v in values)
         if self.keyword("between"):
             low = self.value()
             if not self.keyword("and"):
                 raise QueryError("AND expected in BETWEEN")
             high = self.value()
-            return lambda r: _compare(r.get(name), ">=", low) and _compare(r.get(name), "<=", high)
+            return lambda r: _compare(get(r), ">=", low) and _compare(get(r), "<=", high)
         okind, op = self.take()
         if okind != "op" or op in "(),":
-            raise QueryError(f"an operator was expected after {name}")
+            raise QueryError(f"an operator was expected after {get.__name__}")
         right = self.value()
-        return lambda r: _compare(r.get(name), op, right)
+        return lambda r: _compare(get(r), op, right)
+
+    def attribute(self) -> Callable[[dict], Any]:
+        """An attribute, or ``UPPER(attribute)`` (the case-insensitive comparison Oracle's
+        filters offer: text is compared as stored otherwise)."""
+        kind, name = self.take()
+        upper = kind == "word" and name.upper() == "UPPER" and self.peek() == ("op", "(")
+        if upper:
+            self.take()
+            kind, name = self.take()
+        if kind != "word":
+            raise QueryError(f"an attribute was expected, not '{name}'")
+        if name not in self.attributes:
+            raise QueryError(f"the attribute {name} is not valid")
+        if upper and self.take() != ("op", ")"):
+            raise QueryError("')' expected")
+
+        def get(r: dict) -> Any:
+            value = r.get(name)
+            return str(value).upper() if upper and value is not None else value
+        get.__name__ = name
+        return get
 
 
 def parse_q(text: str, version: int, attributes: set[str]) -> Predicate:

@@ -1,4 +1,4 @@
-"""The SOAP services the REST API lacks: customer accounts and applying a credit memo."""
+"""The SOAP services the REST API lacks: customer accounts, applying and refunding a credit memo."""
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
@@ -32,6 +32,8 @@ class SoapApi:
                 return self._committed(self.create_customer_account(op))
             if service == "CreditMemoService" and name == "applyOnAccountCreditMemo":
                 return self._committed(self.apply_memo(op))
+            if service == "CreditMemoService" and name == "createOnAccountCreditMemoRefund":
+                return self._committed(self.refund_memo(op))
             raise SoapFault("env:Client", f"The operation {name} isn't supported by {service}.")
         return await self.guarded(request, service, handler, soap=True)
 
@@ -73,13 +75,60 @@ class SoapApi:
                              f'<ns1:Value>{value}</ns1:Value></ns2:result>'
                              f'</ns0:createCustomerAccountResponse>')
 
-    def apply_memo(self, op: ElementTree.Element) -> Response:
-        memo_id, memo_number = _value(op, "CreditMemoTrxId"), _value(op, "CreditMemoTrxNumber")
+    def _memo(self, op: ElementTree.Element, id_field: str) -> dict:
+        memo_id, memo_number = _value(op, id_field), _value(op, "CreditMemoTrxNumber")
         memo = next((m for m in self.state.memos.values()
                      if (memo_id and str(m["CustomerTransactionId"]) == memo_id)
                      or (not memo_id and m["TransactionNumber"] == memo_number)), None)
         if memo is None:
             raise SoapFault("env:Server", f"The credit memo {memo_id or memo_number} doesn't exist.")
+        return memo
+
+    def _amount(self, op: ElementTree.Element, memo: dict) -> Decimal:
+        """``AmountApplied``: positive and within what the memo still has unapplied."""
+        try:
+            amount = Decimal(_value(op, "AmountApplied"))
+        except InvalidOperation:
+            raise SoapFault("env:Server", "AmountApplied isn't a valid amount.") from None
+        if amount <= 0 or amount > -memo["TransactionBalanceDue"]:
+            raise SoapFault("env:Server", f"The amount applied {amount} exceeds the credit memo's "
+                                          f"unapplied amount {-memo['TransactionBalanceDue']}.")
+        return amount
+
+    def refund_memo(self, op: ElementTree.Element) -> Response:
+        """``createOnAccountCreditMemoRefund`` (the ``OnAccountCreditMemoRefund`` object): the
+        memo's unapplied amount is refunded to the customer (a Payables payment request); the
+        memo's balance falls by it."""
+        memo = self._memo(op, "CreditMemoCustomerTrxId")
+        business_unit = _value(op, "CreditMemoBusinessUnit")
+        if business_unit and business_unit not in self.state.lookups["business_units"]:
+            raise SoapFault("env:Server", f"The business unit {business_unit} isn't valid.")
+        method = _value(op, "RefundPaymentMethodCode")
+        if method and method not in self.state.lookups["refund_payment_methods"]:
+            raise SoapFault("env:Server", f"The refund payment method {method} isn't valid.")
+        amount = self._amount(op, memo)
+        cur = memo["CreditMemoCurrency"]
+        memo["TransactionBalanceDue"] = money(memo["TransactionBalanceDue"] + amount, cur)
+        memo["LastUpdateDate"] = now_iso()
+        app = {"ApplicationId": self.state.next_id(), "Kind": "refund", "ApplicationAmount": amount,
+               "ApplicationDate": _value(op, "ApplyDate") or now_iso()[:10], "Currency": cur,
+               "CreditMemoId": memo["CustomerTransactionId"],
+               "CreditMemoNumber": memo["TransactionNumber"],
+               "BillToCustomerNumber": memo["BillToCustomerNumber"],
+               "Comments": _value(op, "Comments"), "RefundPaymentMethodCode": method,
+               "ApplicationReferenceNumber": f"REFUND-{self.state.next_id()}"}
+        self.state.applications.append(app)
+        ns = CREDIT_MEMO_NS
+        return soap_response(f'<ns0:createOnAccountCreditMemoRefundResponse xmlns:ns0="{ns}types/">'
+                             f'<ns0:result xmlns:ns1="{ns}">'
+                             f'<ns1:ReceivableApplicationId>{app["ApplicationId"]}</ns1:ReceivableApplicationId>'
+                             f'<ns1:ApplicationReferenceNumber>{app["ApplicationReferenceNumber"]}'
+                             f'</ns1:ApplicationReferenceNumber><ns1:AmountApplied>{amount}'
+                             f'</ns1:AmountApplied></ns0:result>'
+                             f'</ns0:createOnAccountCreditMemoRefundResponse>')
+
+    def apply_memo(self, op: ElementTree.Element) -> Response:
+        memo = self._memo(op, "CreditMemoTrxId")
         try:
             amount = Decimal(_value(op, "AmountApplied"))
         except InvalidOperation:

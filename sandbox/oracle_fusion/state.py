@@ -43,6 +43,7 @@ def _defaults() -> dict[str, Any]:
         "items": {},
         "tax_codes": {},
         "receipt_methods": {},
+        "refund_payment_methods": {"CHECK", "EFT", "CLEARING"},  # Payables methods of a refund
         "values": {"Company": {"01"}, "CostCenter": set(), "Account": set(),
                    "SubAccount": {"000"}, "Product": {"000"}},
         "disabled": set(),
@@ -144,11 +145,17 @@ class OracleState:
                 and all(p in values[s] for p, s in zip(parts, CHART)))
 
     # ---- seeding helpers
-    def add_customer(self, name: str, email: str = "", source_reference: str = "") -> dict:
+    def add_customer(self, name: str, email: str = "", source_reference: str = "", *,
+                     phone: str = "", address: dict | None = None, account: bool = True) -> dict:
+        """A party as a user makes it; with ``account`` also its customer account (without, a
+        party that is no customer yet: a prospect)."""
         party = self.create_party({"OrganizationName": name, "EmailAddress": email or None,
+                                   "PhoneNumber": phone or None,
                                    "SourceSystem": "WEBSTORE" if source_reference else None,
                                    "SourceSystemReferenceValue": source_reference or None,
-                                   "PrimaryAddress": [{"Country": "US"}]})
+                                   "PrimaryAddress": [address or {"Country": "US"}]})
+        if not account:
+            return party
         site = party["PrimaryAddress"][0]["AddressId"]
         return self.create_account(party["PartyId"], name, site)
 
@@ -216,6 +223,32 @@ class OracleState:
         self.applications.append(app)
         return app
 
+    def credit_memo_applications(self, account_number: str) -> list[dict]:
+        """The account's ``creditMemoApplications``: each application of one of its credit memos
+        to a transaction's installment (reference 2.2; a memo's refund is not one of them)."""
+        memos = {str(m["CustomerTransactionId"]): m for m in self.memos.values()
+                 if str(m["BillToCustomerNumber"]) == str(account_number)}
+        return [{"ApplicationId": app["ApplicationId"], "CreditMemoId": app["SourceId"],
+                 "CreditMemoNumber": memos[str(app["SourceId"])]["TransactionNumber"],
+                 "ApplicationAmount": app["ApplicationAmount"],
+                 "ApplicationDate": app["ApplicationDate"],
+                 "ReferenceTransactionId": app["ReferenceTransactionId"],
+                 "ReferenceTransactionNumber": app["ReferenceTransactionNumber"],
+                 "ReferenceInstallmentId": app["ReferenceInstallmentId"]}
+                for app in self.applications
+                if app["Kind"] == "credit_memo" and str(app.get("SourceId")) in memos]
+
+    def account_balance(self, account_number: str) -> Decimal:
+        """What the account owes: open invoice balances less on-account credit (memos'
+        unapplied balances, negative) less receipts' unapplied amounts."""
+        owed = sum((i["InvoiceBalanceAmount"] for i in self.invoices.values()
+                    if str(i["BillToCustomerNumber"]) == str(account_number)), Decimal(0))
+        credit = sum((m["TransactionBalanceDue"] for m in self.memos.values()
+                      if str(m["BillToCustomerNumber"]) == str(account_number)), Decimal(0))
+        unapplied = sum((r["UnappliedAmount"] for r in self.receipts.values()
+                         if str(r.get("CustomerAccountNumber")) == str(account_number)), Decimal(0))
+        return owed + credit - unapplied
+
     def documents(self) -> list[dict]:
         """Every booked document in one read-out shape (the fields each kind names differently)."""
         out = []
@@ -225,6 +258,14 @@ class OracleState:
                                              {"type": "Standard Receipt"})):
             for record in records.values():
                 out.append({"kind": kind, **{key: record.get(name) for key, name in names.items()}, **fixed})
+        for app in self.applications:
+            if app["Kind"] == "refund":  # the refund of an on-account credit memo
+                out.append({"kind": "refund_payment", "external_ref": app["Comments"],
+                            "id": app["ApplicationId"], "type": "On-Account Credit Memo Refund",
+                            "amount": app["ApplicationAmount"], "balance": 0, "currency": app["Currency"],
+                            "status": "Applied", "customer": app["BillToCustomerNumber"],
+                            "credit_memo": app["CreditMemoNumber"],
+                            "payment_request": app["ApplicationReferenceNumber"]})
         return out
 
     def automatch(self) -> int:

@@ -16,7 +16,7 @@ CHILDREN = {
                                "receivablesCreditMemoDistributions")),
     "standardReceipts": ("StandardReceiptId", ("remittanceReferences",)),
     "accounts": ("PartyNumber", ("PrimaryAddress",)),
-    "receivablesCustomerAccountActivities": ("AccountId", ()),
+    "receivablesCustomerAccountActivities": ("AccountId", ("creditMemoApplications",)),
     "accountCombinationsLOV": ("_CODE_COMBINATION_ID", ()),
     "receiptMethods": ("ReceiptMethodId", ()),
 }
@@ -30,6 +30,7 @@ CHILD_KEYS = {"receivablesInvoiceLines": "CustomerTransactionLineId",
               "receivablesCreditMemoLines": "CustomerTransactionLineId",
               "receivablesCreditMemoDistributions": "DistributionId",
               "remittanceReferences": "RemittanceReferenceId", "PrimaryAddress": "AddressNumber",
+              "creditMemoApplications": "ApplicationId",
               "receivablesInvoiceLineTaxLines": "TaxLineId",
               "receivablesCreditMemoLineTaxLines": "TaxLineId"}
 _LISTS = {"receivablesInvoiceLines", "receivablesInvoiceDistributions", "receivablesCreditMemoLines",

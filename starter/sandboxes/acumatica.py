@@ -11,7 +11,7 @@ from starter.sandboxes import SERVICE_ITEMS, ErpDoc, ok
 
 CLIENT_ID = "3A5D2C61-0000-4C1F-9E11-7D0F00000001@Company"
 KINDS = {"Invoice": "invoice", "Credit Memo": "credit_memo", "Sales Order": "invoice",
-         "Payment": "receipt"}
+         "Payment": "receipt", "Refund": "refund_payment"}
 
 
 class AcumaticaSandbox:

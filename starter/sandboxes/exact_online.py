@@ -25,7 +25,8 @@ REDIRECT_URI = "http://127.0.0.1:8765/callback"
 BANK_JOURNAL = "20"
 GL = {"product": "8000", "shipping": "8100", "fee": "8200", "adjustment": "8300",
       "rounding": "8900"}
-KINDS = {"invoice": "invoice", "credit_note": "credit_memo", "receipt": "receipt"}
+KINDS = {"invoice": "invoice", "credit_note": "credit_memo", "receipt": "receipt",
+         "refund": "refund_payment"}
 
 
 class ExactOnlineSandbox:

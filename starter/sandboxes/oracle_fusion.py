@@ -38,6 +38,7 @@ class OracleFusionSandbox:
                     "token_url": f"{url}/oauth2/v1/token", "business_unit": BUSINESS_UNIT,
                     "account_template": "01-{cost_center}-{account}-000-000",
                     "default_cost_center": "000", "remittance_bank_account_number": BANK_ACCOUNT,
+                    "refund_payment_method": "CLEARING",  # refunds the processor already paid
                     **options}
         credentials = ({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET} if auth == "oauth2"
                        else {"username": USERNAME, "password": PASSWORD})

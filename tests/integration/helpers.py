@@ -102,7 +102,8 @@ async def settled(stack: Stack, conn, timeout: float = 90):
     try:
         return await eventually(check, timeout=timeout)
     except AssertionError:
-        raise AssertionError((await books(stack, conn)).rows()) from None
+        rec = await books(stack, conn)
+        raise AssertionError([d.message for d in rec.differences]) from None
 
 
 async def wait_order_state(stack: Stack, connection_id: str, order_id, state: str = "posted",

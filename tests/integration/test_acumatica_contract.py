@@ -10,8 +10,9 @@ import pytest
 from connectors.acumatica import AcumaticaCredentials, AcumaticaErp, AcumaticaSettings
 from connectors.auth import MemoryTokenStore
 from connectors.base import post_document
-from connectors.documents import DocumentLine, DocumentTax, ErpDocument, ReceiptDocument
-from connectors.errors import ConfigurationError, MappingMissing, Unavailable
+from connectors.documents import (DocumentLine, DocumentTax, ErpDocument, ReceiptDocument,
+                                  RefundPaymentDocument)
+from connectors.errors import ConfigurationError, MappingMissing, Rejected, Unavailable
 from connectors.model import Address, Customer, ErpDocumentRef
 from sandbox import acumatica as acumatica_sandbox
 from sandbox.server import LocalCA, serving
@@ -262,5 +263,99 @@ async def test_receipt_whose_response_was_lost_is_found_and_released(erp_server,
         assert (found.number, found.created) == (draft["number"], False)
         assert [d["status"] for d in by_type(app, "Payment")] == ["Closed"]
         assert by_type(app, "Invoice")[0]["status"] == "Closed"
+    finally:
+        await erp.aclose()
+
+
+def cash_back(credit: ErpDocumentRef, customer: str, amount: str = "12.34") -> RefundPaymentDocument:
+    return RefundPaymentDocument(
+        external_ref="WC-1-R9-P", order_number="1001", store_order_id="1", refund_id="9",
+        currency="EUR", date=date(2026, 3, 2), customer_key=customer, amount=D(amount),
+        payment_method="CARD", reference="ch_3PqXyZ", description="Refund 9 paid back",
+        applies_to=credit)
+
+
+async def test_refund_of_a_paid_invoice_is_paid_back_and_the_credit_closes(erp_server, ca):
+    """Invoice paid, then refunded: the credit memo stays open as the customer's credit until
+    the Refund applied to it closes it; the customer's balance ends at zero."""
+    served, app = erp_server
+    erp = connector(served.url, ca, cash_accounts={"EUR": "10250"})
+    try:
+        cust = await erp.upsert_customer(ANN, "WC-C5")
+        inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+        await post_document(erp, receipt(inv, cust.number))
+        credit = await post_document(erp, memo(inv, cust.number))
+        balance = {c["customer_id"]: D(c["balance"]) for c in app.state.acumatica.customers()}
+        assert balance[cust.number] == D("-12.34")  # the open memo: a credit on the account
+        paid_back = await post_document(erp, cash_back(credit, cust.number))
+        assert (paid_back.kind, paid_back.doc_type, paid_back.total) == (
+            "refund_payment", "Refund", D("12.34"))
+        [refund] = by_type(app, "Refund")
+        assert (refund["external_ref"], refund["status"], refund["amount"], refund["balance"]) == (
+            "WC-1-R9-P", "Closed", "12.34", "0.00")
+        assert credit.number in str(refund["applications"])  # applied to the memo
+        [closed] = by_type(app, "Credit Memo")
+        assert (closed["status"], D(closed["balance"])) == ("Closed", 0)
+        balance = {c["customer_id"]: D(c["balance"]) for c in app.state.acumatica.customers()}
+        assert balance[cust.number] == 0
+        again = await post_document(erp, cash_back(credit, cust.number))
+        assert (again.number, again.created) == (paid_back.number, False)  # found, not re-paid
+        assert len(by_type(app, "Refund")) == 1
+    finally:
+        await erp.aclose()
+
+
+async def test_refund_above_the_memos_credit_is_refused_naming_the_manual_step(erp_server, ca):
+    """A memo applied to an unpaid invoice holds no credit: Acumatica refuses a Refund on it
+    and nothing is saved; the error names the manual refund."""
+    served, app = erp_server
+    erp = connector(served.url, ca, cash_accounts={"EUR": "10250"})
+    try:
+        cust = await erp.upsert_customer(ANN, "WC-C5")
+        inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+        credit = await post_document(erp, memo(inv, cust.number))  # applied to the open invoice
+        with pytest.raises(Rejected) as err:
+            await erp.create_refund_payment(cash_back(credit, cust.number))
+        assert "Resolution" in str(err.value) and "WC-1-R9-P" in str(err.value)
+        assert by_type(app, "Refund") == []
+    finally:
+        await erp.aclose()
+
+
+async def test_memo_credit_is_what_its_open_invoice_did_not_take(erp_server, ca):
+    """The credit a memo holds for its cash-back (its Balance): none when it settled an unpaid
+    invoice (a refund before the payment), the rest when the invoice owed less than the
+    refund; a Refund of that rest closes it and the customer owes nothing."""
+    served, app = erp_server
+    erp = connector(served.url, ca, cash_accounts={"EUR": "10250"})
+    try:
+        cust = await erp.upsert_customer(ANN, "WC-C5")
+        inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+        credit = await post_document(erp, memo(inv, cust.number))  # applied: invoice unpaid
+        assert await erp.refund_credit(credit) == 0
+        other = await post_document(erp, invoice(cust.number, "WC-2"), look_up_first=False)
+        await post_document(erp, receipt(other, cust.number, external_ref="WC-2-P1",
+                                         amount=D("95.00")))  # 7.84 left open
+        part = await post_document(erp, memo(other, cust.number).model_copy(
+            update={"external_ref": "WC-2-R9"}))
+        assert await erp.refund_credit(part) == D("4.50")  # 12.34 less the 7.84 it settled
+        await post_document(erp, cash_back(part, cust.number, "4.50").model_copy(
+            update={"external_ref": "WC-2-R9-P"}))
+        assert await erp.refund_credit(part) == 0
+        balance = {c["customer_id"]: D(c["balance"]) for c in app.state.acumatica.customers()}
+        assert balance[cust.number] == D("102.84") - D("12.34")  # the first invoice's rest
+    finally:
+        await erp.aclose()
+
+
+async def test_unreleased_memo_takes_no_refund_and_the_message_says_release_it(erp_server, ca):
+    served, app = erp_server
+    erp = connector(served.url, ca, cash_accounts={"EUR": "10250"}, release_documents=False)
+    try:
+        credit = ErpDocumentRef(system="acumatica", kind="credit_memo", doc_type="Credit Memo",
+                                number="CRM000001", external_ref="WC-1-R9")
+        with pytest.raises(Rejected) as err:
+            await erp.create_refund_payment(cash_back(credit, "C000001"))
+        assert "release credit memo CRM000001" in str(err.value)
     finally:
         await erp.aclose()

@@ -11,7 +11,8 @@ import pytest
 from connectors import exact_online as eo
 from connectors.auth import MemoryTokenStore
 from connectors.base import post_document
-from connectors.documents import DocumentLine, DocumentTax, ErpDocument, ReceiptDocument
+from connectors.documents import (DocumentLine, DocumentTax, ErpDocument, ReceiptDocument,
+                                  RefundPaymentDocument)
 from connectors.errors import MappingMissing
 from connectors.model import Address, Customer
 from sandbox import exact_online as sandbox
@@ -151,5 +152,85 @@ async def test_429_names_the_reset(server, ca):
         with pytest.raises(eo.RateLimited) as err:
             await erp.find_document("invoice", "WC-1")
         assert 5 < err.value.retry_after <= 7
+    finally:
+        await erp.aclose()
+
+
+async def test_refund_of_a_paid_invoice_is_paid_out_and_matched_with_the_credit_note(server, ca):
+    """Invoice paid, then refunded: the credit note is outstanding (the customer's credit) until
+    a bank line paying the money out, matched with it by OurRef, brings the account to zero."""
+    served, control, _ = server
+    erp = await connector(served, control, ca, division=777001)
+    try:
+        cust = await erp.upsert_customer(ANN, "WC-C5")
+        inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+        await post_document(erp, ReceiptDocument(
+            external_ref="WC-1001-P1", order_number="1001", store_order_id="1001",
+            payment_id="1", currency="EUR", date=date(2026, 3, 1), customer_key=cust.number,
+            amount=D("114.94"), payment_method="20", reference="pi_123", applies_to=inv))
+        credit = await post_document(erp, ErpDocument(
+            kind="credit_memo", external_ref="WC-1001-R9", order_number="1001",
+            store_order_id="1001", currency="EUR", date=date(2026, 3, 2),
+            customer_key=cust.number, applies_to=inv,
+            lines=[DocumentLine(item_id="ADJUSTMENT", kind="adjustment", quantity=D(1),
+                                unit_price=D("12.34"), amount=D("12.34"), gl_account="8000")]))
+        [account] = (await control.get("/_sandbox/balances")).json()
+        assert D(str(account["balance"])) == D("-12.34")
+        doc = RefundPaymentDocument(
+            external_ref="WC-1001-R9-P", order_number="1001", store_order_id="1001",
+            refund_id="9", currency="EUR", date=date(2026, 3, 2), customer_key=cust.number,
+            amount=D("12.34"), payment_method="20", reference="pi_123", applies_to=credit)
+        paid_back = await post_document(erp, doc)
+        assert (paid_back.kind, paid_back.total) == ("refund_payment", D("12.34"))
+        docs = {d["your_ref"]: d for d in (await control.get("/_sandbox/documents")).json()}
+        out = docs["WC-1001-R9-P"]
+        assert (out["type"], D(str(out["amount"])), out["our_ref"]) == (
+            "refund", D("-12.34"), int(credit.number))
+        assert D(str(docs["WC-1001-R9"]["open"])) == 0 and D(str(docs["WC-1001"]["open"])) == 0
+        [account] = (await control.get("/_sandbox/balances")).json()
+        assert D(str(account["balance"])) == 0
+        again = await post_document(erp, doc)
+        assert (again.created, again.number, again.kind) == (False, paid_back.number,
+                                                             "refund_payment")
+        assert len([d for d in (await control.get("/_sandbox/documents")).json()
+                    if d["type"] == "refund"]) == 1
+    finally:
+        await erp.aclose()
+
+
+def note(inv, customer: str, refund_id: str, amount: str) -> ErpDocument:
+    return ErpDocument(
+        kind="credit_memo", external_ref=f"WC-1001-R{refund_id}", order_number="1001",
+        store_order_id="1001", currency="EUR", date=date(2026, 3, 2), customer_key=customer,
+        applies_to=inv, lines=[DocumentLine(item_id="ADJUSTMENT", kind="adjustment",
+                                            quantity=D(1), unit_price=D(amount),
+                                            amount=D(amount), gl_account="8000")])
+
+
+async def test_credit_note_credit_is_what_the_orders_open_invoice_leaves(server, ca):
+    """Exact keeps a credit note and its invoice outstanding side by side: the note holds no
+    credit while the order's invoice still owes it (a refund before the payment), and only
+    the order's net credit once cash paid part of the invoice (read/financial/ReceivablesList)."""
+    served, control, _ = server
+    erp = await connector(served, control, ca, division=777001)
+    try:
+        cust = await erp.upsert_customer(ANN, "WC-C5")
+        inv = await post_document(erp, invoice(cust.number), look_up_first=False)  # 114.94
+        first = await post_document(erp, note(inv, cust.number, "8", "10.00"))
+        assert await erp.refund_credit(first) == 0  # unpaid: it only lowers what is owed
+        await post_document(erp, ReceiptDocument(
+            external_ref="WC-1001-P1", order_number="1001", store_order_id="1001",
+            payment_id="1", currency="EUR", date=date(2026, 3, 1), customer_key=cust.number,
+            amount=D("100.00"), payment_method="20", reference="pi_123", applies_to=inv))
+        assert await erp.refund_credit(first) == 0  # 14.94 owed still takes all of it
+        second = await post_document(erp, note(inv, cust.number, "9", "12.34"))
+        assert await erp.refund_credit(second) == D("7.40")  # 12.34 less the 4.94 still owed
+        await post_document(erp, RefundPaymentDocument(
+            external_ref="WC-1001-R9-P", order_number="1001", store_order_id="1001",
+            refund_id="9", currency="EUR", date=date(2026, 3, 2), customer_key=cust.number,
+            amount=D("7.40"), payment_method="20", reference="pi_123", applies_to=second))
+        assert await erp.refund_credit(second) == 0
+        [account] = (await control.get("/_sandbox/balances")).json()
+        assert D(str(account["balance"])) == 0
     finally:
         await erp.aclose()

@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import Client
 
 from activities.messages import OrderEvent
-from activities.poll import WATERMARK
+from activities.poll import POLLED
 from connections.store import ConnectionStore, Database
 from connections.vault import Vault
 from connectors import http as http_plumbing
@@ -132,14 +132,13 @@ async def test_audit_shows_every_step_of_every_run_without_personal_data(stack):
     assert "delivery-1" in by_what["received"][0].detail
     assert len(by_what["fetched"]) == 2
     [invoice] = await wait_documents(stack, f"WC-{order_id}")
-    first, second = by_what["posted"]
+    # The second run starts from the order's ledger rows: nothing booked is posted again.
+    [first] = by_what["posted"]
     assert invoice["number"] in first.detail and "already in the ERP" not in first.detail
-    assert invoice["number"] in second.detail and "already in the ERP" in second.detail
     # The lost commit: the customer's first try (a local activity) failed, an activity took over.
     [first_try] = [e for e in by_what["retrying"] if e.extra["activity"] == "upsert_customer"]
     assert "first try failed" in first_try.detail and "handed to an activity" in first_try.detail
-    assert by_what["customer"][0].at >= first_try.at
-    assert "matched" in by_what["customer"][1].detail
+    assert by_what["customer"][0].at >= first_try.at and len(by_what["customer"]) == 1
     assert any(r["id"] and str(r["id"]) in e.detail for e in by_what["credit_memo"])
     ledger_kinds = {e.extra["kind"] for e in by_what["ledger"]}
     assert {"order", "customer", "invoice", "credit_memo"} <= ledger_kinds
@@ -181,7 +180,7 @@ async def test_metrics_endpoint_has_sdk_and_business_metrics(metrics_stack):
     third = await place_order(stack)
     await posted(stack, conn.id, "invoice", third["id"])
     stamp = (datetime.now(timezone.utc) - timedelta(seconds=90)).isoformat()
-    stack.store.set_watermark(conn.id, WATERMARK, stamp)
+    stack.store.set_watermark(conn.id, POLLED, stamp)
     record_freshness(stack.client.service_client.config.runtime.metric_meter, stack.store)
 
     async def scrape():

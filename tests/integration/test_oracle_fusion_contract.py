@@ -10,8 +10,9 @@ import pytest
 
 from connectors.auth import MemoryTokenStore
 from connectors.base import post_document
-from connectors.documents import DocumentLine, DocumentTax, ErpDocument, ReceiptDocument
-from connectors.errors import RateLimited
+from connectors.documents import (DocumentLine, DocumentTax, ErpDocument, ReceiptDocument,
+                                  RefundPaymentDocument)
+from connectors.errors import RateLimited, Rejected
 from connectors.model import Address, Customer
 from connectors.oracle_fusion import open_connector
 from sandbox.server import LocalCA, serving
@@ -173,3 +174,123 @@ async def test_a_memo_or_receipt_costs_one_batch_and_its_application(pod):
     docs = await books(control)
     assert docs["WC-1"]["balance"] == 0 and docs["WC-1-R1"]["balance"] == 0
     assert docs["WC-1-P1"]["balance"] == 0
+
+
+def cash_back(credit, customer: str, amount: str = "32.47") -> RefundPaymentDocument:
+    return RefundPaymentDocument(
+        external_ref="WC-1-R9-P", order_number="1001", store_order_id="1", refund_id="9",
+        currency="USD", date=date(2026, 3, 2), customer_key=customer, amount=D(amount),
+        payment_method="Credit Card", reference="ch_123", applies_to=credit)
+
+
+async def test_refund_of_a_paid_invoice_refunds_the_on_account_credit(pod):
+    """Invoice paid, then refunded: the memo stays on account (nothing open to apply it to)
+    until createOnAccountCreditMemoRefund pays it back; the account's balance ends at zero."""
+    erp, control = pod
+    cust = await erp.upsert_customer(ANN, "WC-C5")
+    inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+    await post_document(erp, ReceiptDocument(
+        external_ref="WC-1-P1", order_number="1001", store_order_id="1", payment_id="1",
+        currency="USD", date=date(2026, 3, 1), customer_key=cust.number, amount=D("102.84"),
+        payment_method="Credit Card", reference="ch_123", applies_to=inv))
+    memo = ErpDocument(kind="credit_memo", external_ref="WC-1-R9", order_number="1001",
+                       store_order_id="1", currency="USD", date=date(2026, 3, 2),
+                       customer_key=cust.number, applies_to=inv,
+                       lines=[line("HOODIE-M", "product", "1", "30.00", "30.00", "2.47", "4000")],
+                       taxes=[DocumentTax(tax_code="CA-STD", taxable_amount=D("30"),
+                                          amount=D("2.47"))])
+    credit = await post_document(erp, memo)
+    assert (await books(control))["WC-1-R9"]["balance"] == D("-32.47")  # on account
+    [account] = await ADAPTER.customers(control, str(control.base_url))
+    assert D(str(account["balance"])) == D("-32.47")
+    assert await erp.find_document("refund_payment", "WC-1-R9-P") is None  # not refunded yet
+
+    paid_back = await post_document(erp, cash_back(credit, cust.number))
+    assert (paid_back.kind, paid_back.total, paid_back.created) == ("refund_payment", D("32.47"),
+                                                                    True)
+    docs = await books(control)
+    assert docs["WC-1-R9"]["balance"] == 0
+    refund = docs["WC-1-R9-P"]
+    assert (refund["kind"], refund["amount"], refund["credit_memo"]) == (
+        "refund_payment", D("32.47"), "WC-1-R9")
+    [account] = await ADAPTER.customers(control, str(control.base_url))
+    assert D(str(account["balance"])) == 0
+    again = await post_document(erp, cash_back(credit, cust.number))
+    assert again.created is False  # found through its memo, not refunded twice
+    assert len([d for d in docs.values() if d["kind"] == "refund_payment"]) == 1
+    assert len([d for d in (await books(control)).values()
+                if d["kind"] == "refund_payment"]) == 1
+
+
+async def test_refund_above_the_memos_credit_is_refused_naming_the_manual_step(pod):
+    erp, control = pod
+    cust = await erp.upsert_customer(ANN, "WC-C5")
+    inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+    credit = await post_document(erp, four_off(cust, inv, line(
+        "ADJUSTMENT", "adjustment", "1", "4.00", "4.00", "0", "4300")))  # applied: invoice open
+    with pytest.raises(Rejected) as err:
+        await erp.create_refund_payment(cash_back(credit, cust.number, "4.00"))
+    assert "Resolution" in str(err.value) and "unapplied" in str(err.value)
+    assert [d for d in (await books(control)).values() if d["kind"] == "refund_payment"] == []
+
+
+async def test_a_memo_applied_in_full_to_an_unpaid_invoice_holds_no_credit_and_is_no_refund(pod):
+    """A refund before the payment: the memo settles the open invoice, nothing is left on
+    account, and its applications tell it apart from a refunded memo (both show nothing
+    unapplied)."""
+    erp, control = pod
+    cust = await erp.upsert_customer(ANN, "WC-C5")
+    inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+    credit = await post_document(erp, four_off(cust, inv, line(
+        "ADJUSTMENT", "adjustment", "1", "4.00", "4.00", "0", "4300")))
+    assert (await books(control))["WC-1-R1"]["balance"] == 0
+    assert await erp.refund_credit(credit) == 0
+    assert await erp.find_document("refund_payment", "WC-1-R1-P") is None
+
+
+async def test_a_memo_larger_than_the_open_invoice_pays_back_only_its_rest(pod):
+    """Invoice 102.84 of which 100.00 paid; a 32.47 refund settles the 2.84 still open and
+    holds 29.63 on account: that is what is paid back, and found again as such."""
+    erp, control = pod
+    cust = await erp.upsert_customer(ANN, "WC-C5")
+    inv = await post_document(erp, invoice(cust.number), look_up_first=False)
+    await post_document(erp, ReceiptDocument(
+        external_ref="WC-1-P1", order_number="1001", store_order_id="1", payment_id="1",
+        currency="USD", date=date(2026, 3, 1), customer_key=cust.number, amount=D("100.00"),
+        payment_method="Credit Card", reference="ch_123", applies_to=inv))
+    memo = ErpDocument(kind="credit_memo", external_ref="WC-1-R9", order_number="1001",
+                       store_order_id="1", currency="USD", date=date(2026, 3, 2),
+                       customer_key=cust.number, applies_to=inv,
+                       lines=[line("HOODIE-M", "product", "1", "30.00", "30.00", "2.47", "4000")],
+                       taxes=[DocumentTax(tax_code="CA-STD", taxable_amount=D("30"),
+                                          amount=D("2.47"))])
+    credit = await post_document(erp, memo)
+    assert await erp.refund_credit(credit) == D("29.63")
+    assert await erp.find_document("refund_payment", "WC-1-R9-P") is None
+    paid_back = await post_document(erp, cash_back(credit, cust.number, "29.63"))
+    assert (paid_back.total, paid_back.created) == (D("29.63"), True)
+    assert await erp.refund_credit(credit) == 0
+    found = await erp.find_document("refund_payment", "WC-1-R9-P")
+    assert (found.total, found.created) == (D("29.63"), False)
+    [account] = await ADAPTER.customers(control, str(control.base_url))
+    assert D(str(account["balance"])) == 0
+
+
+async def test_without_a_refund_payment_method_the_cash_back_parks_naming_the_manual_step(pod, ca):
+    """Oracle refunds a memo only through Payables, which would pay the buyer again: with no
+    payment method named for it, nothing is sent and the error names the manual refund."""
+    erp, control = pod
+    settings, credentials = ADAPTER.connection(str(control.base_url), str(ca.ca_file),
+                                               refund_payment_method="")
+    bare = open_connector(settings, credentials, tokens=MemoryTokenStore())
+    try:
+        cust = await bare.upsert_customer(ANN, "WC-C5")
+        inv = await post_document(bare, invoice(cust.number), look_up_first=False)
+        credit = await post_document(bare, four_off(cust, inv, line(
+            "ADJUSTMENT", "adjustment", "1", "4.00", "4.00", "0", "4300")))
+        with pytest.raises(Rejected) as err:
+            await bare.create_refund_payment(cash_back(credit, cust.number, "4.00"))
+        assert "Payables" in str(err.value) and "refund_payment_method" in err.value.resolution
+        assert [d for d in (await books(control)).values() if d["kind"] == "refund_payment"] == []
+    finally:
+        await bare.aclose()

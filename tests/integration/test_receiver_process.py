@@ -6,6 +6,7 @@ that frees the connection; and every line the process writes, uvicorn's own incl
 redacted JSON without a traceback."""
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import http.client
 import json
@@ -21,15 +22,18 @@ from pathlib import Path
 
 import pytest
 
-from connections.config import WEBHOOK_SECRET, Connection
+from connections.config import STORE_CREDENTIALS, WEBHOOK_SECRET, Connection
 from connections.store import ConnectionStore, Database
 from connections.vault import Keyring, Vault
+from connectors.bigcommerce import SECRET_HEADER, secret_header_value, standard_signature
 from connectors.woocommerce import webhook_signature
+from starter.receiver import MAX_BODY
 from starter.stack import temporal_binary
 from tests.plaintext import REGISTRY
 from workflows.search_attributes import dev_server_args
 
 SECRET = "receiver-process-secret"
+BC_CLIENT_SECRET = "receiver-process-client-secret"
 ML_CONNECTOR = Path(sys.executable).parent / "ml-connector"
 BODY_TIMEOUT = 1.0
 
@@ -85,6 +89,9 @@ def receiver(tmp_path, temporal_port) -> Iterator[tuple[int, Path]]:
     store = ConnectionStore(Database(env["ML_CONNECTOR_DB"]), Vault(Keyring.load(tmp_path / "keys.json")))
     store.save_connection(Connection(id="shop", store_system="woocommerce", store={}, erp_system="acumatica", erp={}))
     store.put_secret("shop", WEBHOOK_SECRET, SECRET)
+    store.save_connection(Connection(id="bc", store_system="bigcommerce", store={}, erp_system="acumatica", erp={}))
+    store.put_secret("bc", WEBHOOK_SECRET, SECRET)
+    store.put_secret("bc", STORE_CREDENTIALS, {"client_secret": BC_CLIENT_SECRET})
     REGISTRY.harvest(store)
     store.db.close()
     port, stderr = free_port(), tmp_path / "receiver.stderr"
@@ -234,3 +241,94 @@ def test_uvicorn_own_lines_go_through_the_redacting_logger(receiver):
                                if "Invalid HTTP request" in l), None), what="uvicorn's warning", timeout=10)
     assert line["logger"] == "uvicorn.error" and line["level"] == "warning"
     assert "leaked-token" not in stderr.read_text()
+
+
+# --- big orders -------------------------------------------------------------------------
+def big_order(order_id: int, lines: int = 10_000) -> bytes:
+    """A WooCommerce order webhook body as the store sends it: the whole order (≈3.2 MB)."""
+    return json.dumps({
+        "id": order_id, "parent_id": 0, "status": "processing", "currency": "EUR",
+        "order_key": f"wc_order_{order_id}", "total": "123456.00",
+        "billing": {"first_name": "Ada", "email": "ada@example.com", "address_1": "Main 1"},
+        "line_items": [{"id": i, "name": f"Mug \"{i}\" [blue]", "product_id": 100 + i, "variation_id": 0,
+                        "quantity": 1, "tax_class": "", "subtotal": "12.35", "subtotal_tax": "2.35",
+                        "total": "12.35", "total_tax": "2.35", "sku": f"MUG-{i:05d}", "price": 12.35,
+                        "taxes": [{"id": 1, "total": "2.35", "subtotal": "2.35"}],
+                        "meta_data": [{"id": i, "key": "_reduced_stock", "value": "1"}]}
+                       for i in range(lines)],
+        "tax_lines": [], "shipping_lines": [], "refunds": [], "meta_data": []}).encode()
+
+
+def bigcommerce_delivery(order_id: int, padding: int = 0) -> tuple[bytes, dict[str, str]]:
+    """BigCommerce's (lightweight) order hook, signed both ways; ``padding`` array entries
+    make it as large as a store might send one."""
+    data: dict = {"type": "order", "id": order_id}
+    if padding:
+        data["lines"] = [{"sku": f"MUG-{i:05d}", "quantity": 1, "note": "x" * 280} for i in range(padding)]
+    body = json.dumps({"scope": "store/order/updated", "store_id": "1001", "data": data,
+                       "hash": f"h{order_id}", "created_at": int(time.time()),
+                       "producer": "stores/abc"}).encode()
+    wid, ts = f"msg_{order_id}", str(int(time.time()))
+    return body, {"Content-Type": "application/json", SECRET_HEADER: secret_header_value(SECRET),
+                  "webhook-id": wid, "webhook-timestamp": ts,
+                  "webhook-signature": "v1," + standard_signature(BC_CLIENT_SECRET, wid, ts, body)}
+
+
+def post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", path, body, headers)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def started(temporal_port: DevServer, workflow_id: str) -> bool:
+    async def describe() -> bool:
+        from temporalio.client import Client
+        client = await Client.connect(f"127.0.0.1:{temporal_port.port}")
+        return (await client.get_workflow_handle(workflow_id).describe()).id == workflow_id
+    return asyncio.run(describe())
+
+
+def test_a_10000_line_order_is_accepted_from_each_store_and_its_workflow_started(receiver, temporal_port):
+    port, stderr = receiver
+    temporal_port.start()
+    body = big_order(7001)
+    assert len(body) > 3_000_000
+    _, headers = order_delivery(7001, body)
+    status, answer = _wait(lambda: (r := post(port, "/webhooks/shop/woocommerce", body, headers))[0] != 503 and r,
+                           what="the receiver's answer")
+    assert status == 200 and answer["message"] == "accepted", answer
+    assert started(temporal_port, answer["workflow_id"])
+    for order_id, padding in ((7002, 0), (7003, 10_000)):
+        bc_body, bc_headers = bigcommerce_delivery(order_id, padding)
+        status, answer = post(port, "/webhooks/bc/bigcommerce", bc_body, bc_headers)
+        assert status == 200 and answer["message"] == "accepted", answer
+        assert started(temporal_port, answer["workflow_id"])
+    tampered = body.replace(b'"MUG-09999"', b'"MUG-99999"')
+    assert post(port, "/webhooks/shop/woocommerce", tampered, headers)[0] == 401
+    assert "Traceback" not in stderr.read_text()
+
+
+def test_a_delivery_over_the_cap_is_413(receiver):
+    port, _ = receiver
+    body = big_order(7004, lines=int(MAX_BODY / 320) + 2000)
+    assert len(body) > MAX_BODY
+    _, headers = order_delivery(7004, body)
+    for declared in (True, False):  # with its length, and chunked (no length declared)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            if declared:
+                conn.request("POST", "/webhooks/shop/woocommerce", body, headers)
+            else:
+                conn.request("POST", "/webhooks/shop/woocommerce",
+                             (body[i:i + 65536] for i in range(0, len(body), 65536)),
+                             headers, encode_chunked=True)
+            resp = conn.getresponse()
+            assert resp.status == 413, resp.read()[:200]
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the sender finished: the 413 is asserted in the other pass
+        finally:
+            conn.close()

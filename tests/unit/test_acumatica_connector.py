@@ -131,8 +131,9 @@ class FakeAcumatica:
                 rec = (rec or {}).get(part)
             return rec
         match = any if " or " in query.get("$filter", "") else all
-        rows = [c for c in self.customers.values()
-                if match(field(c, f) == val for f, val in self.conditions(query))]
+        rows = [c for c in self.customers.values()  # text compares case-insensitively
+                if match(str(field(c, f) or "").casefold() == val.casefold()
+                         for f, val in self.conditions(query))]
         return httpx.Response(200, content=to_json([wrap(r) for r in rows]))
 
     def customer_put(self, body: dict) -> httpx.Response:
@@ -596,37 +597,39 @@ async def test_new_customer_survives_a_lost_response() -> None:
                        "AccountRef": "WC-C42", "CustomerClass": "WEB"}
 
 
-async def test_match_by_email_updates_only_what_changed() -> None:
+async def test_a_customer_the_merchant_made_is_never_written_to() -> None:
+    """A customer with the buyer's e-mail is not ours, nor is one whose AccountRef carries our
+    external id: "own" creates ours beside them; "email" books to the e-mail's, untouched."""
     fake = FakeAcumatica()
-    address = {"AddressLine1": "1 Main St", "City": "Springfield", "State": "IL",
-               "PostalCode": "62701", "Country": "US"}
     fake.customers["JOHNGOOD"] = {
-        "id": "g-1", "CustomerID": "JOHNGOOD", "CustomerName": "Pat O'Brien",
-        "MainContact": {"Email": "o'brien@example.com", "FirstName": "Pat", "LastName": "O'Brien",
-                        "Phone1": "555-0199", "Address": address}}
-    ref = await erp_for(fake).upsert_customer(buyer(), "WC-C42")
-    assert (ref.number, ref.id, ref.created) == ("JOHNGOOD", "g-1", False)
-    assert [v(p) for p in fake.puts] == [{"CustomerID": "JOHNGOOD",
-                                          "MainContact": {"Phone1": "555-0100"},
-                                          "AccountRef": "WC-C42"}]
+        "id": "g-1", "CustomerID": "JOHNGOOD", "CustomerName": "John Good Ltd",
+        "MainContact": {"Email": "O'Brien@Example.com", "Phone1": "555-0199"}}
+    fake.customers["TAGGED"] = {"id": "g-2", "CustomerID": "TAGGED", "CustomerName": "Tagged",
+                                "AccountRef": "WC-C42", "MainContact": {"Email": "t@example.com"}}
+    merchants = json.loads(json.dumps(fake.customers))
+    linked = await erp_for(fake).upsert_customer(buyer(), "WC-C42", match="email")
+    assert (linked.number, linked.id, linked.created) == ("JOHNGOOD", "g-1", False)
+    assert fake.puts == []
     lookups = [unquote(r.url.query.decode()) for r in fake.requests
                if r.url.path.endswith("/Customer") and r.method == "GET"]
     assert len(lookups) == 1  # one look-up for both matches
-    assert ("$filter=AccountRef eq 'WC-C42' or MainContact/Email eq 'o''brien@example.com'"
-            in lookups[0])
-    assert await erp_for(fake).upsert_customer(buyer(), "WC-C42") == ref
-    assert len(fake.puts) == 1  # matched by AccountRef now, nothing changed
+    assert (f"$filter=CustomerID eq '{customer_id_for('WC-C42')}' or MainContact/Email eq "
+            "'o''brien@example.com'" in lookups[0])
+    own = await erp_for(fake).upsert_customer(buyer(), "WC-C42")
+    assert (own.number, own.created) == (customer_id_for("WC-C42"), True)
+    assert {k: fake.customers[k] for k in merchants} == merchants
 
 
-async def test_the_account_ref_match_wins_over_an_email_match() -> None:
+async def test_ours_wins_over_an_email_match_and_takes_only_what_changed() -> None:
     fake = FakeAcumatica()
+    first = await erp_for(fake).upsert_customer(buyer(), "WC-GABC")  # a guest checkout
     fake.customers["OTHER"] = {"id": "g-0", "CustomerID": "OTHER", "CustomerName": "Pat O'Brien",
                                "MainContact": {"Email": "o'brien@example.com"}}
-    fake.customers["OURS"] = {"id": "g-1", "CustomerID": "OURS", "CustomerName": "Pat O'Brien",
-                              "AccountRef": "WC-C42", "MainContact": {"Email": "pat@old.example"}}
-    ref = await erp_for(fake).upsert_customer(buyer(), "WC-C42")
-    assert (ref.number, ref.created) == ("OURS", False)
-    assert all(v(p)["CustomerID"] == "OURS" for p in fake.puts)
+    ref = await erp_for(fake).upsert_customer(buyer(phone="555-0111"), "WC-C42",
+                                              aliases=["WC-GABC"], match="email")
+    assert (ref.number, ref.created) == (first.number, False)
+    assert [v(p) for p in fake.puts[1:]] == [{"CustomerID": first.number,
+                                              "MainContact": {"Phone1": "555-0111"}}]
 
 
 # --- catalog and health ----------------------------------------------------------------------

@@ -22,10 +22,16 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.interceptors import BusinessMetrics
-from activities.poll import WATERMARK
+from activities.poll import POLLED
 from activities.webhooks import STATE as WEBHOOK_STATE
 from sandbox.server import free_port
-from starter.metrics import metrics_runtime, parse_exposition, record_freshness
+from connections import error_history
+from connections.config import Connection
+from connections.store import ConnectionStore, Database
+from connections.vault import Keyring, Vault, new_key
+from connections.reconciliations import save_reconciliation
+from starter.metrics import (metrics_runtime, parse_exposition, record_error_history,
+                             record_freshness, record_reconciliation)
 from starter.stack import temporal_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,11 +194,30 @@ class BrokenTask:
 
 
 def store_with(connection_id: str) -> SimpleNamespace:
-    """The two things the store-kept gauges read: the poll watermark and the hook state."""
-    marks = {WATERMARK: (datetime.now(timezone.utc) - timedelta(minutes=3)).isoformat(),
+    """What the store-kept gauges read: the poll watermark, the hook state, the health."""
+    marks = {POLLED: (datetime.now(timezone.utc) - timedelta(minutes=3)).isoformat(),
              WEBHOOK_STATE: json.dumps({"polling_mode": True, "reason": "hook disabled"})}
     return SimpleNamespace(list_connections=lambda: [SimpleNamespace(id=connection_id)],
-                           get_watermark=lambda cid, name: marks.get(name))
+                           get_watermark=lambda cid, name: marks.get(name),
+                           connection_health=lambda cid: {"state": "needs_consent"})
+
+
+def store_with_history(connection_id: str) -> ConnectionStore:
+    """A real store (in memory) with an order parked, one retrying and one failed episode
+    resolved by a replay: what the error history's gauges read."""
+    store = ConnectionStore(Database(":memory:"), Vault(Keyring([new_key("alerts")])))
+    store.save_connection(Connection(id=connection_id, store_system="woocommerce",
+                                     store={"base_url": "https://s/"}, erp_system="acumatica",
+                                     erp={"instance_url": "https://e"}))
+    store.ledger_mark(connection_id, "order", "1", "parked", error="unknown SKU")
+    error_history.order_state_changed(store, connection_id, "1", "parked", message="unknown SKU")
+    error_history.step_failed(store, connection_id, "2", step="post_invoice", message="503")
+    error_history.order_state_changed(store, connection_id, "3", "failed", message="422")
+    error_history.record_action(store, connection_id, "replay", order_ids=["3"], actor="ops")
+    error_history.order_state_changed(store, connection_id, "3", "posted")
+    save_reconciliation(store, connection_id, {"ok": False},
+                        [{"kind": "missing", "reference": "WC-4", "amount": "10.00"}])
+    return store
 
 
 async def scrape(url: str) -> str:
@@ -219,6 +244,9 @@ async def endpoint_samples():
     figures.external_requests({"acumatica": 2, "woocommerce": 1})
     figures.posting_latency(42.0)
     record_freshness(runtime.metric_meter, store_with("alerts"))  # freshness, polling mode
+    history = store_with_history("alerts")
+    record_error_history(runtime.metric_meter, history)  # the error history
+    record_reconciliation(runtime.metric_meter, history)  # the last reconciliation's drift
     # The SDK's own, from a worker whose client carries the runtime (as worker.py's does).
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(), ui=False, runtime=runtime,
@@ -260,6 +288,25 @@ def test_the_store_kept_gauges_carry_the_connection(endpoint_samples):
     [polling] = [s for s in endpoint_samples if s.name == "ml_polling_mode"
                  and s.labels.get("connection") == "alerts"]
     assert polling.value == 1
+    [consent] = [s for s in endpoint_samples if s.name == "ml_connection_needs_consent"
+                 and s.labels.get("connection") == "alerts"]
+    assert consent.value == 1
     [fresh] = [s for s in endpoint_samples if s.name == "ml_sync_freshness_seconds"
                and s.labels.get("connection") == "alerts"]
     assert 170 <= fresh.value < 600
+
+
+def test_the_error_history_gauges_carry_connection_kind_and_resolution(endpoint_samples):
+    def value(name: str, **labels: str) -> float:
+        [sample] = [s for s in endpoint_samples if s.name == name
+                    and all(s.labels.get(k) == v for k, v in labels.items())]
+        return sample.value
+
+    assert value("ml_error_episodes_open", connection="alerts", kind="parked") == 1
+    assert value("ml_error_episodes_open", connection="alerts", kind="retrying") == 1
+    assert value("ml_error_episodes_open", connection="alerts", kind="failed") == 0
+    assert value("ml_error_episode_oldest_open_seconds", connection="alerts", kind="failed") == 0
+    assert value("ml_error_episodes_resolved", connection="alerts", kind="failed",
+                 resolution="replay") == 1
+    assert value("ml_parked_orders", connection="alerts") == 1
+    assert value("ml_failed_orders", connection="alerts") == 0

@@ -295,3 +295,11 @@ async def test_update_webhook_translates_canonical_fields():
     with pytest.raises(ValueError):
         await shop.update_webhook("7", status="sleeping")
     await shop.aclose()
+
+
+async def test_newest_order_created_at_is_the_stores_newest_order(live):
+    app, admin, shop = live
+    assert await shop.newest_order_created_at() is None  # no orders yet: a 204
+    ids = [str((await _order(admin))["id"]) for _ in range(2)]
+    newest = max([await shop.get_order(i) for i in ids], key=lambda o: (o.created_at, int(o.store_id)))
+    assert await shop.newest_order_created_at() == newest.created_at

@@ -17,7 +17,7 @@ def run(tmp_path, *args: str, env: dict | None = None) -> subprocess.CompletedPr
 
 ADD = ["connections", "add", "shop", "--store-url", "https://shop.example/", "--store-key", "ck_1",
        "--erp-url", "https://erp.example", "--erp-client-id", "id@T", "--erp-username", "api",
-       "--tax", "US-CA-TAX-1=CATAX"]
+       "--tax", "US-CA-TAX-1=CATAX", "--no-schedules"]  # no Temporal in these tests
 SECRETS = {"ML_STORE_SECRET": "cs_topsecret", "ML_ERP_CLIENT_SECRET": "erp_topsecret",
            "ML_ERP_PASSWORD": "pw_topsecret"}
 
@@ -36,7 +36,7 @@ def test_add_list_show_never_prints_secrets(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["connections", "show", "nope"], "no connection named 'nope'"),
-    (ADD[:-2] + ["--tax", "oops"], "--tax must look like KEY=VALUE"),
+    (ADD[:-3] + ["--tax", "oops"], "--tax must look like KEY=VALUE"),
     (["connections", "add", "Bad Name!"] + ADD[3:], "id: String should match pattern"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
@@ -58,14 +58,16 @@ def test_map_gl_rule_payment_and_status(tmp_path):
     shown = run(tmp_path, "connections", "show", "shop").stdout
     assert '"gl_account": "4010"' in shown and '"stripe": "CARD"' in shown
     status = run(tmp_path, "status")
-    assert status.returncode == 0 and "health: ok" in status.stdout and "never polled" in status.stdout
+    # Never "ok" by default: nothing checked yet, and no schedules or no Temporal: attention.
+    assert status.returncode == 1 and "health: never checked" in status.stdout, status.stdout
+    assert "never polled" in status.stdout and "Traceback" not in status.stderr
     bad = run(tmp_path, "connections", "map", "shop", "--gl-rule", "sku=X")
     assert bad.returncode == 2 and "names no account" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_add_other_pairs_and_name_the_missing_setting(tmp_path):
     exact = run(tmp_path, "connections", "add", "eu", "--store", "bigcommerce", "--store-hash", "abc123",
-                "--erp", "exact_online", "--erp-client-id", "app-1", "--erp-setting", "region=BE",
+                "--erp", "exact_online", "--erp-client-id", "app-1", "--erp-setting", "region=BE", "--no-schedules",
                 env={"ML_STORE_TOKEN": "bc_tok_secret", "ML_ERP_CLIENT_SECRET": "ex_secret"})
     assert exact.returncode == 0, exact.stderr
     assert "connections authorize eu" in exact.stdout
@@ -106,3 +108,20 @@ def test_guest_customer_and_receipts_are_the_merchants_choice(tmp_path):
     assert '"post_receipts": true' in shown and '"guest_customer": "WEBGUEST"' in shown
     bad = run(tmp_path, "connections", "map", "shop", "--receipts", "maybe")
     assert bad.returncode == 2 and "--receipts" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_set_changes_settings_without_secrets_and_add_warns_of_a_twin(tmp_path):
+    assert run(tmp_path, *ADD, env=SECRETS).returncode == 0
+    twin = run(tmp_path, "connections", "add", "shop2", *ADD[3:], env=SECRETS)
+    assert twin.returncode == 0, twin.stderr
+    assert "connection shop already reads this store" in twin.stderr
+    assert "connections set shop2 always_look_up=true" in twin.stderr
+    changed = run(tmp_path, "connections", "set", "shop", "--default-payment", "CARD",
+                  "erp.release_documents=false", "rounding_tolerance=0.10")  # no secrets given
+    assert changed.returncode == 0, changed.stderr
+    shown = run(tmp_path, "connections", "show", "shop").stdout
+    assert '"default_payment_method": "CARD"' in shown and '"release_documents": false' in shown
+    assert '"rounding_tolerance": "0.10"' in shown
+    bad = run(tmp_path, "connections", "set", "shop", "colour=blue")
+    assert bad.returncode == 2 and "unknown setting 'colour'" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -165,7 +165,8 @@ def run_cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "ML_CONNECTOR_HOME": str(tmp_path), "ML_STORE_SECRET": "cs_topsecret",
            "ML_ERP_CLIENT_SECRET": "erp_topsecret", "ML_ERP_PASSWORD": "pw_topsecret"}
     env.pop("ML_CONNECTOR_MASTER_KEYS", None)
-    return subprocess.run([str(CLI), "connections", "add", "shop", *args], capture_output=True,
+    return subprocess.run([str(CLI), "connections", "add", "shop", "--no-schedules", *args],
+                          capture_output=True,
                           text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
 
 

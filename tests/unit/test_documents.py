@@ -262,3 +262,39 @@ def test_receipt_the_erp_currency_cannot_hold_parks():
     o.payments[0].amount = D("73.00")
     assert build_receipt(o, o.payments[0], "C1", INVOICE,
                          MAP.model_copy(update={"default_payment_method": "X"})).amount == D("73")
+
+
+# --- a refund's cash-back ----------------------------------------------------------------
+
+from connectors.documents import build_refund_payment  # noqa: E402
+
+MEMO = ErpDocumentRef(system="acumatica", kind="credit_memo", doc_type="Credit Memo",
+                      number="CRM000001", external_ref="WC-727-R900")
+PAID = MAP.model_copy(update={"payment_methods": {"stripe": "CARD"}})
+
+
+def test_refund_is_paid_back_through_the_orders_payment_method_applied_to_its_memo():
+    refund = Refund(store_id="900", created_at=datetime(2026, 3, 5, 9, tzinfo=LOCAL),
+                    amount=D("32.48"))
+    o = order(refunds=[refund], payments=[Payment(store_id="1", amount=D("108.26"),
+                                                  method="stripe", reference="ch_1")])
+    doc = build_refund_payment(o, refund, "C1", MEMO, PAID)
+    assert (doc.kind, doc.external_ref, doc.amount, doc.currency) == (
+        "refund_payment", "WC-727-R900-P", D("32.48"), "EUR")
+    assert (doc.payment_method, doc.reference, doc.applies_to) == ("CARD", "ch_1", MEMO)
+    assert doc.date == refund.created_at.date() and isinstance(doc.amount, D)
+
+
+def test_refund_payment_with_an_unmapped_method_parks_naming_the_fix():
+    refund = Refund(store_id="900", created_at=datetime(2026, 3, 5, tzinfo=LOCAL), amount=D("5"))
+    o = order(refunds=[refund], payments=[Payment(store_id="1", amount=D("108.26"), method="paypal")])
+    with pytest.raises(MappingMissing, match="--payment paypal"):
+        build_refund_payment(o, refund, "C1", MEMO, PAID)
+
+
+def test_refund_payment_the_erp_currency_cannot_hold_parks():
+    refund = Refund(store_id="900", created_at=datetime(2026, 3, 5, tzinfo=LOCAL), amount=D("72.95"))
+    o = one_line("JPY", "73", "0", "73", refunds=[refund],
+                 payments=[Payment(store_id="9", amount=D("73"), method="stripe")])
+    with pytest.raises(TotalsMismatch, match="72.95 JPY"):
+        build_refund_payment(o, refund, "C1", MEMO, PAID)

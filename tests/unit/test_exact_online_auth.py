@@ -33,8 +33,8 @@ class ConsentStore(MemoryTokenStore):
 
 
 @pytest.fixture
-def app():
-    return sandbox.create_app(client_id=CLIENT_ID, client_secret=SECRET)
+def app():  # strict: a used refresh token has no grace window
+    return sandbox.create_app(client_id=CLIENT_ID, client_secret=SECRET, refresh_grace_seconds=0)
 
 
 def control(app) -> httpx.AsyncClient:

@@ -4,6 +4,10 @@ nothing secret printed."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -12,10 +16,13 @@ import pytest
 from activities.runtime import StoreTokenStore
 from connections.config import ERP_CREDENTIALS, Connection
 from connections.store import ConnectionStore, Database
-from connections.vault import Vault
+from connections.vault import Keyring, Vault
 from sandbox import exact_online as sandbox
 from sandbox.server import free_port
 from starter.authorize import AuthorizationError, authorize, code_from, redirect_uri_for
+from tests.conftest import HISTORY_KEYS
+
+CLI = Path(sys.executable).parent / "ml-connector"
 
 CLIENT_ID, SECRET = "9a8b7c6d-0000-4000-8000-000000000001", "sandbox-secret"
 HOST = "https://exact.test"
@@ -44,14 +51,19 @@ def assert_no_secret(lines: list[str], *secrets: str) -> None:
         assert secret not in text
 
 
+async def browse(transport, said: list[str]) -> str:
+    """What the user's browser is sent to after consenting at the printed address."""
+    async with httpx.AsyncClient(transport=transport, base_url=HOST) as exact:
+        return (await exact.get(said[0].split()[-1])).headers["location"]
+
+
 async def test_pasted_code_is_exchanged_saved_and_clears_the_consent_state(app, store):
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=HOST) as c:
-        code = (await c.post("/_sandbox/authorize",
-                             json={"redirect_uri": "http://127.0.0.1:8765/callback"})).json()["code"]
     said: list[str] = []
-    await authorize(store, "nl", code=f"http://127.0.0.1:8765/callback?code={code}&state=x",
-                    say=said.append, transport=transport)
+    await authorize(store, "nl", say=said.append, transport=transport)  # prints the address
+    pasted = await browse(transport, said)
+    code = parse_qs(urlsplit(pasted).query)["code"][0]
+    await authorize(store, "nl", code=pasted, say=said.append, transport=transport)
     tokens = await StoreTokenStore(store, "nl").load()
     assert tokens is not None and store.connection_health("nl")["state"] == "ok"
     assert "/api/oauth2/auth?client_id=" in said[0] and "response_type=code" in said[0]
@@ -92,8 +104,37 @@ async def test_without_code_or_port_only_the_url_is_printed(store):
     assert query["redirect_uri"] == ["http://127.0.0.1:8765/callback"] and "state" in query
 
 
+async def test_a_pasted_address_of_another_request_is_refused(app, store):
+    transport = httpx.ASGITransport(app=app)
+    said: list[str] = []
+    await authorize(store, "nl", say=said.append, transport=transport)
+    forged = (await browse(transport, said)).replace("state=", "state=forged")
+    with pytest.raises(AuthorizationError, match="state differs"):
+        await authorize(store, "nl", code=forged, say=said.append, transport=transport)
+    assert await StoreTokenStore(store, "nl").load() is None
+    assert store.connection_health("nl")["state"] == StoreTokenStore.NEEDS_CONSENT
+    assert (await stats(app))["token_requests"] == 0  # refused before any code was spent
+
+
+async def test_a_request_is_answered_once_and_a_code_needs_one(app, store):
+    transport = httpx.ASGITransport(app=app)
+    with pytest.raises(AuthorizationError, match="first"):  # nothing was started
+        await authorize(store, "nl", code="abc", say=lambda _: None, transport=transport)
+    said: list[str] = []
+    await authorize(store, "nl", say=said.append, transport=transport)
+    pasted = await browse(transport, said)
+    await authorize(store, "nl", code=pasted, say=said.append, transport=transport)
+    with pytest.raises(AuthorizationError, match="first"):  # the same address again
+        await authorize(store, "nl", code=pasted, say=said.append, transport=transport)
+
+
+async def stats(app) -> dict:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=HOST) as c:
+        return (await c.get("/_sandbox/stats")).json()
+
+
 def test_helpers():
-    assert code_from("  abc  ") == "abc"
+    assert code_from("  abc  ", "s") == "abc"
     assert code_from("http://127.0.0.1:1/cb?code=xyz&state=s", "s") == "xyz"
     with pytest.raises(AuthorizationError):
         code_from("http://127.0.0.1:1/cb?code=xyz&state=other", "s")
@@ -105,3 +146,32 @@ async def test_other_erps_have_nothing_to_authorize(store):
                                      erp_system="acumatica", erp={}))
     with pytest.raises(AuthorizationError, match="nothing to authorize"):
         await authorize(store, "acu", code="x", say=lambda _: None)
+
+
+def test_the_cli_refuses_a_pasted_address_of_another_request_in_one_line(tmp_path):
+    """As a user runs it: the first run prints the address, the second pastes a redirect
+    whose state is not that request's and is refused with one line, no traceback."""
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    s = ConnectionStore(Database(db), Vault(Keyring.load(HISTORY_KEYS)))
+    s.save_connection(Connection(id="nl", store_system="woocommerce", store={},
+                                 erp_system="exact_online",
+                                 erp={"base_url": HOST, "redirect_uri": "http://127.0.0.1:8765/callback"}))
+    s.put_secret("nl", ERP_CREDENTIALS, {"client_id": CLIENT_ID, "client_secret": SECRET})
+    s.db.close()
+    env = {**os.environ, "ML_CONNECTOR_HOME": str(tmp_path), "ML_CONNECTOR_DB": db,
+           "ML_CONNECTOR_KEY_FILE": str(HISTORY_KEYS)}
+    env.pop("ML_CONNECTOR_MASTER_KEYS", None)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(CLI), "connections", "authorize", "nl", *args],
+                              capture_output=True, text=True, env=env,
+                              stdin=subprocess.DEVNULL, timeout=60)
+
+    started = cli()
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.split()[started.stdout.split().index("access:") + 1]
+    assert "state=" in url
+    refused = cli("--code", "http://127.0.0.1:8765/callback?code=abc&state=forged")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert "state differs" in refused.stderr

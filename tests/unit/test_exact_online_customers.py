@@ -83,17 +83,41 @@ async def test_matched_account_gets_name_address_email_and_phone_merged(app, erp
     assert await erp.upsert_customer(moved, "WC-C5") and puts(app) == 1  # nothing new: no PUT
 
 
-async def test_account_matched_by_email_is_tagged_and_found_again_after_an_email_change(
-        app, erp, control):
+async def test_an_account_the_merchant_made_is_never_written_to(app, erp, control):
+    """Neither a prospect with the buyer's e-mail (any case) nor one carrying our tag in its
+    Remarks is ours: each stays as it was, and the buyer gets an account of its own. With the
+    "email" policy a customer account with the e-mail is booked to, untouched."""
     await control.post("/_sandbox/seed", json={"accounts": [
-        {"Code": "400", "Name": "Ann B.", "Email": "ann@example.com", "Remarks": "VIP"}]})
-    first = await erp.upsert_customer(ANN, "WC-C5")
+        {"Code": "400", "Name": "Ann B.", "Email": "ANN@Example.com", "Status": "P",
+         "Remarks": "VIP"},
+        {"Code": "401", "Name": "Supplier Ann", "Email": "ann@example.com", "Status": "A",
+         "IsSupplier": True},
+        {"Code": "402", "Name": "Tagged", "Email": "x@example.com", "Status": "C",
+         "Remarks": "[ml-connector WC-C5]"}]})
+    before = {a["Code"]: a for a in await accounts(control)}
+    other = await erp.upsert_customer(ANN.model_copy(update={"store_id": "6"}), "WC-C6",
+                                      match="email")  # a prospect and a supplier: no customers
+    own = await erp.upsert_customer(ANN, "WC-C5")  # "own": never another's account
+    assert other.created and own.created and other.id != own.id and puts(app) == 0
+    await control.post("/_sandbox/seed", json={"accounts": [
+        {"Code": "403", "Name": "ACME", "Email": "Pat@ACME.example", "Status": "C",
+         "Phone": "+1 555 0100"}]})
+    acme = next(a for a in await accounts(control) if a["Code"].strip() == "403")
+    pat = ANN.model_copy(update={"store_id": "7", "email": "pat@acme.example"})
+    linked = await erp.upsert_customer(pat, "WC-C7", match="email")
+    assert (linked.id, linked.created) == (acme["ID"], False) and puts(app) == 0
+    after = {a["Code"]: a for a in await accounts(control)}
+    assert all(after[code] == account for code, account in before.items())
+    assert after[acme["Code"]] == acme
+
+
+async def test_a_registered_buyer_finds_the_account_its_guest_checkout_made(app, erp, control):
+    guest = await erp.upsert_customer(ANN.model_copy(update={"store_id": None}), "WC-GABC")
+    registered = await erp.upsert_customer(ANN, "WC-C5", aliases=["WC-GABC"])
+    assert registered.id == guest.id and not registered.created
     [account] = await accounts(control)
-    assert account["Remarks"] == "VIP\n[ml-connector WC-C5]" and first.id == account["ID"]
-    changed = ANN.model_copy(update={"email": "ann@elsewhere.example"})
-    second = await erp.upsert_customer(changed, "WC-C5")
-    assert second.id == first.id and len(await accounts(control)) == 1
-    assert (await erp.get_customer("WC-C5")).email == "ann@elsewhere.example"
+    assert account["Remarks"] == "[ml-connector WC-GABC]\n[ml-connector WC-C5]"
+    assert (await erp.get_customer("WC-C5")).email == "ann@example.com"
 
 
 async def test_modified_accounts_with_an_external_id_since_a_watermark(app, erp, control):
@@ -155,18 +179,18 @@ def test_shipment_of_a_delivery_of_two_orders_is_one_per_order():
 
 
 async def test_one_look_up_finds_our_account_before_one_with_the_email(app, erp, control):
-    """Code, Remarks tag and e-mail go in one ``or`` filter; an account of ours wins over an
-    account that only shares the e-mail, whatever order Exact returns them in."""
+    """Our code and the e-mail go in one ``or`` filter; our account wins over an account that
+    only shares the e-mail, whatever order Exact returns them in."""
+    ours = await erp.upsert_customer(ANN, "WC-C5")
     await control.post("/_sandbox/seed", json={"accounts": [
-        {"Code": "400", "Name": "Ann B.", "Email": "ann.new@example.com"},
-        {"Code": "401", "Name": "Ann Buyer", "Email": "ann@old.example",
-         "Remarks": "[ml-connector WC-C5]"}]})
+        {"Code": "400", "Name": "Ann B.", "Email": "ann.new@example.com", "Status": "C"}]})
     reads = app.state.exact.stats["by_route"]
     before = reads.get("GET crm/Accounts", 0)
-    ref = await erp.upsert_customer(ANN.model_copy(update={"email": "ann.new@example.com"}), "WC-C5")
+    ref = await erp.upsert_customer(ANN.model_copy(update={"email": "ann.new@example.com"}),
+                                    "WC-C5", match="email")
     assert reads["GET crm/Accounts"] - before == 1
-    ours = next(a for a in await accounts(control) if a["Code"].strip() == "401")
-    assert (ref.id, ref.created) == (ours["ID"], False) and ours["Email"] == "ann.new@example.com"
+    mine = next(a for a in await accounts(control) if a["ID"] == ours.id)
+    assert (ref.id, ref.created) == (ours.id, False) and mine["Email"] == "ann.new@example.com"
     fresh = await erp.upsert_customer(ANN.model_copy(update={"email": "new@example.com",
                                                              "store_id": "6"}), "WC-C6")
     assert fresh.created and reads["GET crm/Accounts"] - before == 2

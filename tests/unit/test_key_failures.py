@@ -18,7 +18,8 @@ from starter.stack import start_temporal_server
 
 CLI = Path(sys.executable).with_name("ml-connector")
 ADD = ["connections", "add", "shop", "--store-url", "https://shop.example/", "--store-key", "ck_1",
-       "--erp-url", "https://erp.example", "--erp-client-id", "id@T", "--erp-username", "api"]
+       "--erp-url", "https://erp.example", "--erp-client-id", "id@T", "--erp-username", "api",
+       "--no-schedules"]  # no Temporal in these tests
 SECRETS = {"ML_STORE_SECRET": "cs_topsecret", "ML_ERP_CLIENT_SECRET": "erp_topsecret",
            "ML_ERP_PASSWORD": "pw_topsecret"}
 GOOD_KEY = base64.b64encode(b"k" * 32).decode()

@@ -45,10 +45,11 @@ def test_customer_keys_as_before():
 def test_state_values_are_the_stored_strings():
     assert [s.value for s in DocumentState] == ["posting", "posted", "error"]
     # The order operators read them in (``ml-connector status``).
-    assert [s.value for s in OrderState] == ["posted", "parked", "failed", "awaiting_payment",
-                                             "not_billable", "received"]
+    assert [s.value for s in OrderState] == ["posted", "parked", "failed", "needs_attention",
+                                             "awaiting_payment", "not_billable", "received"]
     assert [k.value for k in LedgerKind] == ["order", "customer", "invoice", "credit_memo",
-                                             "receipt", "adjustment", "shipment", "customer_sync"]
+                                             "receipt", "adjustment", "refund_payment", "shipment",
+                                             "customer_sync"]
     assert OrderState.PARKED == "parked" and f"{OrderState.PARKED}" == "parked"
 
 
@@ -104,12 +105,18 @@ class FakeErp:
 
 
 async def post(ledger: Ledger, erp: FakeErp, key: LedgerKey, doc: Doc, *,
-               retrying: bool = False, build=None):
+               retrying: bool = False, build=None, new: bool | None = True):
+    """``new``: what the vouch answers (None: no vouch given)."""
+    async def vouch() -> bool:
+        erp.calls.append("vouch")
+        return bool(new)
+
     return await ledger.post(
         key, "1001", build=build or (lambda: doc),
         look_up=lambda d: erp.find_document(d.kind, d.external_ref),
         create=erp.create_document,
-        totals=lambda d: PostedTotals(net=d.total, total=d.total), retrying=retrying)
+        totals=lambda d: PostedTotals(net=d.total, total=d.total), retrying=retrying,
+        vouch_new=None if new is None else vouch)
 
 
 KEY = LedgerKey.invoice("1001")
@@ -119,7 +126,7 @@ DOC = Doc("invoice", "WC-1001")
 async def test_fresh_key_creates_without_look_up(store: ConnectionStore):
     ledger, erp = Ledger(store, "shop"), FakeErp()
     booking = await post(ledger, erp, KEY, DOC)
-    assert erp.calls == ["create WC-1001"]
+    assert erp.calls == ["vouch", "create WC-1001"]
     assert (booking.ref.number, booking.ref.created, booking.retried) == ("INV1", True, False)
     assert booking.totals.total == Decimal("10.00")
     row = ledger.get(KEY)
@@ -165,7 +172,7 @@ async def test_a_retry_without_a_row_looks_up_first(store: ConnectionStore):
     """The row's own write may be what was lost: a retry never trusts a missing row."""
     ledger, erp = Ledger(store, "shop"), FakeErp()
     await post(ledger, erp, KEY, DOC, retrying=True)
-    assert erp.calls == ["find WC-1001", "create WC-1001"]
+    assert erp.calls == ["find WC-1001", "create WC-1001"]  # the vouch is not even asked
 
 
 async def test_failure_is_recorded_and_the_next_attempt_looks_up(store: ConnectionStore):
@@ -191,3 +198,62 @@ async def test_a_refused_build_calls_nothing(store: ConnectionStore):
     assert erp.calls == []
     row = ledger.get(KEY)
     assert (row.state, row.last_error, row.attempts) == ("error", "Resolution: map SKU X", 0)
+
+
+# --- a fresh key the ledger cannot vouch for: looked up first ------------------------------
+
+async def test_a_fresh_key_not_vouched_new_finds_what_the_erp_holds(store: ConnectionStore):
+    """Booked before this ledger knew the store (another connection, a lost store database):
+    found, never created again, and not counted as this ledger's own retried attempt."""
+    ledger, erp = Ledger(store, "shop-again"), FakeErp()
+    erp.documents["WC-1001"] = ErpDocumentRef(system="fake", kind="invoice", number="INV7",
+                                              external_ref="WC-1001")
+    booking = await post(ledger, erp, KEY, DOC, new=False)
+    assert erp.calls == ["vouch", "find WC-1001"]
+    assert (booking.ref.number, booking.ref.created, booking.retried) == ("INV7", False, False)
+    row = ledger.get(KEY)
+    assert (row.state, row.erp_ref["number"]) == ("posted", "INV7")
+
+
+async def test_a_fresh_key_not_vouched_new_creates_when_nothing_is_found(store: ConnectionStore):
+    ledger, erp = Ledger(store, "shop"), FakeErp()
+    booking = await post(ledger, erp, KEY, DOC, new=False)
+    assert erp.calls == ["vouch", "find WC-1001", "create WC-1001"]
+    assert (booking.ref.created, booking.retried) == (True, False)
+
+
+async def test_without_a_vouch_every_fresh_key_looks_up(store: ConnectionStore):
+    ledger, erp = Ledger(store, "shop"), FakeErp()
+    await post(ledger, erp, KEY, DOC, new=None)
+    assert erp.calls == ["find WC-1001", "create WC-1001"]
+
+
+async def test_a_row_in_any_state_looks_up_without_asking_the_vouch(store: ConnectionStore):
+    ledger, erp = Ledger(store, "shop"), FakeErp()
+    ledger.mark(KEY, DocumentState.ERROR, order_number="1001", error="timeout")
+    await post(ledger, erp, KEY, DOC, new=True)
+    assert erp.calls == ["find WC-1001", "create WC-1001"]
+
+
+# --- the poll's skip rule: the store's own times only --------------------------------------
+
+def test_nothing_new_since_booked_compares_the_stores_times_only(store: ConnectionStore):
+    from datetime import datetime, timedelta, timezone
+
+    from connections.ledger import nothing_new_since_booked
+
+    ledger, key = Ledger(store, "shop"), LedgerKey.order("1001")
+    booked = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone(timedelta(hours=2)))
+    assert not nothing_new_since_booked(None, booked)
+    ledger.mark(key, OrderState.POSTED)  # written before the store's time was kept
+    assert not nothing_new_since_booked(ledger.get(key), booked)
+    ledger.mark(key, OrderState.POSTED, store_modified_at=booked)
+    row = ledger.get(key)
+    assert nothing_new_since_booked(row, booked)
+    assert nothing_new_since_booked(row, booked.astimezone(timezone.utc))  # same instant
+    assert nothing_new_since_booked(row, booked - timedelta(seconds=1))
+    assert not nothing_new_since_booked(row, booked + timedelta(seconds=1))
+    ledger.mark(key, OrderState.POSTED)  # a later write without it keeps the time booked
+    assert ledger.get(key).store_modified_at == row.store_modified_at
+    ledger.mark(key, OrderState.PARKED, store_modified_at=booked + timedelta(minutes=1))
+    assert not nothing_new_since_booked(ledger.get(key), booked)  # not posted: never skipped

@@ -87,7 +87,7 @@ def raising(exc):
 
 
 def invoice_input(paid_minutes_ago: float = 3):
-    return SimpleNamespace(connection_id="demo", order=SimpleNamespace(
+    return SimpleNamespace(connection_id="demo", snapshot=SimpleNamespace(
         # stamped now, not at import: the suite may run for minutes before this test
         paid_at=datetime.now(timezone.utc) - timedelta(minutes=paid_minutes_ago),
         created_at=datetime.now(timezone.utc) - timedelta(hours=1)))
@@ -196,7 +196,7 @@ def test_metrics_address_from_the_environment():
 
 
 def test_freshness_is_the_age_of_the_poll_watermark():
-    marks = {("demo", "orders_modified"): (NOW - timedelta(minutes=4)).isoformat()}
+    marks = {("demo", "orders_polled"): (NOW - timedelta(minutes=4)).isoformat()}
     store = SimpleNamespace(get_watermark=lambda cid, name: marks.get((cid, name)))
     assert 239 <= freshness_seconds(store, "demo", now=NOW) <= 241
     assert freshness_seconds(store, "never-polled") is None

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
+from connectors import http
 from connectors.auth import MemoryTokenStore, OAuth2Auth, TokenSet
 from connectors.errors import AuthFailed
 
@@ -193,3 +195,49 @@ def test_token_set_round_trips_through_its_secret_dict() -> None:
     original = tokens("access-xyz", "refresh-xyz")
     assert TokenSet.model_validate(original.to_secret_dict()) == original
     assert "-xyz" not in repr(original) and "-xyz" not in str(original)
+
+
+class LockRecordingStore(RecordingStore):
+    """Records when the cross-process refresh lock is taken and handed back."""
+
+    def __init__(self, events: list[str], tokens: TokenSet | None = None) -> None:
+        super().__init__(events, tokens)
+        self.held = False
+
+    @asynccontextmanager
+    async def _recording(self):
+        async with self._lock:
+            self.held = True
+            self.events.append("lock")
+            try:
+                yield
+            finally:
+                self.held = False
+                self.events.append("unlock")
+
+    def refresh_lock(self):
+        return self._recording()
+
+
+async def test_quota_slot_is_awaited_before_the_refresh_lock_is_taken() -> None:
+    """A token request waits for its quota slot like any ERP request, but not while holding
+    the refresh lock: however long the backlog ahead of it, the lock (a lease across
+    processes) covers only the token request and the save."""
+    idp = FakeIdentity()
+    idp.valid_refresh.add("refresh-0")
+    store = LockRecordingStore(idp.events, tokens("old", "refresh-0", expires_in=30))
+    client, _ = make(idp, store)
+
+    async def gate(system: str) -> None:
+        assert not store.held, "the refresh lock was held while waiting for a quota slot"
+        idp.events.append(f"slot:{system}")
+        await asyncio.sleep(0.05)  # a backlog of ERP requests ahead of this one
+
+    token = http.REQUEST_GATE.set(gate)
+    try:
+        responses = await asyncio.gather(*(client.get("Customer") for _ in range(5)))
+    finally:
+        http.REQUEST_GATE.reset(token)
+    assert {r.status_code for r in responses} == {200}
+    assert idp.grants == ["refresh_token"]  # one refresh for all five
+    assert idp.events[:4] == ["slot:oauth2", "lock", "save:access-1", "unlock"]

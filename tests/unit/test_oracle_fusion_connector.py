@@ -200,28 +200,38 @@ async def test_soap_fault_is_rejected_with_oracle_text():
     assert not isinstance(caught.value, Unavailable)
 
 
-async def test_customer_matched_by_external_id_then_email_then_name():
-    account = httpx.Response(200, json={"items": [{"AccountId": 7, "AccountNumber": "10007",
-                                                   "CustomerId": 300100012}], "count": 1,
-                                        "hasMore": False})
-    rec = Recorder({("GET", "accounts"): [
-        httpx.Response(200, content=fixture("accounts_by_name.json")),  # the three matches
-        httpx.Response(200, content=fixture("empty_collection.json"))],  # its addresses
-        ("GET", "receivablesCustomerAccountActivities"): account})
-    ann = Customer(store_id="5", email="ann@example.com", first_name="Ann", last_name="Buyer",
-                   billing=Address(country="US"))
-    ref = await erp(rec).upsert_customer(ann, "WC-C5")
-    assert rec.queries("accounts") == [
-        "SourceSystemReferenceValue='WC-C5' or EmailAddress='ann@example.com' or "
-        "OrganizationName='Ann Buyer'"]
-    # the first "Ann Buyer" has another e-mail: a different person; the second is taken
-    assert rec.queries("receivablesCustomerAccountActivities") == ["CustomerId='300100012'"]
-    assert (ref.kind, ref.number, ref.created) == ("customer", "10007", False)
-    assert rec.posts() == []
-    # the match takes the store's e-mail and, having none, the external id
-    assert rec.patches() == [("accounts/CDRM_300100012", {
-        "EmailAddress": "ann@example.com", "SourceSystem": "WEBSTORE",
-        "SourceSystemReferenceValue": "WC-C5"})]
+async def test_a_party_the_merchant_made_is_never_written_to_against_the_sandbox():
+    """Through the simulator (ASGI): parties with the buyer's name or e-mail (in another case)
+    are not ours. "own" creates ours beside them; "email" books to the one that already is a
+    customer, untouched, and never makes a prospect one."""
+    from sandbox import oracle_fusion as sandbox
+
+    app = sandbox.create_app()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as control:
+        await control.post("/_sandbox/customers", json=[
+            {"name": "Ann Buyer", "email": "", "phone": "555-0001"},
+            {"name": "Prospect Ann", "email": "ANN@example.com", "account": False}])
+        before = (await control.get("/_sandbox/parties")).json()
+        connector = open_connector({**SETTINGS}, CREDENTIALS, tokens=MemoryTokenStore(),
+                                   transport=transport)
+        ann = Customer(store_id="5", email="ann@example.com", first_name="Ann", last_name="Buyer",
+                       billing=Address(line1="1 Main St", city="Oakland", country="US"))
+        prospect = await connector.upsert_customer(ann, "WC-C5", match="email")
+        assert prospect.created  # the prospect stays one: ours is made
+        await control.post("/_sandbox/customers", json=[
+            {"name": "ACME", "email": "Pat@ACME.example"}])
+        [acme] = [a for a in (await control.get("/_sandbox/customers")).json()
+                  if a["CustomerName"] == "ACME"]
+        pat = ann.model_copy(update={"store_id": "6", "email": "pat@acme.example"})
+        linked = await connector.upsert_customer(pat, "WC-C6", match="email")
+        own = await connector.upsert_customer(pat, "WC-C7")
+        assert (linked.number, linked.created) == (acme["AccountNumber"], False)
+        assert own.created and own.number != linked.number
+        after = {p["PartyNumber"]: p for p in (await control.get("/_sandbox/parties")).json()}
+        assert all(after[p["PartyNumber"]] == p for p in before)
+        assert app.state.oracle.stats["by_route"].get("PATCH accounts", 0) == 0
+        await connector.aclose()
 
 
 def party(number: int, **fields) -> dict:
@@ -229,28 +239,32 @@ def party(number: int, **fields) -> dict:
             "EmailAddress": None, "SourceSystem": None, "SourceSystemReferenceValue": None, **fields}
 
 
-def test_the_party_with_the_external_id_wins_then_the_email_then_the_name():
-    rows = [party(1), party(2, EmailAddress="ann@example.com"),
+def test_only_a_party_with_our_source_reference_is_ours():
+    rows = [party(1), party(2, EmailAddress="Ann@Example.com"),
             party(3, SourceSystem="OTHER", SourceSystemReferenceValue="WC-C5", OrganizationName="X"),
-            party(4, SourceSystem="WEBSTORE", SourceSystemReferenceValue="WC-C5")]
-    def best(rows: list[dict]) -> int | None:
-        found = oracle.best_party(rows, "WEBSTORE", "WC-C5", "ann@example.com", "Ann Buyer")
-        return found[1]["PartyId"] if found else None
-    assert (best(rows), best(rows[:3]), best(rows[:1]), best(rows[2:3])) == (4, 2, 1, None)
-    assert best([party(5, EmailAddress="someone.else@example.com")]) is None
+            party(4, SourceSystem="WEBSTORE", SourceSystemReferenceValue="WC-GABC"),
+            party(5, SourceSystem="WEBSTORE", SourceSystemReferenceValue="WC-C5")]
+    def ours(rows: list[dict]) -> int | None:
+        found = oracle.owned_party(rows, "WEBSTORE", ["WC-C5", "WC-GABC"])
+        return found["PartyId"] if found else None
+    assert (ours(rows), ours(rows[:4]), ours(rows[:3])) == (5, 4, None)
+    assert [p["PartyId"] for p in oracle.parties_by_email(rows, "ann@example.COM")] == [2]
+    assert oracle.q_ours_or_email("WEBSTORE", ["WC-C5"], "o'b@x.com") == (
+        "(SourceSystem='WEBSTORE' and (SourceSystemReferenceValue='WC-C5')) or "
+        "UPPER(EmailAddress)='O''B@X.COM'")
 
 
-async def test_a_full_page_of_matches_asks_for_each_match_on_its_own():
-    page = {"items": [party(n, EmailAddress=f"x{n}@example.com") for n in range(25)],
+async def test_a_full_page_of_email_matches_asks_for_ours_on_its_own():
+    page = {"items": [party(n, EmailAddress="ann@example.com") for n in range(25)],
             "count": 25, "hasMore": True}
     ours = {"items": [party(99, SourceSystem="WEBSTORE", SourceSystemReferenceValue="WC-C5")],
             "count": 1, "hasMore": False}
     rec = Recorder({("GET", "accounts"): [httpx.Response(200, json=page),
                                           httpx.Response(200, json=ours)]})
-    ann = Customer(store_id="5", email="ann@example.com", first_name="Ann", last_name="Buyer")
-    found = await erp(rec)._find_party(ann, "WC-C5")
-    assert found["PartyId"] == 99
-    assert rec.queries("accounts")[1:] == ["SourceSystemReferenceValue='WC-C5'"]
+    rows = await erp(rec)._candidate_parties(["WC-C5"], "ann@example.com")
+    assert oracle.owned_party(rows, "WEBSTORE", ["WC-C5"])["PartyId"] == 99
+    assert rec.queries("accounts")[1:] == [
+        "SourceSystem='WEBSTORE' and (SourceSystemReferenceValue='WC-C5')"]
 
 
 async def test_line_without_gl_rule_parks_before_any_request():

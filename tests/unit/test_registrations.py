@@ -80,11 +80,12 @@ def test_the_names_on_the_wire_are_the_recorded_ones():
     not rename what the server sees."""
     assert {workflow._Definition.must_from_class(cls).name for cls in WORKFLOWS} == {
         "OrderSync", "OrderPoll", "Backfill", "CatalogPush", "WebhookHealth", "ShipmentSync",
-        "CustomerSync", "StoreCustomerChanged"}
+        "CustomerSync", "StoreCustomerChanged", "Reconcile"}
     assert workflow_type(OrderSync.run) == "OrderSync" and ORDER_EVENT_SIGNAL == "event"
     assert _names(worker_activities(Runtime(None))) == {
-        "fetch_order", "upsert_customer", "post_invoice", "post_credit_memo", "post_receipt",
-        "post_adjustment", "record_order_state", "poll_orders", "push_catalog", "check_webhooks",
-        "set_poll_cadence", "sync_shipments", "sync_store_customer", "sync_customers"}
+        "fetch_order", "load_order_state", "upsert_customer", "post_invoice", "post_credit_memo", "post_receipt",
+        "post_refund_payment", "post_adjustment", "record_order_state", "poll_orders", "push_catalog", "check_webhooks",
+        "set_poll_cadence", "sync_shipments", "sync_store_customer", "sync_customers",
+        "reconcile_connection"}
     assert ERP_STEP_NAMES == {"upsert_customer", "post_invoice", "post_credit_memo",
-                              "post_receipt", "post_adjustment"}
+                              "post_receipt", "post_refund_payment", "post_adjustment"}

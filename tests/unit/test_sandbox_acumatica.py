@@ -782,3 +782,46 @@ async def test_version_23_shipment_has_no_unlimited_packages(api):
     assert old == []
     bad = await api.get("/entity/Default/23.200.001/Shipment", params={"$filter": "UnlimitedPackages eq true"})
     assert bad.status_code == 400
+
+
+async def test_refund_applies_to_an_open_credit_memo_in_full_and_closes_it(app, api, anon):
+    """A Refund takes credit memos only (not invoices, not orders), within the memo's balance,
+    and is released only when applied in full; release closes the memo."""
+    await seed_payment_methods(anon)
+    memo = {"Type": w("Credit Memo"), "CustomerID": w("C1"), "ExternalRef": w("shop-1001-R1"),
+            "Details": [{"InventoryID": w("SHIPPING"), "Qty": w(1), "UnitPrice": w(Decimal("14.00"))}]}
+    number = (await put_invoice(api, memo)).json()["ReferenceNbr"]["value"]
+    await release(api, "Credit Memo", number)  # open: nothing to apply it to
+    invoice = await open_invoice(api)
+
+    def refund(amount: str, doc_type: str = "CRM", ref: str = number) -> dict:
+        return payment_body(Type=w("Refund"), PaymentAmount=w(Decimal(amount)),
+                            ExternalRef=w("shop-1001-R1-P"), DocumentsToApply=[
+                                {"DocType": w(doc_type), "ReferenceNbr": w(ref),
+                                 "AmountPaid": w(Decimal(amount))}])
+
+    to_invoice = await put_payment(api, refund("14.00", "Invoice", invoice))
+    assert to_invoice.status_code == 422 and "Doc. Type" in to_invoice.text
+    over = await put_payment(api, refund("15.00"))
+    assert over.status_code == 422 and "AmountPaid" in over.text
+    part = payment_body(Type=w("Refund"), PaymentAmount=w(Decimal("14.00")), DocumentsToApply=[
+        {"DocType": w("Credit Memo"), "ReferenceNbr": w(number), "AmountPaid": w(Decimal("4.00"))}])
+    saved = (await put_payment(api, part)).json()
+    refused = await api.post(f"{BASE}/Payment/ReleasePayment", json={"entity": {
+        "Type": w("Refund"), "ReferenceNbr": saved["ReferenceNbr"]}})
+    assert refused.status_code == 422 and "out of balance" in refused.text
+    await api.delete(f"{BASE}/Payment/{saved['id']}")
+
+    full = (await put_payment(api, refund("14.00"))).json()
+    started = await api.post(f"{BASE}/Payment/ReleasePayment", json={"entity": {
+        "Type": w("Refund"), "ReferenceNbr": full["ReferenceNbr"]}})
+    while (poll := await api.get(started.headers["Location"])).status_code == 202:
+        pass
+    assert poll.status_code == 204
+    state = app.state.acumatica
+    [closed] = state.documents("Credit Memo")
+    assert (closed["status"], closed["balance"]) == ("Closed", "0.00")
+    [paid_back] = state.documents("Refund")
+    assert (paid_back["status"], paid_back["amount"], paid_back["balance"]) == ("Closed", "14.00", "0.00")
+    balances = {c["customer_id"]: Decimal(c["balance"]) for c in state.customers()}
+    assert balances["C1"] == Decimal("48.00")  # the open invoice alone: the credit is paid out

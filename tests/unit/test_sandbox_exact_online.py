@@ -50,6 +50,7 @@ async def refresh(client, token: str) -> httpx.Response:
 
 
 async def test_tokens_rotate_and_a_used_refresh_token_is_refused(client):
+    await client.post("/_sandbox/settings", json={"refresh_grace_seconds": 0})  # strict mode
     t = await tokens(client)
     assert t["expires_in"] == "600" and t["token_type"] == "bearer"
     early = await refresh(client, t["refresh_token"])
@@ -62,6 +63,30 @@ async def test_tokens_rotate_and_a_used_refresh_token_is_refused(client):
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
     old = await client.get(f"{DIV}/crm/Accounts", params={"$select": "ID"}, headers=bearer(t))
     assert old.status_code == 401  # earlier access tokens of the chain stop working
+
+
+async def test_a_used_refresh_token_has_a_grace_window_until_its_successor_is_used(client):
+    t = await tokens(client)
+    await client.post("/_sandbox/clock", json={"advance": 575})
+    lost = (await refresh(client, t["refresh_token"])).json()  # answered, then never saved
+    again = await refresh(client, t["refresh_token"])  # inside the grace window
+    assert again.status_code == 200 and again.json()["refresh_token"] != lost["refresh_token"]
+    assert (await refresh(client, lost["refresh_token"])).status_code == 400  # the void set
+    ok = await client.get(f"{DIV}/crm/Accounts", params={"$select": "ID"}, headers=bearer(again.json()))
+    assert ok.status_code == 200  # the newest set is used: the first token loses its grace
+    gone = await refresh(client, t["refresh_token"])
+    assert gone.status_code == 400 and gone.json()["error"] == "invalid_grant"
+    stats = (await client.get("/_sandbox/stats")).json()
+    assert (stats["refresh_grace_used"], stats["refresh_reused"]) == (1, 2)
+
+
+async def test_the_grace_window_ends_after_its_seconds(client):
+    t = await tokens(client)
+    await client.post("/_sandbox/clock", json={"advance": 575})
+    assert (await refresh(client, t["refresh_token"])).status_code == 200
+    await client.post("/_sandbox/clock", json={"advance": 601})
+    late = await refresh(client, t["refresh_token"])
+    assert late.status_code == 400 and late.json()["error"] == "invalid_grant"
 
 
 async def test_codes_are_single_use_and_bound_to_the_redirect(client):

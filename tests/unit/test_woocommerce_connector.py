@@ -625,3 +625,16 @@ def test_parse_webhook_rejects_what_is_neither_ping_nor_delivery():
 def test_store_satisfies_the_storefront_protocol():
     wc = store(ok_order)
     assert isinstance(wc, Storefront) and wc.system == "woocommerce"
+
+
+async def test_newest_order_created_at_asks_for_one_order_newest_first():
+    answers = [[{"id": 9, "date_created": "2026-05-01T14:00:05",
+                 "date_created_gmt": "2026-05-01T12:00:05"}], []]
+    rec = Recorder(lambda request: httpx.Response(200, json=answers.pop(0)))
+    shop = store(rec)
+    assert await shop.newest_order_created_at() == datetime(2026, 5, 1, 12, 0, 5, tzinfo=UTC)
+    assert await shop.newest_order_created_at() is None  # a store without orders
+    params = rec.requests[0].url.params
+    assert (params["orderby"], params["order"], params["per_page"]) == ("date", "desc", "1")
+    assert len(rec.requests) == 2
+    await shop.aclose()

@@ -1,0 +1,157 @@
+"""A refund of a paid order, end to end (WooCommerce store, each ERP, real sockets): the credit
+document and the money paid back applied to it, so the customer's balance in the ERP ends at
+zero — no credit memo left open (Acumatica), no on-account credit (Oracle), no credit note
+outstanding (Exact) — and store and ERP agree to the cent. Driven by OrderSync itself
+(receipt, credit memo, then the refund's cash-back). And a zero-total order leaves no
+unreleased document behind."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from connectors.documents import ReceiptDocument
+from connectors.model import ErpDocumentRef
+from starter.sandboxes import ERPS
+from tests.integration.conftest import eventually
+from tests.integration.helpers import place_order, refund, wait_order_state
+from tests.integration.test_money_edges import place
+from workflows.order import order_workflow_id
+
+
+@pytest.fixture(params=ERPS)
+async def shop(request, stack_factory):
+    stack = await stack_factory(store_system="woocommerce", erp_system=request.param)
+    conn = await stack.add_connection(f"cb-{uuid.uuid4().hex[:8]}")
+    return stack, conn
+
+
+async def balances(stack) -> list[Decimal]:
+    """Every customer's open balance as the ERP itself adds it up."""
+    if stack.erp_system == "exact_online":
+        rows = await stack.control("erp", "/_sandbox/balances")
+    else:
+        rows = await stack.control("erp", "/_sandbox/customers")
+    return [Decimal(str(r["balance"])) for r in rows]
+
+
+async def test_refund_of_a_paid_order_is_paid_back_and_the_customer_owes_nothing(shop):
+    stack, conn = shop
+    order = await place_order(stack)
+    await wait_order_state(stack, conn.id, order["id"], "posted", timeout=90)
+    ref = f"{conn.mappings.document_prefix}{order['id']}"
+    back = await refund(stack, order, amount="10.00")
+    cash_back_ref = f"{ref}-R{back['id']}-P"
+
+    async def paid_back():  # booked: created, applied and released
+        row = stack.store.ledger_get(conn.id, "refund_payment", str(back["id"]))
+        return row if row is not None and row.state == "posted" else None
+
+    await eventually(paid_back, timeout=90)
+    docs = {d.external_ref: d for d in await stack.erp_documents()
+            if d.external_ref.startswith(ref)}
+    assert len(docs) == 4, sorted(docs)  # invoice, receipt, credit memo, cash-back: no more
+    total = Decimal(order["total"])
+    assert docs[ref].amount == total and docs[f"{ref}-R{back['id']}"].amount == Decimal("10.00")
+    [receipt] = [d for d in docs.values() if d.kind == "receipt"]
+    assert receipt.amount == total
+    out = docs[cash_back_ref]
+    assert (out.kind, out.amount, out.currency) == ("refund_payment", Decimal("10.00"),
+                                                    docs[ref].currency)
+    assert all(b == 0 for b in await balances(stack)), await balances(stack)
+    memo = docs[f"{ref}-R{back['id']}"].raw
+    if "balance" in memo:  # Acumatica and Oracle read out the memo's open credit
+        assert Decimal(str(memo["balance"])) == 0, memo
+    else:  # Exact: what is still outstanding on the credit note
+        assert Decimal(str(memo["open"])) == 0, memo
+
+
+async def test_zero_total_order_leaves_nothing_unreleased_in_acumatica(stack_factory):
+    """A 100% coupon with free shipping: the 0.00 invoice is booked and released, no 0.00
+    payment is ever sent (Acumatica would keep it unreleased), and the order is posted."""
+    stack = await stack_factory(store_system="woocommerce", erp_system="acumatica")
+    conn = await stack.add_connection(f"z-{uuid.uuid4().hex[:8]}")
+    await stack.control("woocommerce", "/_sandbox/coupons",
+                        [{"code": "FREE100", "discount_type": "percent", "amount": "100",
+                          "free_shipping": True}])
+    order = await place(stack, currency="USD", items=[("MUG-CER-01", 1)], shipping="0.00",
+                        coupon="FREE100")
+    assert Decimal(order["total"]) == 0, order["total"]
+    await wait_order_state(stack, conn.id, order["id"], "posted", timeout=90)
+    docs = await stack.control("erp", "/_sandbox/documents")
+    ours = [d for d in docs if str(d["external_ref"]).startswith(
+        f"{conn.mappings.document_prefix}{order['id']}")]
+    assert [(d["type"], Decimal(str(d["amount"])), d["status"]) for d in ours] == [
+        ("Invoice", Decimal(0), "Closed")]
+    assert [d for d in docs if d["status"] not in ("Open", "Closed")] == []  # none unreleased
+
+
+async def settled_after(stack, conn, order_id, kind: str, store_id: str) -> None:
+    """``kind``'s ledger row of ``store_id`` posted, then the order's workflow run done."""
+    async def posted():
+        row = stack.store.ledger_get(conn.id, kind, store_id)
+        return row if row is not None and row.state == "posted" else None
+
+    await eventually(posted, timeout=90)
+    handle = stack.client.get_workflow_handle(order_workflow_id(conn.id, str(order_id)))
+    await asyncio.wait_for(handle.result(), 90)
+
+
+def memo_credit(doc) -> Decimal:
+    """What the ERP's read-out shows open on a credit memo (Exact: outstanding, negative)."""
+    return abs(Decimal(str(doc.raw["balance"] if "balance" in doc.raw else doc.raw["open"])))
+
+
+async def test_refund_before_the_payment_pays_nothing_back_and_parks_nothing(shop):
+    """A refund of an order not paid yet: the credit memo settles the open invoice, nothing
+    went back to the buyer, so no cash-back is booked (no ERP write, no ledger row) and the
+    order is posted, not parked; the customer owes nothing and the books add up."""
+    stack, conn = shop
+    order = await place_order(stack, paid=False)
+    await wait_order_state(stack, conn.id, order["id"], "posted", timeout=90)
+    back = await refund(stack, order, amount=order["total"])
+    await settled_after(stack, conn, order["id"], "credit_memo", str(back["id"]))
+    ref = f"{conn.mappings.document_prefix}{order['id']}"
+    docs = {d.external_ref: d for d in await stack.erp_documents()
+            if d.external_ref.startswith(ref)}
+    total = Decimal(order["total"])
+    assert sorted((d.kind, d.amount) for d in docs.values()) == [
+        ("credit_memo", total), ("invoice", total)], sorted(docs)
+    assert stack.store.ledger_get(conn.id, "refund_payment", str(back["id"])) is None
+    row = stack.store.ledger_get(conn.id, "order", str(order["id"]))
+    assert row.state == "posted", row.last_error
+    assert all(b == 0 for b in await balances(stack)), await balances(stack)
+
+
+async def test_refund_above_the_open_invoice_balance_pays_back_only_the_rest(shop):
+    """An unpaid order on which the bookkeeper booked a part payment by hand (4.00 left open),
+    then a 10.00 refund: the memo settles the 4.00 and the cash-back pays back the 6.00 the
+    buyer actually got; the customer owes nothing."""
+    stack, conn = shop
+    order = await place_order(stack, paid=False)
+    await wait_order_state(stack, conn.id, order["id"], "posted", timeout=90)
+    invoice = ErpDocumentRef.model_validate(
+        stack.store.ledger_get(conn.id, "invoice", str(order["id"])).erp_ref)
+    [customer] = stack.store.ledger_rows(conn.id, kind="customer")
+    total = Decimal(order["total"])
+    await stack.runtime.erp(conn).create_receipt(ReceiptDocument(
+        external_ref=f"HAND-{order['id']}", order_number=str(order["id"]),
+        store_order_id=str(order["id"]), payment_id="hand", currency=order["currency"],
+        date=date.today(), customer_key=customer.erp_ref["number"], amount=total - Decimal("4"),
+        payment_method=conn.mappings.payment_method_for(order["payment_method"]),
+        reference="by hand", applies_to=invoice))
+    back = await refund(stack, order, amount="10.00")
+    await settled_after(stack, conn, order["id"], "refund_payment", str(back["id"]))
+    ref = f"{conn.mappings.document_prefix}{order['id']}"
+    docs = {d.external_ref: d for d in await stack.erp_documents()
+            if d.external_ref.startswith(ref)}
+    assert sorted((d.kind, d.amount) for d in docs.values()) == [
+        ("credit_memo", Decimal("10.00")), ("invoice", total),
+        ("refund_payment", Decimal("6.00"))], sorted(docs)
+    assert memo_credit(docs[f"{ref}-R{back['id']}"]) == 0
+    row = stack.store.ledger_get(conn.id, "order", str(order["id"]))
+    assert row.state == "posted", row.last_error
+    assert all(b == 0 for b in await balances(stack)), await balances(stack)
