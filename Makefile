@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ml-connector demo
 
+# Test files run on three workers (pytest-xdist), each file whole on one of them: each worker
+# has its own Temporal dev server and sandboxes, and the machines here have two cores whose
+# time the end-to-end tests mostly spend waiting. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 3
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 dev: $(STAMP)
 	$(BIN)/ml-connector dev

@@ -723,12 +723,13 @@ class OracleFusionErp:
 
     async def _applied_to_transactions(self, memo: Mapping[str, Any]) -> Decimal:
         """What a memo applied to invoices: its rows in its account's ``creditMemoApplications``
-        that name a reference transaction."""
+        that name a reference transaction. An account it cannot read counts the whole memo as
+        applied: no refund is found then, and a second one would exceed what is unapplied."""
         accounts = await self._items("receivablesCustomerAccountActivities",
                                      q_equals(AccountNumber=str(memo.get("BillToCustomerNumber"))),
                                      limit=1)
         if not accounts:
-            return ZERO
+            return abs(to_decimal(memo.get("EnteredAmount")))
         memo_id = id_text(memo.get("CustomerTransactionId"))
         rows = await self._all(
             f"{self.settings.root()}/receivablesCustomerAccountActivities/"

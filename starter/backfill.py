@@ -61,3 +61,13 @@ def parse_day(value: str, what: str) -> datetime:
     except ValueError:
         raise ValueError(f"{what} must be a date like 2026-11-01 (or an ISO timestamp), got {value!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def parse_range(since: str, until: str | None) -> tuple[datetime, datetime]:
+    """``--since``/``--until`` (until defaults to now), ValueError with the user's message when
+    either is not a date or the range is empty."""
+    start = parse_day(since, "--since")
+    end = parse_day(until, "--until") if until else datetime.now(timezone.utc)
+    if end <= start:
+        raise ValueError(f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})")
+    return start, end

@@ -404,21 +404,16 @@ def cmd_schedules_list(args, env: Environment) -> int:
 
 
 def cmd_backfill(args, env: Environment) -> int:
-    from datetime import datetime, timezone
-
     from activities.messages import BackfillProgress
-    from starter.backfill import follow, parse_day, start_backfill
+    from starter.backfill import follow, parse_range, start_backfill
     from starter.temporal import connect
 
     store = open_store(env)
     conn = store.get_connection(args.connection)
     try:
-        since = parse_day(args.since, "--since")
-        until = parse_day(args.until, "--until") if args.until else datetime.now(timezone.utc)
+        since, until = parse_range(args.since, args.until)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if until <= since:
-        raise UsageError(f"--until ({until.isoformat()}) must be after --since ({since.isoformat()})")
 
     async def run() -> int:
         client = await connect(env, store.vault.keyring)

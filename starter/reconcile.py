@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import sys
-from datetime import datetime, timezone
 from decimal import Decimal
 
 from activities.reconcile import DIFFERENCE_COLUMNS, differences_as_rows, reconcile_patiently
@@ -88,16 +87,13 @@ def cmd_reconcile(args, env) -> int:
     from activities.runtime import Runtime
     from connections.store import open_store
     from connectors.errors import ExternalError
-    from starter.backfill import parse_day
+    from starter.backfill import parse_range
     from starter.cli import UsageError
 
     try:
-        since = parse_day(args.since, "--since")
-        until = parse_day(args.until, "--until") if args.until else datetime.now(timezone.utc)
+        since, until = parse_range(args.since, args.until)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if until <= since:
-        raise UsageError(f"--until ({until.isoformat()}) must be after --since ({since.isoformat()})")
     if args.csv and not os.path.isdir(os.path.dirname(os.path.abspath(args.csv))):
         raise UsageError(f"cannot write {args.csv}: its folder does not exist")
     store = open_store(env)

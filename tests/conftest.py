@@ -110,5 +110,22 @@ def store(db_url, keyring) -> ConnectionStore:
     s.db.close()
 
 
+# With pytest-xdist (make test) each worker runs its own scan at its session's end; the
+# controller prints what each one scanned.
+_WORKER_SCANS: list[str] = []
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # an xdist worker
+        session.config.workeroutput["plaintext"] = REGISTRY.summary()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    if summary := getattr(node, "workeroutput", {}).get("plaintext"):
+        _WORKER_SCANS.append(f"{node.gateway.id}: {summary}")
+
+
 def pytest_terminal_summary(terminalreporter):
-    terminalreporter.write_line(REGISTRY.summary())
+    for line in _WORKER_SCANS or [REGISTRY.summary()]:
+        terminalreporter.write_line(line)

@@ -136,6 +136,9 @@ class OrderSync:
         ref = OrderRef(connection_id=inp.connection_id, order_id=inp.order_id)
         while True:
             self._pending.clear()  # this pass re-reads the order, so it covers them all
+            # Each pass records the order's state at least once: an event may come from a
+            # connection store that lost this order's row (restored, or moved unmigrated).
+            self._recorded = None
             await self._sync(ref)
             self._state.passes += 1
             if self._pending:  # an event, or the order changed under a post: look again

@@ -83,7 +83,10 @@ Choices where the reference says "unconfirmed" (or nothing) — the conservative
   201 with the entry and its lines.  ``GET /_sandbox/balances``: each account's outstanding
   balance (invoices less credit notes less bank lines); ``/_sandbox/documents`` gives each
   invoice and credit note its ``open`` amount (less the bank lines matched with it) and calls a
-  negative customer line a ``refund``.
+  negative customer line a ``refund``.  ``read/financial/ReceivablesList`` (GET-only) lists
+  the outstanding items: each invoice or credit note not fully matched, ``Amount`` what is left
+  (a credit note's negative), with its ``YourRef``, ``InvoiceNumber`` and ``AccountId``; Exact
+  matches no credit note with an invoice by itself.
 * Created entities answer 201 ``{"d": {...}}``; PUT answers 204 without a body; DELETE 204.
 * Sales orders and goods deliveries are GET-only here (405 otherwise): the integration only
   reads them; they come from a user's work (the control surface).

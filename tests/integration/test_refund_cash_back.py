@@ -2,17 +2,24 @@
 document and the money paid back applied to it, so the customer's balance in the ERP ends at
 zero — no credit memo left open (Acumatica), no on-account credit (Oracle), no credit note
 outstanding (Exact) — and store and ERP agree to the cent. Driven by OrderSync itself
-(receipt, credit memo, then the refund's cash-back). And a zero-total order leaves no
-unreleased document behind."""
+(receipt, credit memo, then the refund's cash-back). The cash-back books only the credit the
+memo still holds: none for a refund before the payment, the rest of a refund larger than the
+invoice's open balance; a cash-back whose answer was lost is found on retry. And a zero-total
+order leaves no unreleased document behind."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import date
 from decimal import Decimal
 
 import pytest
+from temporalio.testing import ActivityEnvironment
 
+from activities.messages import (CustomerInput, OrderRef, PostCreditMemoInput, PostInvoiceInput,
+                                 PostReceiptInput, PostRefundPaymentInput)
+from activities.orders import OrderActivities
 from connectors.documents import ReceiptDocument
 from connectors.model import ErpDocumentRef
 from starter.sandboxes import ERPS
@@ -100,18 +107,12 @@ async def settled_after(stack, conn, order_id, kind: str, store_id: str) -> None
     await asyncio.wait_for(handle.result(), 90)
 
 
-def memo_credit(doc) -> Decimal:
-    """What the ERP's read-out shows open on a credit memo (Exact: outstanding, negative)."""
-    return abs(Decimal(str(doc.raw["balance"] if "balance" in doc.raw else doc.raw["open"])))
-
-
 async def test_refund_before_the_payment_pays_nothing_back_and_parks_nothing(shop):
     """A refund of an order not paid yet: the credit memo settles the open invoice, nothing
     went back to the buyer, so no cash-back is booked (no ERP write, no ledger row) and the
     order is posted, not parked; the customer owes nothing and the books add up."""
     stack, conn = shop
     order = await place_order(stack, paid=False)
-    await wait_order_state(stack, conn.id, order["id"], "posted", timeout=90)
     back = await refund(stack, order, amount=order["total"])
     await settled_after(stack, conn, order["id"], "credit_memo", str(back["id"]))
     ref = f"{conn.mappings.document_prefix}{order['id']}"
@@ -127,12 +128,15 @@ async def test_refund_before_the_payment_pays_nothing_back_and_parks_nothing(sho
 
 
 async def test_refund_above_the_open_invoice_balance_pays_back_only_the_rest(shop):
-    """An unpaid order on which the bookkeeper booked a part payment by hand (4.00 left open),
-    then a 10.00 refund: the memo settles the 4.00 and the cash-back pays back the 6.00 the
-    buyer actually got; the customer owes nothing."""
+    """An unpaid order refunded 1.00 (no cash-back: the memo settles part of the invoice), on
+    which the bookkeeper then booked a part payment by hand leaving 4.00 open, then refunded
+    10.00: that memo settles the 4.00 and the cash-back pays back the 6.00 the buyer actually
+    got; the customer owes nothing and the books add up to the cent."""
     stack, conn = shop
     order = await place_order(stack, paid=False)
-    await wait_order_state(stack, conn.id, order["id"], "posted", timeout=90)
+    first = await refund(stack, order, amount="1.00")
+    await settled_after(stack, conn, order["id"], "credit_memo", str(first["id"]))
+    assert stack.store.ledger_get(conn.id, "refund_payment", str(first["id"])) is None
     invoice = ErpDocumentRef.model_validate(
         stack.store.ledger_get(conn.id, "invoice", str(order["id"])).erp_ref)
     [customer] = stack.store.ledger_rows(conn.id, kind="customer")
@@ -140,7 +144,8 @@ async def test_refund_above_the_open_invoice_balance_pays_back_only_the_rest(sho
     await stack.runtime.erp(conn).create_receipt(ReceiptDocument(
         external_ref=f"HAND-{order['id']}", order_number=str(order["id"]),
         store_order_id=str(order["id"]), payment_id="hand", currency=order["currency"],
-        date=date.today(), customer_key=customer.erp_ref["number"], amount=total - Decimal("4"),
+        date=date.today(), customer_key=customer.erp_ref["number"],
+        amount=total - Decimal("5.00"),
         payment_method=conn.mappings.payment_method_for(order["payment_method"]),
         reference="by hand", applies_to=invoice))
     back = await refund(stack, order, amount="10.00")
@@ -149,9 +154,65 @@ async def test_refund_above_the_open_invoice_balance_pays_back_only_the_rest(sho
     docs = {d.external_ref: d for d in await stack.erp_documents()
             if d.external_ref.startswith(ref)}
     assert sorted((d.kind, d.amount) for d in docs.values()) == [
-        ("credit_memo", Decimal("10.00")), ("invoice", total),
+        ("credit_memo", Decimal("1.00")), ("credit_memo", Decimal("10.00")), ("invoice", total),
         ("refund_payment", Decimal("6.00"))], sorted(docs)
-    assert memo_credit(docs[f"{ref}-R{back['id']}"]) == 0
+    memo = docs[f"{ref}-R{back['id']}"].raw
+    if "balance" in memo:  # Acumatica and Oracle: the memo's open credit is used up; Exact
+        assert Decimal(str(memo["balance"])) == 0, memo  # keeps it outstanding beside the
+        # invoice's 4.00 rest (Exact matches neither by itself): they net to zero
+    assert stack.store.ledger_get(conn.id, "refund_payment", str(first["id"])) is None
     row = stack.store.ledger_get(conn.id, "order", str(order["id"]))
     assert row.state == "posted", row.last_error
+    assert all(b == 0 for b in await balances(stack)), await balances(stack)
+
+
+@pytest.fixture(params=ERPS)
+async def quiet_shop(request, stack_factory):
+    """A connection without webhooks: the test runs the order's steps itself."""
+    stack = await stack_factory(store_system="woocommerce", erp_system=request.param)
+    conn = await stack.add_connection(f"lr-{uuid.uuid4().hex[:8]}", register_webhooks=False)
+    return stack, conn
+
+
+async def test_a_cash_back_whose_answer_was_lost_is_found_on_retry_not_skipped(quiet_shop):
+    """The cash-back commits but its answer is lost: the memo's credit is used up then, and
+    the retry must find the cash-back (and record it) rather than conclude that nothing is
+    left to pay back — one cash-back in the ERP, booked in the ledger, the customer at zero."""
+    stack, conn = quiet_shop
+    order = await place_order(stack)
+    back = await refund(stack, order, amount="10.00")
+    acts, env = OrderActivities(stack.runtime), ActivityEnvironment()
+    summary = await env.run(acts.fetch_order, OrderRef(connection_id=conn.id,
+                                                       order_id=str(order["id"])))
+    snap = summary.snapshot
+    customer = await env.run(acts.upsert_customer, CustomerInput(
+        connection_id=conn.id, order_id=summary.store_id, order_number=summary.number,
+        customer=summary.customer))
+    invoice = (await env.run(acts.post_invoice, PostInvoiceInput(
+        connection_id=conn.id, snapshot=snap, customer_key=customer.number))).ref
+    [payment] = summary.payments
+    await env.run(acts.post_receipt, PostReceiptInput(
+        connection_id=conn.id, snapshot=snap, payment_id=payment.store_id, invoice=invoice,
+        customer_key=customer.number))
+    memo = (await env.run(acts.post_credit_memo, PostCreditMemoInput(
+        connection_id=conn.id, snapshot=snap, refund_id=str(back["id"]), invoice=invoice,
+        customer_key=customer.number))).ref
+    cash_back = PostRefundPaymentInput(connection_id=conn.id, snapshot=snap,
+                                       refund_id=str(back["id"]), credit_memo=memo,
+                                       customer_key=customer.number)
+    await stack.control("erp", "/_sandbox/faults", {"lose_next_commits": 1})
+    with pytest.raises(Exception):
+        await env.run(acts.post_refund_payment, cash_back)
+    assert (await stack.control("erp", "/_sandbox/faults"))["lose_next_commits"] == 0
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    result = await retry.run(acts.post_refund_payment, cash_back)
+    assert result is not None and result.ref.created is False and result.retried
+    row = stack.store.ledger_get(conn.id, "refund_payment", str(back["id"]))
+    assert row.state == "posted"
+    ref = f"{conn.mappings.document_prefix}{order['id']}"
+    paid_back = [d for d in await stack.erp_documents()
+                 if d.external_ref.startswith(ref) and d.kind == "refund_payment"]
+    assert [(d.external_ref, d.amount) for d in paid_back] == [
+        (f"{ref}-R{back['id']}-P", Decimal("10.00"))]
     assert all(b == 0 for b in await balances(stack)), await balances(stack)

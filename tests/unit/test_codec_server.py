@@ -79,7 +79,8 @@ async def test_bearer_token_is_an_alternative_to_the_path(endpoint, keyring):
 
 
 @pytest.mark.parametrize("path", ["/wrong-token-wrong-token/decode", f"/{TOKEN[:-1]}/decode",
-                                  f"/{TOKEN}x/decode", f"/{TOKEN}/other", f"/{TOKEN}"])
+                                  f"/{TOKEN}x/decode", f"/{TOKEN}/other", f"/{TOKEN}"],
+                         ids=["wrong", "short", "long", "other-op", "no-op"])  # the token is random
 async def test_wrong_token_or_path_is_refused(endpoint, keyring, path):
     encoded = await data_converter(keyring).encode([ORDER])
     with structlog.testing.capture_logs() as logs:

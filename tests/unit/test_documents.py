@@ -298,3 +298,13 @@ def test_refund_payment_the_erp_currency_cannot_hold_parks():
                  payments=[Payment(store_id="9", amount=D("73"), method="stripe")])
     with pytest.raises(TotalsMismatch, match="72.95 JPY"):
         build_refund_payment(o, refund, "C1", MEMO, PAID)
+
+
+def test_refund_payment_pays_back_only_the_credit_its_memo_still_holds():
+    """A refund part of which settled the open invoice: only the rest went back."""
+    refund = Refund(store_id="900", created_at=datetime(2026, 3, 5, tzinfo=LOCAL), amount=D("32.48"))
+    o = order(refunds=[refund], payments=[Payment(store_id="1", amount=D("108.26"), method="stripe")])
+    assert build_refund_payment(o, refund, "C1", MEMO, PAID, D("12.5")).amount == D("12.50")
+    for outside in (D("0"), D("32.49")):
+        with pytest.raises(Rejected, match="not within"):
+            build_refund_payment(o, refund, "C1", MEMO, PAID, outside)
