@@ -54,6 +54,20 @@ def test_the_cache_is_bounded_and_keyed_by_connection():
     assert calls == [1]  # the oldest was dropped
 
 
+def test_the_cache_is_bounded_by_the_orders_size():
+    one = len(store_order("1").model_dump_json().encode())
+    snaps = OrderSnapshots(budget=2 * one + one // 2)  # room for two orders, not three
+    first = snaps.keep("c1", store_order("1"))
+    second = snaps.keep("c1", store_order("2"))
+    snaps.keep("c1", store_order("3"))
+    fetch, calls = fetcher(store_order("2"))
+    asyncio.run(snaps.get("c1", second.snapshot, fetch))
+    assert calls == []  # still held
+    fetch, calls = fetcher(store_order("1"))
+    asyncio.run(snaps.get("c1", first.snapshot, fetch))
+    assert calls == [1]  # the oldest was dropped for room
+
+
 def test_the_summary_is_small_for_a_big_order():
     from decimal import Decimal
 
