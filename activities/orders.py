@@ -27,8 +27,7 @@ from activities.vouch import vouch_marks
 from connections.config import Connection
 from connections import error_history
 from connections.order_overrides import mappings_for
-from connections.ledger import (DocumentState, Ledger, LedgerKey, booked_ref, buyer_ids,
-                                customer_external_id)
+from connections.ledger import Ledger, LedgerKey, booked_ref, buyer_ids
 from connectors.base import post_document
 from connectors.documents import (ErpDocument, PostedTotals, ReceiptDocument, build_adjustment,
                                   build_credit_memo, build_invoice, build_receipt,

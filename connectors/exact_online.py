@@ -57,7 +57,8 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 
 from connectors.auth import ExactAuth, MemoryTokenStore, TokenSet, TokenStore
 from connectors.base import WebhookEvent
-from connectors.documents import ErpDocument, ReceiptDocument, RefundPaymentDocument, require_rule
+from connectors.documents import (CustomerMatch, ErpDocument, ReceiptDocument,
+                                  RefundPaymentDocument, require_rule)
 from connectors.errors import ExternalError, MappingMissing, RateLimited, Rejected
 from connectors.exact_online_mapping import (CREDIT_NOTE, SYSTEM, account_code, account_fields,
                                              customer_account_by_email, customer_code_for,
