@@ -35,7 +35,7 @@ from activities.runtime import connector_module
 from starter.dispatch import (ERP_WEBHOOK_SYSTEMS, customer_changed, erp_changed, erp_sync_for,
                               signal_order)
 from starter.temporal import TemporalUnavailable
-from starter.webhook_body import Oversize, SlowBody, read_streamed
+from starter.webhook_body import Oversize, SlowBody, read_streamed, refuse_declared_oversize
 
 # A store whose module has a streaming ``signature_check`` (WooCommerce, BigCommerce) may send
 # up to MAX_BODY: the signature is computed as the bytes arrive and a body over KEEP_WHOLE is
@@ -59,9 +59,7 @@ log = structlog.get_logger("receiver")
 async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
     """The whole body, refused past ``limit`` bytes or ``timeout`` seconds (a slow sender
     would otherwise hold a connection for as long as it likes)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise Oversize
+    refuse_declared_oversize(request, limit)
     chunks, size = [], 0
     try:
         async with asyncio.timeout(timeout):

@@ -29,6 +29,13 @@ class SlowBody(Exception):
     """The body did not arrive within the time allowed (read no further)."""
 
 
+def refuse_declared_oversize(request: Request, limit: int) -> None:
+    """Oversize before reading, when the request's Content-Length already says so."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise Oversize
+
+
 class JsonSkeleton:
     """A streaming reduction of a JSON text to its skeleton: every byte outside arrays is
     kept (objects, their member names and scalar values), the contents of every array are
@@ -105,9 +112,7 @@ async def read_streamed(request: Request, check: Any, *, limit: int, keep_whole:
     the signature ``check`` (``update(chunk)``). Up to ``keep_whole`` bytes the body is kept
     as it is; past that only its :class:`JsonSkeleton` (at most ``skeleton_limit`` bytes,
     ``keep_whole`` unless given) is."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise Oversize
+    refuse_declared_oversize(request, limit)
     chunks: list[bytes] | None = []
     skeleton: JsonSkeleton | None = None
     size = 0
