@@ -11,14 +11,16 @@ wall-clock milliseconds, so the hosts' clocks must agree (NTP) to within a slot 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from temporalio import activity
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from connections.config import Connection
 from connections.store import ConnectionNotFound, ConnectionStore
 from connectors import http
 
@@ -47,6 +49,22 @@ def request_gate(store: ConnectionStore, connection_id: str, erp_system: str,
             await asyncio.sleep(wait_ms / 1000)
 
     return gate
+
+
+@contextlib.contextmanager
+def quota_gated(store: ConnectionStore, conn: Connection) -> Iterator[None]:
+    """ERP requests made inside take slots of ``conn``'s quota, as its activities' do: for
+    work outside an activity (``ml-connector reconcile``, the demo's books), which spends the
+    same licence as the workers."""
+    if not conn.erp_requests_per_minute:
+        yield
+        return
+    token = http.REQUEST_GATE.set(request_gate(store, conn.id, conn.erp_system,
+                                               conn.erp_requests_per_minute))
+    try:
+        yield
+    finally:
+        http.REQUEST_GATE.reset(token)
 
 
 class QuotaInterceptor(Interceptor):

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from activities.errors import classified
+from activities.quota import quota_gated
 from activities.runtime import Runtime
 from connections.config import Connection
 from connections.reconciliations import save_reconciliation
@@ -63,14 +64,16 @@ async def store_orders(runtime: Runtime, conn: Connection, since: datetime,
 async def reconcile_connection(runtime: Runtime, conn: Connection, since: datetime,
                                until: datetime, *, keep: bool = True) -> ReconciliationReport:
     """Read both sides through the connectors and compare; with ``keep``, save the run as the
-    connection's last."""
+    connection's last. The ERP reads take slots of the connection's quota wherever this runs
+    (the CLI, the console, the demo): they spend the licence the workers' steps share."""
     erp = runtime.erp(conn)
     if not hasattr(erp, "iter_documents"):
         raise ConfigurationError(f"the {conn.erp_system} connector cannot list documents",
                                  system=conn.erp_system)
     prefix = conn.mappings.document_prefix
     orders = await store_orders(runtime, conn, since, until)
-    documents = [d async for d in erp.iter_documents(prefix, (since - DATE_SLACK).date())]
+    with quota_gated(runtime.store, conn):
+        documents = [d async for d in erp.iter_documents(prefix, (since - DATE_SLACK).date())]
     report = reconcile(orders, documents, prefix=prefix, since=since, until=until,
                        with_receipts=conn.mappings.post_receipts)
     if keep:

@@ -25,6 +25,11 @@ ERP_TOKENS = "erp_tokens"
 WEBHOOK_SECRET = "webhook_secret"
 
 
+# How soon a changed connection reaches running processes: the receiver's cache of it and the
+# workers' scan for quota changes (``connections set`` says so).
+SETTINGS_REREAD_SECONDS = 30
+
+
 class Connection(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
     store_system: StoreSystem

@@ -14,7 +14,7 @@ import sys
 from pydantic import ValidationError
 
 from connections.config import (ERP_CREDENTIALS, ERP_SYSTEMS, STORE_CREDENTIALS, STORE_SYSTEMS,
-                                WEBHOOK_SECRET, Connection, Environment)
+                                SETTINGS_REREAD_SECONDS, WEBHOOK_SECRET, Connection, Environment)
 from connections.ledger import LedgerKind, OrderState
 from connections.store import ConnectionNotFound, StoreUnavailable, open_store
 from connections.vault import VaultError
@@ -228,7 +228,8 @@ def cmd_connections_set(args, env: Environment) -> int:
     except SettingError as exc:
         raise UsageError(str(exc)) from None
     store.save_connection(updated)
-    print(f"settings of {updated.id} saved (secrets unchanged): {', '.join(sorted(assignments))}")
+    print(f"settings of {updated.id} saved (secrets unchanged): {', '.join(sorted(assignments))}; "
+          f"running workers and the receiver use them within {SETTINGS_REREAD_SECONDS} s")
     _warn_overlaps(store, updated)
     code = 0
     if changed & (SCHEDULE_KEYS | {"store"}):

@@ -28,7 +28,8 @@ from starlette.routing import Route
 from temporalio.service import RPCError
 
 from activities.messages import OrderEvent
-from connections.config import ERP_CREDENTIALS, STORE_CREDENTIALS, WEBHOOK_SECRET, Connection
+from connections.config import (ERP_CREDENTIALS, SETTINGS_REREAD_SECONDS, STORE_CREDENTIALS,
+                                WEBHOOK_SECRET, Connection)
 from connectors.base import WebhookEvent
 from connections.store import ConnectionNotFound, ConnectionStore
 from activities.runtime import connector_module
@@ -47,7 +48,7 @@ BODY_TIMEOUT = 10.0  # seconds for a whole body; ML_CONNECTOR_BODY_TIMEOUT / --b
 HANDOVER_TIMEOUT = 10.0  # seconds for Temporal to take a delivery before it is a 503
 MAX_DEPTH = 64  # JSON nesting; a real order is about 6 deep
 MAX_ID_DIGITS = 20  # store ids are 64-bit integers
-SECRET_TTL = 30.0
+SECRET_TTL = float(SETTINGS_REREAD_SECONDS)
 # The store credential that keys a Standard Webhooks signature: when a connection has it,
 # every delivery must carry that signature (BigCommerce signs with the app's client secret).
 STANDARD_WEBHOOKS_SECRET = {"bigcommerce": "client_secret"}

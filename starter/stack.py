@@ -192,9 +192,11 @@ class Stack:
 
     async def add_connection(self, connection_id: str = "demo", *, register_webhooks: bool = True,
                              mappings: Mappings | None = None, store: dict | None = None,
-                             erp: dict | None = None) -> Connection:
+                             erp: dict | None = None,
+                             erp_requests_per_minute: int | None = None) -> Connection:
         """``store``/``erp``: options of the adapters' ``connection`` (e.g. ``auth_mode``,
-        ``endpoint_version``)."""
+        ``endpoint_version``). ``erp_requests_per_minute``: the ERP quota, set before the
+        hooks exist, as ``connections add`` does (deliveries then name its queue)."""
         ca = str(self.ca.ca_file)
         http_url = {"http_url": self.shop_http.url} if self.shop_http else {}
         store_settings, store_secret = self.shop_sandbox.connection(
@@ -203,7 +205,8 @@ class Stack:
         conn = Connection(id=connection_id, store_system=self.store_system, store=store_settings,
                           erp_system=self.erp_system, erp=erp_settings,
                           mappings=mappings or self.default_mappings(),
-                          receiver_url=self.receiver.url)
+                          receiver_url=self.receiver.url,
+                          erp_requests_per_minute=erp_requests_per_minute)
         self.store.save_connection(conn)
         self.store.put_secret(conn.id, STORE_CREDENTIALS, store_secret)
         self.store.put_secret(conn.id, ERP_CREDENTIALS, erp_secret)

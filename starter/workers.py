@@ -22,7 +22,7 @@ from activities.runtime import Runtime
 from activities.shipments import ShipmentActivities
 from activities.vouch import vouch_marks
 from activities.webhooks import WebhookActivities
-from connections.config import Connection, Environment
+from connections.config import SETTINGS_REREAD_SECONDS, Connection, Environment
 from connections.store import ConnectionStore, open_store
 from starter.dispatch import erp_queue, signal_order
 from starter.schedules import set_poll_interval
@@ -101,7 +101,7 @@ def build_erp_worker(client: Client, runtime: Runtime, task_queue: str,
 
 
 async def run_erp_workers(client: Client, runtime: Runtime, task_queue: str,
-                          every: float = 30.0) -> None:
+                          every: float = SETTINGS_REREAD_SECONDS) -> None:
     """Keep one ERP quota worker per connection that has a quota (connections added or
     changed later are picked up within ``every`` seconds), and read each connection's vouch
     mark (activities/vouch.py) as soon as the process sees it."""

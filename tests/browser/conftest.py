@@ -5,10 +5,12 @@ missing; these tests never skip."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +30,20 @@ REGISTRY.add_secret(PASSWORD, "the console operator's password")
 
 
 def chromium_binary() -> str:
-    """Debian's chromium, installed with apt-get when it is missing (CI runs as root)."""
-    found = shutil.which("chromium")
-    if found:
+    """Debian's chromium, installed with apt-get when it is missing (CI runs as root). The
+    test workers (pytest-xdist) install it one at a time: a file lock serialises them, and
+    apt-get waits for dpkg's own lock rather than failing on it."""
+    if found := shutil.which("chromium"):
         return found
-    for args in (["apt-get", "install", "-y", "chromium"], ["apt-get", "update"],
-                 ["apt-get", "install", "-y", "chromium"]):
-        subprocess.run(args, check=False, stdin=subprocess.DEVNULL,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    with open(Path(tempfile.gettempdir()) / "ml-connector-chromium-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        wait = ["-o", "DPkg::Lock::Timeout=600"]
+        for args in (["apt-get", *wait, "install", "-y", "chromium"], ["apt-get", "update"],
+                     ["apt-get", *wait, "install", "-y", "chromium"]):
+            if found := shutil.which("chromium"):
+                return found
+            subprocess.run(args, check=False, stdin=subprocess.DEVNULL,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         if found := shutil.which("chromium"):
             return found
     pytest.fail("Debian's chromium is missing and `apt-get install -y chromium` did not install "

@@ -9,7 +9,7 @@ import threading
 from connections.config import Connection
 from connections.store import ConnectionStore, Database
 from connections.vault import Vault
-from activities.quota import QuotaInterceptor, request_gate, slot_interval_ms
+from activities.quota import QuotaInterceptor, quota_gated, request_gate, slot_interval_ms
 from connectors import http
 
 INTERVAL = 10_000  # long enough that no slot of a test falls due while it runs
@@ -70,3 +70,19 @@ def test_interceptor_gates_connections_with_a_rate(store: ConnectionStore):
     gate = quota.gate_for("licensed")
     assert gate is not None and quota.gate_for("licensed") is gate  # cached
     assert http.REQUEST_GATE.get() is None  # nothing is gated outside an activity
+
+
+async def test_work_outside_an_activity_takes_the_connections_slots(store: ConnectionStore):
+    """``ml-connector reconcile``, the console and the demo read the ERP outside an activity:
+    with a quota their requests take slots of the same schedule as the workers' steps."""
+    free = Connection(id="free", store_system="woocommerce", store={}, erp_system="acumatica",
+                      erp={})
+    licensed = free.model_copy(update={"id": "licensed", "erp_requests_per_minute": 60_000})
+    with quota_gated(store, free):
+        assert http.REQUEST_GATE.get() is None
+    with quota_gated(store, licensed):
+        await http.wait_for_slot("woocommerce")  # the store side is never gated
+        assert store.db.query("SELECT COUNT(*) FROM request_slots")[0][0] == 0
+        await http.wait_for_slot("acumatica")
+    assert store.db.query("SELECT name FROM request_slots") == [("erp:licensed",)]
+    assert http.REQUEST_GATE.get() is None
