@@ -6,22 +6,12 @@ import json
 from datetime import datetime, timezone
 
 from connections.error_history import Episode
+from starter.durations import how_long
 
 
 def as_json(found: list[Episode]) -> str:
     """A list of episodes; each field is documented in the README ("Error history")."""
     return json.dumps([e.as_dict() for e in found], indent=2)
-
-
-def _duration(seconds: float) -> str:
-    minutes, _ = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m" if minutes else f"{int(seconds)}s"
 
 
 def _short(moment: str) -> str:
@@ -38,12 +28,12 @@ def render(found: list[Episode], *, what: str) -> str:
         if e.step:
             head += f" at {e.step} ({e.attempts} failed attempt{'s' if e.attempts != 1 else ''})"
         if e.is_open:
-            head += f"  open since {_short(e.opened_at)} ({_duration(e.duration_seconds())})"
+            head += f"  open since {_short(e.opened_at)} ({how_long(e.duration_seconds())})"
         else:
             by = f" by {e.resolved_by}" if e.resolved_by else ""
             detail = f" ({e.resolution_detail})" if e.resolution_detail else ""
             head += (f"  {_short(e.opened_at)} → {_short(e.resolved_at)} "
-                     f"({_duration(e.duration_seconds())}), resolved: {e.resolution}{by}{detail}"
+                     f"({how_long(e.duration_seconds())}), resolved: {e.resolution}{by}{detail}"
                      f", ended {e.outcome}")
         lines.append(head)
         # Multi-line ERP messages stay under their episode, indented.

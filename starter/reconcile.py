@@ -2,8 +2,8 @@
 store's orders of a range against the ERP's books, to the cent, through the connection's own
 connectors (activities/reconcile.py reads, connectors/reconciliation.py judges). Exit 0 when
 the books agree, 1 when there are differences, 2 when either side could not be read. The
-text and table shapes here are shared with ``make demo``; ``last_reconciliation`` is what
-``status`` and the console show.
+text and table shapes here are shared with ``make demo``; each run is kept as the connection's
+last (connections/reconciliations.py), which ``status`` and the console show.
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import sys
 from decimal import Decimal
 
 from activities.reconcile import DIFFERENCE_COLUMNS, differences_as_rows, reconcile_patiently
-from connections.reconciliations import last_reconciliation  # noqa: F401  (status, console)
 from connectors.reconciliation import ReconciliationReport, shown
 
 Reconciliation = ReconciliationReport  # the name the chaos bench knows it by

@@ -8,7 +8,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 
 from temporalio.service import RPCError
@@ -19,6 +19,7 @@ from connections.error_history import EpisodeKind
 from connections.ledger import LedgerKind, LedgerRow, OrderState
 from connections.reconciliations import last_reconciliation
 from connections.store import ConnectionStore
+from starter.durations import how_long
 from workflows.order import order_workflow_id
 
 DOCUMENT_KINDS = (LedgerKind.INVOICE, LedgerKind.CREDIT_MEMO, LedgerKind.RECEIPT,
@@ -31,20 +32,12 @@ ATTENTION_STATES = (*(str(s) for s in ATTENTION_ORDER_STATES), "retrying")
 
 
 def age(since: str, now: datetime | None = None) -> str:
-    """"3 d 4 h", "2 h 5 min", "40 s": how long a row has waited."""
+    """How long a row has waited since ``since`` (an ISO time; "?" when unreadable)."""
     try:
         then = datetime.fromisoformat(since)
     except ValueError:
         return "?"
-    seconds = int(((now or datetime.now(timezone.utc)) - then).total_seconds())
-    days, rest = divmod(max(seconds, 0), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min" if minutes else f"{secs} s"
+    return how_long(((now or datetime.now(timezone.utc)) - then).total_seconds())
 
 
 # --- connections overview ------------------------------------------------------------------
@@ -228,7 +221,5 @@ def error_episodes(store: ConnectionStore, connection_id: str = "") -> list[dict
     now = datetime.now(timezone.utc)
     out = []
     for e in reversed(error_history.episodes(store, connection_id or None)):
-        seconds = int(e.duration_seconds(now))
-        out.append({**e.as_dict(), "open_for": age((now - timedelta(seconds=seconds)).isoformat(),
-                                                    now)})
+        out.append({**e.as_dict(), "open_for": how_long(e.duration_seconds(now))})
     return out
