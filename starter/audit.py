@@ -251,7 +251,7 @@ class _HistoryReader:
             elif (t == EventType.EVENT_TYPE_MARKER_RECORDED
                   and ev.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER):
                 details = ev.marker_recorded_event_attributes.details
-                meta = _marker_data(details.get("data"))
+                meta = marker_data(details.get("data"))
                 result = await self._first(details["result"]) if "result" in details else None
                 name = meta.get("activity_type", "?")
                 if name == FETCH_ORDER and isinstance(result, dict) and result.get("customer"):
@@ -344,9 +344,6 @@ def marker_data(payloads: Any) -> dict:
         return json.loads(payloads.payloads[0].data)
     except (AttributeError, IndexError, ValueError):
         return {}
-
-
-_marker_data = marker_data  # the name earlier callers use
 
 
 def fetched_order_result(event: Any) -> Any | None:
