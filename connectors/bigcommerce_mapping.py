@@ -329,22 +329,35 @@ def _transaction_ok(t: Mapping) -> bool:
 
 
 def payments_from_bc(transactions: Iterable[Mapping]) -> list[Payment]:
-    """Captured sales: ``purchase`` and ``capture`` transactions that succeeded. A
-    ``settled`` transaction counts only on orders with neither (offline methods settle
-    without a capture; otherwise it would count the captured money twice)."""
+    """Money taken, one payment per transaction: every successful ``purchase`` and
+    ``capture`` (several partial captures of one authorization are several payments; an
+    ``authorization`` is no money). A ``settled`` transaction counts when it is a tender of
+    its own (offline methods settle without a capture, e.g. the bank deposit paying what store
+    credit did not), not when it settles money a sale already counts: one referring to a sale
+    or its authorization, one of a gateway that has a sale, one naming no gateway beside a
+    sale."""
     rows = [t for t in transactions if _transaction_ok(t)]
     sales = [t for t in rows if t.get("event") in SALE_EVENTS]
-    if not sales:
-        sales = [t for t in rows if t.get("event") == "settled"]
-    out = []
-    for t in sales:
+    chain = {_text(t.get(k)) for t in sales for k in ("id", "reference_transaction_id")} - {""}
+    gateways = {_text(t.get("gateway")) for t in sales}
+
+    def own_tender(t: Mapping) -> bool:
+        if _text(t.get("reference_transaction_id")) in chain:
+            return False
+        return not sales or _text(t.get("gateway")) not in gateways | {""}
+
+    out: list[Payment] = []
+    for t in sales + [t for t in rows if t.get("event") == "settled" and own_tender(t)]:
         what = f"transaction {t.get('id')}"
+        if any(p.store_id == str(_field(t, "id", what)) for p in out):
+            continue  # listed twice (a page boundary moved): one transaction, one payment
         out.append(Payment(
             store_id=str(_field(t, "id", what)), amount=_money(_field(t, "amount", what), what),
             method=_text(t.get("gateway") or t.get("method")),
             reference=_text(t.get("gateway_transaction_id")),
             paid_at=parse_datetime(t.get("date_created"), f"{what}.date_created")))
-    return sorted(out, key=lambda p: (p.paid_at or datetime.min.replace(tzinfo=UTC), p.store_id))
+    return sorted(out, key=lambda p: (p.paid_at or datetime.min.replace(tzinfo=UTC),
+                                      int(p.store_id) if p.store_id.isdigit() else 0, p.store_id))
 
 
 def paid_at(order: Mapping, payments: list[Payment]) -> datetime | None:

@@ -18,11 +18,12 @@ Simulated
   row per line and rate with ``order_product_id`` and ``line_item_type``), ``shipments``
   (POST ships units; the order becomes Shipped / Partially Shipped).
 * v3 (§2, §4-§8, §10): ``{data, meta}`` envelopes with ``meta.pagination``, v3 error
-  objects. Transactions (204 when none), capture (async: ``capture pending`` first), refund
-  quotes and refunds (422 when the payments differ from what the quote offered; refunds on
-  one order strictly one at a time), refund listings; customers (``email:in``, batch create
-  of at most 10); catalog products and variants (``sku``, ``sku:in``, batch updates of at
-  most 10 products / 50 variants, 413 above, 207 / ``batch_errors`` for bad items);
+  objects. Transactions (204 when none), capture (async: ``capture pending`` first; partial
+  captures through the control surface), refund quotes and refunds (422 when the payments
+  differ from what the quote offered; refunds on one order strictly one at a time), refund
+  listings; customers (``email:in``, batch create of at most 10); catalog products and
+  variants (``sku``, ``sku:in``, batch updates of at most 10 products / 50 variants, 413
+  above, 207 / ``batch_errors`` for bad items);
   absolute inventory adjustments (at most 2000 items, applied asynchronously); hooks.
 * Rate limits (§9): a fixed window per store shared by every client, the four
   ``X-Rate-Limit-*`` headers on every API response, 429 (plus ``X-Retry-After``) past the
@@ -52,7 +53,22 @@ Unconfirmed -> conservative choices
 * v2 order create has no coupon field (coupons are applied at checkout): the sandbox accepts
   an extra ``coupon_code`` standing in for a checkout. Payments are not taken by v2 create
   either: ``POST /_sandbox/orders/{id}/payments`` records what a checkout's gateway would
-  (a ``purchase``, an ``authorization``, or for offline methods a ``settled`` transaction).
+  (a ``purchase``, an ``authorization``, or for offline methods a ``settled`` transaction);
+  a list of tenders with ``amount`` each (the last may omit it: the rest) is a split tender,
+  e.g. a gift certificate (``giftcertificate``, a ``purchase`` — the event is not
+  documented — with the spec's
+  ``gift_certificate`` object, counted in ``gift_certificate_amount``; ``total_inc_tax`` stays
+  the whole order) and a card; until the tenders cover the total the order keeps its status
+  (``payment_status`` ``pending``). ``POST /_sandbox/orders/{id}/capture`` (``{"amount"?}``)
+  captures part of the authorization as the control panel does for gateways that allow it
+  (the v3 capture takes no amount: it captures all the rest); each capture is its own
+  ``capture`` transaction referencing the authorization. After a partial capture
+  ``payment_status`` is ``authorized`` again (the enum has no "partially captured") and the
+  order Awaiting Fulfillment.
+* A refund quote of a split-tender order offers first the split back to the tenders, each at
+  most what it still holds, gateways before gift certificates and store credit (the spec's
+  store credit + bank deposit example; the order of the split for a partial refund is not
+  documented).
 * v2 ``limit`` max 250 (413 above); Incomplete (status 0) and archived orders are left out
   of lists unless asked for (``status_id=0``); ``min_/max_date_*`` are inclusive.
 * The order's shipping, handling and wrapping go to its first shipping address; shipping

@@ -58,12 +58,25 @@ def control_routes(store: Store, faults: Faults) -> list[Route]:
         if order is None:
             return JSONResponse({"error": "no such order"}, status_code=404)
         data = await read_json(request, Decimal)
-        try:
-            txn = store.take_payment(order, str(data.get("gateway", "braintree")),
-                                     bool(data.get("capture", True)), str(data.get("reference") or ""))
+        try:  # one tender (the whole order) or a list of them (split tender)
+            made = store.take_payments(order, data if isinstance(data, list) else [data or {}])
         except ApiError as exc:
             return error(exc)
-        return Response(dumps(txn, "v3"), media_type="application/json")
+        return Response(dumps(made if isinstance(data, list) else made[0], "v3"),
+                        media_type="application/json")
+
+    async def capture(request: Request) -> Response:
+        """A capture of part of the authorization, as the control panel takes it for gateways
+        that allow partial captures (v3 ``payment_actions/capture`` captures all the rest)."""
+        order = store.orders.get(int(request.path_params["order_id"]))
+        if order is None:
+            return JSONResponse({"error": "no such order"}, status_code=404)
+        data = await read_json(request, Decimal)
+        try:
+            store.capture(order, (data or {}).get("amount"))
+        except ApiError as exc:
+            return error(exc)
+        return JSONResponse({"payment_status": order["payment_status"]}, status_code=201)
 
     def reset() -> None:
         for timer in store.timers:
@@ -81,6 +94,7 @@ def control_routes(store: Store, faults: Faults) -> list[Route]:
         Route("/_sandbox/products", products, methods=["POST"]),
         Route("/_sandbox/coupons", coupons, methods=["POST"]),
         Route("/_sandbox/orders/{order_id:int}/payments", payments, methods=["POST"]),
+        Route("/_sandbox/orders/{order_id:int}/capture", capture, methods=["POST"]),
     ]
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Callable
 
-from sandbox.bigcommerce.wire import ApiError, GATEWAYS, ZERO, dec, now_utc, q2
+from sandbox.bigcommerce.wire import ApiError, GATEWAYS, STORE_TENDERS, ZERO, dec, now_utc, q2
 
 
 class RefundBook:
@@ -15,52 +15,115 @@ class RefundBook:
 
     # ---- payments -----------------------------------------------------------------------
     def add_transaction(self, order: dict, event: str, amount: Decimal, gateway: str,
-                        reference: str = "") -> dict:
+                        reference: str = "", **extra: Any) -> dict:
         method, _, _ = GATEWAYS.get(gateway, ("custom", gateway, True))
         txn = {"id": self.next_id("transaction", 9000), "order_id": str(order["id"]),
                "event": event, "method": method, "amount": amount, "currency": order["currency"],
                "gateway": gateway, "gateway_transaction_id": reference or secrets.token_hex(8),
                "date_created": now_utc(), "test": False, "status": "ok", "fraud_review": False,
                "reference_transaction_id": None, "offline": None, "custom": None,
-               "payment_method_id": f"{gateway}.card" if method == "credit_card" else None}
+               "payment_method_id": f"{gateway}.card" if method == "credit_card" else None,
+               "gift_certificate": None, "store_credit": None, **extra}
         order["transactions"].append(txn)
         self.emit("store/order/transaction/created", {
             "type": "transaction", "order_id": str(order["id"]), "transaction_id": txn["id"],
             "transaction_status": "ok", "transaction_type": event})
         return txn
 
-    def take_payment(self, order: dict, gateway: str, capture: bool, reference: str = "") -> dict:
-        """What a checkout's gateway records (control surface; v2 create takes no payment)."""
-        if gateway not in GATEWAYS:
-            raise ApiError(422, f"Unknown payment gateway '{gateway}'.")
-        method, display, offline = GATEWAYS[gateway]
-        event = "settled" if offline else ("purchase" if capture else "authorization")
-        txn = self.add_transaction(order, event, order["total_inc_tax"], gateway, reference)
-        order["payment_method"], order["payment_provider_id"] = display, txn["gateway_transaction_id"]
-        order["payment_status"] = "captured" if event != "authorization" else "authorized"
-        order["gateway"] = gateway
-        target = 11 if event != "authorization" else 7
-        if order["status_id"] in (0, 1, 7):
-            self.order_status(order, target)
-        self.touch(order)
-        return txn
+    def unpaid(self, order: dict) -> Decimal:
+        """What no purchase, settled payment or authorization covers yet."""
+        return order["total_inc_tax"] - sum((t["amount"] for t in order["transactions"] if (
+            t["status"] == "ok" and t["event"] in ("purchase", "settled", "authorization"))), ZERO)
 
-    def capture(self, order: dict) -> None:
-        if order.get("payment_status") != "authorized":
+    def take_payment(self, order: dict, gateway: str, capture: bool, reference: str = "") -> dict:
+        """What a checkout's gateway records for the whole order (control surface)."""
+        return self.take_payments(order, [{"gateway": gateway, "capture": capture,
+                                           "reference": reference}])[0]
+
+    def take_payments(self, order: dict, tenders: list[dict]) -> list[dict]:
+        """What a checkout records (control surface; v2 create takes no payment): one
+        transaction per tender, each for its ``amount`` (default: the rest unpaid). Gift
+        certificates and store credit are taken at once (``purchase``), offline methods
+        ``settled``, a card ``purchase`` or, without ``capture``, ``authorization``. All
+        tenders are checked before any is recorded."""
+        left, plan = self.unpaid(order), []
+        for spec in tenders:
+            if not isinstance(spec, dict):
+                raise ApiError(422, "A payment must be an object.")
+            gateway = str(spec.get("gateway") or "braintree")
+            if gateway not in GATEWAYS:
+                raise ApiError(422, f"Unknown payment gateway '{gateway}'.")
+            amount = left if spec.get("amount") in (None, "") else q2(dec(spec["amount"], "amount"))
+            if amount < 0 or amount > left or (amount == 0 and order["total_inc_tax"]):
+                raise ApiError(422, f"A payment of {amount} does not fit the {left} left to pay.")
+            if gateway == "storecredit" and not order["customer_id"]:
+                raise ApiError(422, "Unable to use store credit for a guest customer.")
+            offline = GATEWAYS[gateway][2]
+            event = ("settled" if offline else "purchase"
+                     if spec.get("capture", True) or gateway in STORE_TENDERS else "authorization")
+            plan.append((gateway, event, amount, str(spec.get("reference") or ""),
+                         str(spec.get("code") or "")))
+            left -= amount
+        made = [self._tender(order, *step) for step in plan]
+        primary = next((t for t in reversed(made) if t["gateway"] not in STORE_TENDERS), made[-1])
+        order["payment_method"] = GATEWAYS[primary["gateway"]][1]
+        order["payment_provider_id"] = primary["gateway_transaction_id"]
+        order["gateway"] = primary["gateway"]
+        authorized = any(t["event"] == "authorization" for t in order["transactions"])
+        order["payment_status"] = ("pending" if left else "authorized" if authorized else "captured")
+        if not left and order["status_id"] in (0, 1, 7):
+            self.order_status(order, 7 if authorized else 11)
+        self.touch(order)
+        return made
+
+    def _tender(self, order: dict, gateway: str, event: str, amount: Decimal, reference: str,
+                code: str) -> dict:
+        extra: dict[str, Any] = {}
+        if gateway == "giftcertificate":
+            code = code or f"GC-{secrets.token_hex(3).upper()}"
+            extra["gift_certificate"] = {"code": code, "original_balance": amount,
+                                         "starting_balance": amount, "remaining_balance": ZERO,
+                                         "status": "active"}
+            order["gift_certificate_amount"] = order.get("gift_certificate_amount", ZERO) + amount
+        elif gateway == "storecredit":
+            extra["store_credit"] = {"remaining_balance": ZERO}
+            order["store_credit_amount"] = order.get("store_credit_amount", ZERO) + amount
+        return self.add_transaction(order, event, amount, gateway, reference or code, **extra)
+
+    def capture(self, order: dict, amount: Any = None) -> None:
+        """Capture ``amount`` of the authorization (default: all of it not captured yet); the
+        ``capture`` transaction lands asynchronously (``capture pending`` until then). Several
+        partial captures are several ``capture`` transactions of one authorization."""
+        auth = next((t for t in order["transactions"]
+                     if t["event"] == "authorization" and t["status"] == "ok"), None)
+        if auth is None or order.get("payment_status") not in ("authorized", "capture pending"):
             raise ApiError(422, "The order has no authorized payment to capture.")
+        pending = order.get("capture_pending", ZERO)
+        open_amount = auth["amount"] - self._captured(order, auth) - pending
+        amount = open_amount if amount in (None, "") else q2(dec(amount, "amount"))
+        if open_amount <= 0 or amount <= 0 or amount > open_amount:
+            raise ApiError(422, f"A capture of {amount} does not fit the {open_amount} left to capture.")
+        order["capture_pending"] = pending + amount
         order["payment_status"] = "capture pending"
         self.touch(order)
 
         def settle() -> None:
-            auth = next(t for t in order["transactions"] if t["event"] == "authorization")
-            txn = self.add_transaction(order, "capture", auth["amount"], auth["gateway"])
-            txn["reference_transaction_id"] = auth["id"]
-            order["payment_status"] = "captured"
+            self.add_transaction(order, "capture", amount, auth["gateway"],
+                                 reference_transaction_id=auth["id"])
+            order["capture_pending"] -= amount
+            if not order["capture_pending"]:
+                whole = self._captured(order, auth) >= auth["amount"]
+                order["payment_status"] = "captured" if whole else "authorized"
             if order["status_id"] in (0, 1, 7):
                 self.order_status(order, 11)
             self.touch(order)
 
         self.later(settle)
+
+    @staticmethod
+    def _captured(order: dict, auth: dict) -> Decimal:
+        return sum((t["amount"] for t in order["transactions"] if t["event"] == "capture"
+                    and t["status"] == "ok" and t["reference_transaction_id"] == auth["id"]), ZERO)
 
     def later(self, action: Callable[[], None], seconds: float | None = None) -> None:
         delay = self.settings.async_delay_ms / 1000 if seconds is None else seconds
@@ -110,10 +173,7 @@ class RefundBook:
             raise ApiError(422, f"The refund amount {total} exceeds the refundable amount {remaining}.",
                            wrap_data=True)
         gateway = order.get("gateway", "custom")
-        offline = GATEWAYS.get(gateway, ("", "", True))[2]
-        methods = [[{"provider_id": gateway, "provider_description": GATEWAYS.get(gateway, ("", gateway))[1],
-                     "amount": total, "offline": offline, "offline_provider": offline,
-                     "offline_reason": "This is an offline payment provider." if offline else ""}]]
+        methods = [[self._option(provider, amount) for provider, amount in self._split(order, total)]]
         if gateway != "custom":
             methods.append([{"provider_id": "custom", "provider_description": "Custom", "amount": total,
                              "offline": True, "offline_provider": True,
@@ -125,6 +185,40 @@ class RefundBook:
         return {"order_id": order["id"], "total_refund_amount": total, "total_refund_tax_amount": tax,
                 "order_level_refund_amount": order_level, "rounding": ZERO, "adjustment": ZERO,
                 "tax_inclusive": True, "refund_methods": methods, "items": items}
+
+    @staticmethod
+    def _option(provider: str, amount: Decimal) -> dict:
+        offline = GATEWAYS.get(provider, ("", "", True))[2]
+        return {"provider_id": provider,
+                "provider_description": GATEWAYS.get(provider, ("", provider))[1], "amount": amount,
+                "offline": offline, "offline_provider": offline,
+                "offline_reason": "This is an offline payment provider." if offline else ""}
+
+    def _split(self, order: dict, total: Decimal) -> list[tuple[str, Decimal]]:
+        """The refund back to the tenders that paid, each at most what it still holds: the
+        order's gateways first, then gift certificates and store credit (the spec's example
+        splits bank deposit + store credit this way). One tender: all of it goes there."""
+        held: dict[str, Decimal] = {}
+        for t in order["transactions"]:
+            if t["status"] == "ok" and t["event"] in ("purchase", "capture", "settled"):
+                held[t["gateway"]] = held.get(t["gateway"], ZERO) + t["amount"]
+        for rid in order["refund_ids"]:
+            for p in self.refunds[rid]["payments"]:
+                if p["provider_id"] in held:
+                    held[p["provider_id"]] -= p["amount"]
+        if len(held) < 2:
+            return [(order.get("gateway", "custom"), total)]
+        order_of = sorted(held, key=lambda g: (g in STORE_TENDERS, g != order.get("gateway")))
+        out, rest = [], total
+        for provider in order_of:
+            share = min(rest, max(held[provider], ZERO))
+            if share:
+                out.append((provider, share))
+                rest -= share
+        if rest or not out:  # more than the tenders hold (refunded elsewhere before): the first
+            first = out[0] if out else (order_of[0], ZERO)
+            out[:1] = [(first[0], first[1] + rest)]
+        return out
 
     def _refund_item(self, order: dict, item: Any) -> tuple[Decimal, Decimal, dict]:
         if not isinstance(item, dict):
@@ -200,7 +294,8 @@ class RefundBook:
         payments = payments or [{"provider_id": order.get("gateway", "custom"), "amount": total,
                                  "offline": False}]
         overridden = total != quote["total_refund_amount"]
-        offered = {o["provider_id"]: o["amount"] for method in quote["refund_methods"] for o in method}
+        offered = {(o["provider_id"], o["amount"]) for method in quote["refund_methods"] for o in method}
+        providers = {provider for provider, _ in offered}
         checked, paid = [], ZERO
         for p in payments:
             if not isinstance(p, dict):
@@ -209,7 +304,7 @@ class RefundBook:
             amount = q2(dec(p.get("amount", 0), "amount"))
             if provider == "storecredit" and not order["customer_id"]:
                 raise ApiError(422, "Unable to provide store credit for a guest customer.", wrap_data=True)
-            if provider not in offered or (not overridden and amount != offered[provider]):
+            if provider not in providers or (not overridden and (provider, amount) not in offered):
                 raise ApiError(422, f"The payment of {amount} with '{provider}' does not match the "
                                     "refund quote.", wrap_data=True)
             paid += amount

@@ -41,7 +41,12 @@ GATEWAYS = {  # gateway -> (transaction method, order payment_method, offline)
     "testgateway": ("credit_card", "Test Payment Gateway", False),
     "bankdeposit": ("offline", "Bank Deposit", True),
     "cod": ("offline", "Cash on Delivery", True),
+    "giftcertificate": ("gift_certificate", "Gift Certificate", False),
+    "storecredit": ("store_credit", "Store Credit", False),
 }
+# Tenders the store itself holds: taken in full at checkout (never authorized), and a part of
+# the order total only when another gateway pays the rest (split tender).
+STORE_TENDERS = ("giftcertificate", "storecredit")
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,18 +22,6 @@ NEUTRAL_RATES = ("CA", "CA-REDUCED", "VAT")
 
 
 @dataclass
-class StoreOrder:
-    """A store order as reconciliation needs it (read through the store's own API)."""
-
-    id: str
-    currency: str
-    total: Decimal
-    paid: bool
-    refunds: list[tuple[str, Decimal]] = field(default_factory=list)  # (refund id, amount > 0)
-    payments: list[tuple[str, Decimal]] = field(default_factory=list)  # (payment id, amount)
-
-
-@dataclass
 class ErpDoc:
     """An ERP sales document as reconciliation needs it."""
 
@@ -84,8 +72,6 @@ class StoreSandbox(Protocol):
                      line_qty: int = 0) -> str:
         """A refund: of ``line_qty`` units of the first line, of an amount only, or in full
         when neither is given. Returns the refund id."""
-
-    async def orders(self, admin: httpx.AsyncClient) -> list[StoreOrder]: ...
 
     async def generate_day(self, admin: httpx.AsyncClient, *, orders: int, refund_ratio: float,
                            seed: int, on_progress: Any = None) -> None:

@@ -12,12 +12,10 @@ import httpx
 
 from sandbox import bigcommerce as app
 from sandbox import traffic_bigcommerce as traffic
-from starter.sandboxes import Placed, StoreOrder
+from starter.sandboxes import Placed
 
 HASH, TOKEN = traffic.STORE_HASH, traffic.TOKEN
 ORDER_TOPICS = ("store/order/created", "store/order/updated", "store/order/refund/created")
-PAID_STATUS_IDS = {2, 3, 4, 8, 9, 10, 11, 14}
-SALES = {"purchase", "capture"}
 ok = traffic.ok
 
 
@@ -90,23 +88,6 @@ class BigCommerceSandbox:
             items = traffic.full_refund_items(
                 products, await traffic.v2_all(admin, f"v2/orders/{order_id}/shipping_addresses"))
         return str((await traffic.refund(admin, order_id, items, "test"))["id"])
-
-    async def orders(self, admin: httpx.AsyncClient) -> list[StoreOrder]:
-        refunds: dict[str, list[tuple[str, Decimal]]] = {}
-        for r in await traffic.v3_all(admin, "v3/orders/payment_actions/refunds"):
-            refunds.setdefault(str(r["order_id"]), []).append((str(r["id"]), Decimal(str(r["total_amount"]))))
-        out = []
-        for o in await traffic.v2_all(admin, "v2/orders"):
-            txns = await traffic.v3_all(admin, f"v3/orders/{o['id']}/transactions")
-            sales = [t for t in txns if t["event"] in SALES and t["status"] == "ok"] or \
-                [t for t in txns if t["event"] == "settled" and t["status"] == "ok"]
-            payments = [(str(t["id"]), Decimal(str(t["amount"]))) for t in sales]
-            out.append(StoreOrder(
-                id=str(o["id"]), currency=o["default_currency_code"],
-                total=Decimal(o["total_inc_tax"]),
-                paid=bool(payments) or o["status_id"] in PAID_STATUS_IDS,
-                refunds=refunds.get(str(o["id"]), []), payments=payments))
-        return out
 
     async def generate_day(self, admin: httpx.AsyncClient, *, orders: int, refund_ratio: float,
                            seed: int, on_progress: Any = None) -> None:

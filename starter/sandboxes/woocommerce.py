@@ -8,7 +8,7 @@ import httpx
 
 from sandbox import traffic
 from sandbox import woocommerce as app
-from starter.sandboxes import Placed, StoreOrder, ok
+from starter.sandboxes import Placed, ok
 
 API = "wp-json/wc/v3/"
 KEY, SECRET = "ck_sandbox", "cs_sandbox"
@@ -97,20 +97,6 @@ class WooCommerceSandbox:
         else:
             body |= traffic.full_refund_body(order)
         return str(ok(await admin.post(f"{API}orders/{order_id}/refunds", json=body))["id"])
-
-    async def orders(self, admin: httpx.AsyncClient) -> list[StoreOrder]:
-        out, page = [], 1
-        while True:
-            resp = await admin.get(API + "orders", params={"per_page": 100, "page": page})
-            for o in ok(resp):
-                paid = bool(o.get("date_paid_gmt"))
-                out.append(StoreOrder(
-                    id=str(o["id"]), currency=o["currency"], total=Decimal(o["total"]), paid=paid,
-                    refunds=[(str(r["id"]), -Decimal(str(r["total"]))) for r in o.get("refunds", [])],
-                    payments=[(str(o["id"]), Decimal(o["total"]))] if paid else []))
-            if page >= int(resp.headers.get("X-WP-TotalPages", "1")):
-                return out
-            page += 1
 
     async def generate_day(self, admin: httpx.AsyncClient, *, orders: int, refund_ratio: float,
                            seed: int, on_progress: Any = None) -> None:

@@ -167,3 +167,46 @@ def test_status_slug_and_catalog_fields():
     assert catalog_fields(change) == {"price": D("12.50"), "cost_price": D("4")}
     assert stock_quantity(change) == 7
     assert stock_quantity(change.model_copy(update={"quantity_available": D("-3")})) == 0
+
+
+def _txn(tid, event, amount, gateway="braintree", ref=None, when="2026-03-01T10:00:00+00:00",
+         status="ok"):
+    return {"id": tid, "event": event, "amount": D(amount), "status": status, "gateway": gateway,
+            "reference_transaction_id": ref, "gateway_transaction_id": f"gw-{tid}",
+            "date_created": when}
+
+
+def test_several_partial_captures_are_one_payment_each_and_the_authorization_none():
+    rows = [_txn(9001, "authorization", "60.00"),
+            _txn(9002, "capture", "25.00", ref=9001, when="2026-03-01T11:00:00+00:00"),
+            _txn(9003, "capture", "20.00", ref=9001, when="2026-03-02T09:00:00+00:00"),
+            _txn(9004, "capture", "15.00", ref=9001, when="2026-03-02T09:00:00+00:00"),
+            _txn(9005, "void", "0.00", ref=9001)]
+    assert [(p.store_id, p.amount, p.reference) for p in payments_from_bc(rows)] == [
+        ("9002", D("25.00"), "gw-9002"), ("9003", D("20.00"), "gw-9003"),
+        ("9004", D("15.00"), "gw-9004")]
+
+
+def test_split_tender_gift_certificate_and_card_two_payments_with_their_own_amounts():
+    rows = [_txn(9010, "purchase", "10.00", "giftcertificate"),
+            _txn(9011, "purchase", "22.47", "braintree"),
+            _txn(9012, "refund", "5.00", "braintree")]
+    assert [(p.store_id, p.amount, p.method) for p in payments_from_bc(rows)] == [
+        ("9010", D("10.00"), "giftcertificate"), ("9011", D("22.47"), "braintree")]
+
+
+def test_settled_tender_beside_store_credit_counts_but_a_settled_capture_does_not():
+    rows = [_txn(1, "purchase", "39.00", "storecredit"),
+            _txn(2, "settled", "80.35", "bankdeposit"),
+            _txn(3, "authorization", "20.00", "stripe"),
+            _txn(4, "capture", "20.00", "stripe", ref=3),
+            _txn(5, "settled", "20.00", "stripe"),  # the capture's money, settled
+            _txn(6, "settled", "20.00", "", ref=3)]
+    assert [(p.store_id, p.amount) for p in payments_from_bc(rows)] == [
+        ("1", D("39.00")), ("2", D("80.35")), ("4", D("20.00"))]
+
+
+def test_ids_order_numerically_and_a_transaction_listed_twice_is_one_payment():
+    rows = [_txn(10000, "capture", "1.00", ref=1), _txn(9999, "capture", "2.00", ref=1),
+            _txn(9999, "capture", "2.00", ref=1)]
+    assert [p.store_id for p in payments_from_bc(rows)] == ["9999", "10000"]

@@ -281,3 +281,70 @@ async def test_events_for_a_deactivated_hook_are_dropped_and_wait_idle_can_wait_
     assert (await client.get("http://bc/_sandbox/state")).json()["retrying"] == 0
     log = (await client.get("http://bc/_sandbox/webhooks/deliveries")).json()
     assert [d["kind"] for d in log] == ["delivery", "dropped"] and len(received) == 1
+
+
+async def bare_order(client) -> dict:
+    """An order without a payment (the checkout's tenders are the test's)."""
+    catalog = {s.sku: s for s in await traffic.load_catalog(client)}
+    where = traffic.address(person(), "1 Main St", "Oakland", "CA", "94607", "US")
+    return (await client.post("v2/orders", json={
+        "customer_id": 0, "status_id": 1, "billing_address": where,
+        "shipping_addresses": [{**where, "shipping_method": "Flat Rate"}],
+        "products": [{"product_id": catalog["MUG-CER-01"].product_id, "quantity": 2}],
+        "base_shipping_cost": "5.00"})).json()
+
+
+async def test_split_tender_gift_certificate_and_card(bc):
+    _, client, *_ = bc
+    placed = await bare_order(client)
+    total = D(placed["total_inc_tax"])
+    pay = f"http://bc/_sandbox/orders/{placed['id']}/payments"
+    too_much = await client.post(pay, json=[{"gateway": "giftcertificate", "amount": str(total + 1)}])
+    assert too_much.status_code == 422
+    made = (await client.post(pay, json=[{"gateway": "giftcertificate", "amount": "10.00",
+                                         "code": "GC-TEN"}, {"gateway": "braintree"}])).json()
+    assert [(t["event"], t["method"], t["gateway"], D(str(t["amount"]))) for t in made] == [
+        ("purchase", "gift_certificate", "giftcertificate", D("10.00")),
+        ("purchase", "credit_card", "braintree", total - 10)]
+    assert made[0]["gift_certificate"]["code"] == "GC-TEN" and made[1]["gift_certificate"] is None
+    now = (await client.get(f"v2/orders/{placed['id']}")).json()
+    assert (now["payment_status"], now["status_id"], now["payment_method"]) == ("captured", 11, "Credit Card")
+    assert D(now["gift_certificate_amount"]) == 10 and D(now["total_inc_tax"]) == total
+    assert (await client.post(pay, json={"gateway": "braintree"})).status_code == 422  # paid
+    # a refund goes back to the card first, then to the gift certificate
+    items = [{"item_type": "ORDER", "item_id": placed["id"], "amount": str(total - 5)}]
+    quote = (await client.post(f"v3/orders/{placed['id']}/payment_actions/refund_quotes",
+                               json={"items": items})).json()["data"]
+    assert [(p["provider_id"], D(str(p["amount"]))) for p in quote["refund_methods"][0]] == [
+        ("braintree", total - 10), ("giftcertificate", D("5.00"))]
+    whole = await client.post(f"v3/orders/{placed['id']}/payment_actions/refunds", json={
+        "items": items, "payments": [{"provider_id": "braintree", "amount": str(total - 5)}]})
+    assert whole.status_code == 422  # more than the card took
+    made = await traffic.refund(client, placed["id"], items)
+    assert [p["provider_id"] for p in made["payments"]] == ["braintree", "giftcertificate"]
+    events = [(t["event"], t["gateway"]) for t in
+              (await client.get(f"v3/orders/{placed['id']}/transactions")).json()["data"]]
+    assert events[2:] == [("refund", "braintree"), ("refund", "giftcertificate")]
+
+
+async def test_partial_captures_then_the_rest(bc):
+    _, client, *_ = bc
+    placed = await order(client, capture=False)
+    total, oid = D(placed["total_inc_tax"]), placed["id"]
+    capture = f"http://bc/_sandbox/orders/{oid}/capture"
+    assert (await client.post(capture, json={"amount": str(total + 1)})).status_code == 422
+    assert (await client.post(capture, json={"amount": "10.00"})).status_code == 201
+    assert (await client.post(capture, json={"amount": "5.50"})).status_code == 201
+    assert (await client.post(f"v3/orders/{oid}/payment_actions/capture", json={})).status_code == 201
+    for _ in range(100):
+        now = (await client.get(f"v2/orders/{oid}")).json()
+        if now["payment_status"] == "captured":
+            break
+        await asyncio.sleep(0.01)
+    assert now["status_id"] == 11
+    txns = (await client.get(f"v3/orders/{oid}/transactions")).json()["data"]
+    auth = txns[0]
+    assert [(t["event"], D(str(t["amount"])), t["reference_transaction_id"]) for t in txns] == [
+        ("authorization", total, None), ("capture", D("10.00"), auth["id"]),
+        ("capture", D("5.50"), auth["id"]), ("capture", total - D("15.50"), auth["id"])]
+    assert (await client.post(capture, json={})).status_code == 422  # nothing left
