@@ -140,6 +140,16 @@ class PostRefundPaymentInput(BaseModel):
     refund_id: str
     credit_memo: ErpDocumentRef
     customer_key: str
+    # The order's booked receipts: a refund booked before the payment settled the invoice, so
+    # its cash-back pays back what it left unapplied on a receipt.
+    receipts: list[ErpDocumentRef] = Field(default_factory=list)
+
+
+class Attention(BaseModel):
+    """A step the ERP's API does not book: the order needs attention; ``message`` names the
+    amount and the manual step in that ERP."""
+
+    message: str
 
 
 class PostAdjustmentInput(BaseModel):
@@ -194,8 +204,9 @@ class OrderSyncState(BaseModel):
     posted: PostedTotals = Field(default_factory=PostedTotals)
     credit_memos: dict[str, ErpDocumentRef] = Field(default_factory=dict)
     receipts: dict[str, ErpDocumentRef | None] = Field(default_factory=dict)  # None: not booked by choice
-    # The cash-back of each refund, applied to its credit memo; None: the ERP or connection does
-    # not book it as a document of its own.
+    # The cash-back of each refund, applied to its credit memo (or to the receipt a refund
+    # before the payment left unapplied); None: nothing to pay back yet, or the ERP or
+    # connection does not book it as a document of its own.
     refund_payments: dict[str, ErpDocumentRef | None] = Field(default_factory=dict)
     adjustments: list[ErpDocumentRef] = Field(default_factory=list)
     passes: int = 0

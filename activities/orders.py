@@ -16,8 +16,8 @@ from functools import cache
 from temporalio import activity
 
 from activities.errors import classified
-from activities.messages import (CustomerInput, LoadStateInput, OrderRef, OrderSnapshot,
-                                 OrderStateInput, OrderSummary, OrderSyncState,
+from activities.messages import (Attention, CustomerInput, LoadStateInput, OrderRef,
+                                 OrderSnapshot, OrderStateInput, OrderSummary, OrderSyncState,
                                  PostAdjustmentInput, PostCreditMemoInput, PostInvoiceInput,
                                  PostReceiptInput, PostRefundPaymentInput, PostResult)
 from activities.buyers import buyer_lease, fully_known, known_buyer, record_buyer
@@ -33,7 +33,7 @@ from connectors.documents import (ErpDocument, PostedTotals, ReceiptDocument, bu
                                   build_credit_memo, build_invoice, build_receipt,
                                   build_refund_payment)
 from connectors.errors import NotFound
-from connectors.model import ErpDocumentRef, Order
+from connectors.model import ZERO, ErpDocumentRef, Order
 
 GUEST_ACCOUNT = "guest account"  # doc_type of the connection's shared account of guests
 
@@ -156,11 +156,15 @@ class OrderActivities:
             created_at=order.created_at)
 
     @activity.defn(name="post_refund_payment")
-    async def post_refund_payment(self, inp: PostRefundPaymentInput) -> PostResult | None:
+    async def post_refund_payment(self, inp: PostRefundPaymentInput
+                                  ) -> PostResult | Attention | None:
         """The refund's cash-back document applied to its credit memo, for the credit the memo
         still holds: the part of the refund that did not settle an open invoice balance, i.e.
-        the money paid back. None when the connection does not book payments, the ERP books
-        the cash-back with the memo, or the memo holds no credit (nothing went back)."""
+        the money paid back. A memo that settled the invoice before the payment came leaves
+        the payment's receipt with that much unapplied: the cash-back pays that back instead
+        (Attention where the ERP's API books no such cash-back). None when the connection does
+        not book payments, the ERP books the cash-back with the memo, or nothing holds the
+        refund's credit (nothing went back, or no receipt yet)."""
         conn = self.rt.connection(inp.connection_id)
         if not conn.mappings.post_receipts or not hasattr(erp := self.rt.erp(conn),
                                                            "create_refund_payment"):
@@ -175,6 +179,7 @@ class OrderActivities:
         mappings = mappings_for(self.rt.store, conn, order.store_id)
         key, created_at = LedgerKey.refund_payment(inp.refund_id), order.created_at
         paid_back: Decimal | None = None
+        receipt: ErpDocumentRef | None = None
         if not Ledger(self.rt.store, conn.id).booked(key) and hasattr(erp, "refund_credit"):
             async with classified():
                 paid_back = min(await erp.refund_credit(inp.credit_memo), refund.amount)
@@ -184,14 +189,22 @@ class OrderActivities:
                     doc = build_refund_payment(order, refund, inp.customer_key,
                                                inp.credit_memo, mappings)
                     found = await erp.find_document("refund_payment", doc.external_ref)
-                    if found is None:
-                        return None
-                    paid_back = (min(found.total, refund.amount) if found.total else None)
-                    created_at = None  # so the ledger looks it up and records it
+                    if found is not None:
+                        paid_back = (min(found.total, refund.amount) if found.total else None)
+                        created_at = None  # so the ledger looks it up and records it
+                    else:
+                        receipt, paid_back = await _unapplied(erp, inp.receipts, refund.amount)
+                        if receipt is None:
+                            return None
+                        if hasattr(erp, "manual_receipt_refund"):
+                            return Attention(message=erp.manual_receipt_refund(
+                                build_refund_payment(order, refund, inp.customer_key,
+                                                     inp.credit_memo, mappings, paid_back,
+                                                     receipt)))
         return await self._post(
             conn, key, order.number,
             lambda: build_refund_payment(order, refund, inp.customer_key, inp.credit_memo,
-                                         mappings, paid_back),
+                                         mappings, paid_back, receipt),
             created_at=created_at)
 
     @activity.defn(name="post_adjustment")
@@ -242,6 +255,18 @@ class OrderActivities:
         return [self.fetch_order, self.load_order_state, self.upsert_customer, self.post_invoice, self.post_credit_memo,
                 self.post_receipt, self.post_refund_payment, self.post_adjustment,
                 self.record_order_state]
+
+
+async def _unapplied(erp: object, receipts: list[ErpDocumentRef],
+                     refund: Decimal) -> tuple[ErpDocumentRef | None, Decimal]:
+    """The first receipt holding something unapplied, and how much of ``refund`` it pays back
+    (read from the ERP, so a cash-back already booked against it is not paid twice)."""
+    if not hasattr(erp, "receipt_credit"):
+        return None, ZERO
+    for receipt in receipts:
+        if (credit := await erp.receipt_credit(receipt)) > 0:
+            return receipt, min(credit, refund)
+    return None, ZERO
 
 
 def activity_name(fn: Callable) -> str:

@@ -313,15 +313,18 @@ class AcumaticaErp:
 
     async def create_refund_payment(self, doc: RefundPaymentDocument) -> ErpDocumentRef:
         """A Refund (AR302000) of what the store paid back, applied to the refund's credit
-        memo and released: the memo closes and the customer's balance is back at zero. A memo
-        with less open than the refund parks naming the manual refund (the amount is what
-        :meth:`refund_credit` read, so only a change in between refuses it)."""
-        if not self.settings.release_documents:  # a refund applies to released memos only
+        memo (or to the receipt whose unapplied balance a refund before the payment left) and
+        released: the memo or payment closes and the customer's balance is back at zero. A
+        document with less open than the refund parks naming the manual refund (the amount is
+        what :meth:`refund_credit` or :meth:`receipt_credit` read, so only a change in between
+        refuses it)."""
+        what = "payment" if doc.applies_to.kind == "receipt" else "credit memo"
+        if not self.settings.release_documents:  # a refund applies to released documents only
             raise Rejected(
-                f"credit memo {doc.applies_to.number} was left unreleased (release_documents="
-                f"false) and Acumatica applies a refund only to a released credit memo",
+                f"{what} {doc.applies_to.number} was left unreleased (release_documents="
+                f"false) and Acumatica applies a refund only to a released {what}",
                 system=SYSTEM,
-                resolution=f"release credit memo {doc.applies_to.number} in Acumatica, then "
+                resolution=f"release {what} {doc.applies_to.number} in Acumatica, then "
                            f"replay the order to book the refund of {doc.amount} {doc.currency}")
         cash_account = self.settings.cash_account_for(doc.currency)
         try:
@@ -344,6 +347,15 @@ class AcumaticaErp:
         row = await self._get(f"SalesInvoice/{quote(memo.doc_type or CREDIT_MEMO_TYPE)}/"
                               f"{quote(memo.number)}", {"$select": "Status,Balance"})
         return ZERO if row.get("Status") == "Closed" else to_decimal(row.get("Balance") or 0)
+
+    async def receipt_credit(self, receipt: ErpDocumentRef) -> Decimal:
+        """What a receipt (Payment) holds unapplied: its AvailableBalance once released (Open),
+        the customer's credit a refund booked before the payment left on it."""
+        row = await self._get(f"Payment/{quote(receipt.doc_type or PAYMENT_TYPE)}/"
+                              f"{quote(receipt.number)}", {"$select": "Status,AvailableBalance"})
+        if row.get("Status") != "Open":
+            return ZERO
+        return max(ZERO, to_decimal(row.get("AvailableBalance") or 0))
 
     async def _put_applied(self, entity: str, record: Callable[[Decimal], dict[str, Any]],
                            amount: Decimal, target: ErpDocumentRef) -> dict[str, Any]:

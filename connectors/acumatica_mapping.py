@@ -454,14 +454,16 @@ CREDIT_MEMO_TYPE = "Credit Memo"
 
 
 def refund_record(doc: RefundPaymentDocument, cash_account: str | None) -> dict[str, Any]:
-    """A Refund paying ``doc.amount`` back, all of it applied to the refund's credit memo."""
+    """A Refund paying ``doc.amount`` back, all of it applied to the refund's credit memo, or
+    to the receipt (a Payment) whose unapplied balance a refund before the payment left."""
     memo = doc.applies_to
+    default_type = PAYMENT_TYPE if memo.kind == "receipt" else CREDIT_MEMO_TYPE
     record: dict[str, Any] = {
         "Type": REFUND_TYPE, "CustomerID": doc.customer_key, "PaymentMethod": doc.payment_method,
         "PaymentAmount": doc.amount, "PaymentRef": doc.reference[:PAYMENT_REF_LENGTH],
         "ExternalRef": doc.external_ref, "Description": doc.description,
         "ApplicationDate": doc.date, "CurrencyID": doc.currency, "Hold": False,
-        "DocumentsToApply": [{"DocType": memo.doc_type or CREDIT_MEMO_TYPE,
+        "DocumentsToApply": [{"DocType": memo.doc_type or default_type,
                               "ReferenceNbr": memo.number, "AmountPaid": doc.amount}]}
     if cash_account:
         record["CashAccount"] = cash_account
@@ -475,11 +477,12 @@ def refund_refused(exc: Rejected, doc: RefundPaymentDocument) -> Rejected:
     if not application_refused(exc):
         return exc
     memo = doc.applies_to
+    what = "payment" if memo.kind == "receipt" else "credit memo"
     return Rejected(
-        f"Acumatica refused the refund of {doc.amount} {doc.currency} on credit memo "
+        f"Acumatica refused the refund of {doc.amount} {doc.currency} on {what} "
         f"{memo.number}: {'; '.join(exc.field_errors.values())}", system=SYSTEM,
         status=exc.status, field_errors=exc.field_errors,
-        resolution=f"credit memo {memo.number} has less open than the {doc.amount} paid back; "
+        resolution=f"{what} {memo.number} has less open than the {doc.amount} paid back; "
                    f"in Acumatica (Payments and Applications, AR302000) enter a Refund of "
                    f"{doc.amount} {doc.currency} for customer {doc.customer_key}, External Ref "
                    f"{doc.external_ref}, applied to what holds the customer's credit (the credit "

@@ -453,7 +453,9 @@ class RefundPaymentDocument(BaseModel):
     payment_method: str  # the ERP's payment method (mapped) the money went back through
     reference: str = ""  # the processor's transaction id of the original payment
     description: str = ""
-    applies_to: ErpDocumentRef  # the credit memo (credit note) of the refund
+    # The credit memo (credit note) of the refund; or the receipt whose unapplied balance the
+    # refund left, when its memo settled the invoice before the payment was booked.
+    applies_to: ErpDocumentRef
 
     kind: Literal["refund_payment"] = "refund_payment"
 
@@ -465,10 +467,14 @@ def refund_payment_ref(credit_memo_ref: str) -> str:
 
 def build_refund_payment(order: Order, refund: Refund, customer_key: str,
                          credit_memo: ErpDocumentRef, mappings: Mappings,
-                         paid_back: Decimal | None = None) -> RefundPaymentDocument:
+                         paid_back: Decimal | None = None,
+                         receipt: ErpDocumentRef | None = None) -> RefundPaymentDocument:
     """The cash-back of one refund, through the payment method the order was paid with (a card
     refund goes back to the card). ``paid_back``: the credit its memo still holds (the part of
-    the refund that did not settle an open invoice balance); None: the whole refund."""
+    the refund that did not settle an open invoice balance), or what ``receipt`` holds
+    unapplied; None: the whole refund. ``receipt``: the cash-back pays back that receipt's
+    unapplied balance instead of the memo's credit (the memo settled the invoice before the
+    payment came); its reference stays the memo's, so it is one cash-back per refund."""
     what = f"refund {refund.store_id} of order {order.number}"
     if refund.amount == 0:
         raise Rejected(f"{what} is zero: no money went back")
@@ -494,4 +500,4 @@ def build_refund_payment(order: Order, refund: Refund, customer_key: str,
         reference=(paid_with.reference if paid_with else "") or order.payment_reference
         or order.number,
         description=f"Refund {refund.store_id} of {order.store} order {order.number} paid back",
-        applies_to=credit_memo)
+        applies_to=receipt or credit_memo)

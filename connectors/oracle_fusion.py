@@ -693,6 +693,27 @@ class OracleFusionErp:
         row = await self._memo_row(memo.number)
         return abs(to_decimal(row.get("TransactionBalanceDue"))) if row else ZERO
 
+    async def receipt_credit(self, receipt: ErpDocumentRef) -> Decimal:
+        """What a receipt holds unapplied (its UnappliedAmount): the customer's credit a refund
+        booked before the payment left on it."""
+        rows = await self._items("standardReceipts", q_equals(ReceiptNumber=receipt.number),
+                                 limit=1)
+        return max(ZERO, to_decimal(rows[0].get("UnappliedAmount"))) if rows else ZERO
+
+    @staticmethod
+    def manual_receipt_refund(doc: RefundPaymentDocument) -> str:
+        """The step that pays a receipt's unapplied amount back, done in Receivables: the REST
+        action that refunds a standard receipt (``refundReceipt``) exists only in the newest
+        releases, so ml-connector books none and names the step."""
+        receipt = doc.applies_to
+        return (f"{doc.amount} {doc.currency} of receipt {receipt.number} is unapplied: refund "
+                f"{doc.refund_id} of order {doc.order_number} was booked before the payment (its "
+                f"credit memo settled the invoice) and the buyer got the {doc.amount} back. "
+                f"Resolution: in Receivables (Manage Receipts) open receipt {receipt.number} of "
+                f"customer account {doc.customer_key} and create a refund of {doc.amount} "
+                f"{doc.currency} from its unapplied amount (record it as paid in Payables, not "
+                f"paid again), then replay the order")
+
     async def _memo_row(self, number: str) -> dict[str, Any] | None:
         rows = await self._items("receivablesCreditMemos", q_equals(TransactionNumber=number),
                                  limit=1)

@@ -22,11 +22,11 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.messages import (ORDER_CHANGED, CustomerInput, LoadStateInput, OrderEvent,
-                                     OrderRef, OrderState, OrderStateInput, OrderSummary,
-                                     OrderSyncInput, OrderSyncState, PostAdjustmentInput,
-                                     PostCreditMemoInput, PostInvoiceInput, PostReceiptInput,
-                                     PostRefundPaymentInput)
+    from activities.messages import (ORDER_CHANGED, Attention, CustomerInput, LoadStateInput,
+                                     OrderEvent, OrderRef, OrderState, OrderStateInput,
+                                     OrderSummary, OrderSyncInput, OrderSyncState,
+                                     PostAdjustmentInput, PostCreditMemoInput, PostInvoiceInput,
+                                     PostReceiptInput, PostRefundPaymentInput)
     from activities.orders import ERP_STEPS, OrderActivities
     from connectors.errors import PARKING_KINDS
     from workflows.search_attributes import SA_CONNECTION, SA_ERP_DOCUMENT, SA_ORDER_NUMBER, SA_STATE
@@ -81,6 +81,7 @@ class OrderSync:
         self._loaded = False
         self._parked: list[str] = []  # this pass's parked steps, with their messages
         self._waiting: list[str] = []  # steps this pass could not try: what they wait for
+        self._attention: list[str] = []  # manual steps this pass found in the ERP, with amounts
         self._modified_at: datetime | None = None  # the store's, of the snapshot decided from
         self._recorded: tuple | None = None  # what the ledger's order row last received
         self._changes_in_a_row = 0  # passes the store's edits overtook (ORDER_CHANGED)
@@ -167,7 +168,7 @@ class OrderSync:
 
     async def _sync(self, ref: OrderRef) -> None:
         st = self._state
-        self._parked, self._waiting = [], []
+        self._parked, self._waiting, self._attention = [], [], []
         try:
             # Local activities: no activity task, no extra workflow task.
             order = await workflow.execute_local_activity_method(
@@ -186,6 +187,8 @@ class OrderSync:
             self._changes_in_a_row = 0
             if self._parked:
                 await self._set(ref, OrderState.PARKED, self._parked_message())
+            elif self._attention:
+                await self._set(ref, OrderState.NEEDS_ATTENTION, "; ".join(self._attention))
             elif (kept := order.captured - order.refunded) > 0 and order.status in CLOSED_STATUSES:
                 await self._set(ref, OrderState.NEEDS_ATTENTION, (
                     f"{order.status} in the store, but {kept} {order.currency} of the payment "
@@ -230,7 +233,9 @@ class OrderSync:
     async def _book(self, ref: OrderRef, order: OrderSummary) -> None:
         """Every step not yet booked. The invoice comes first (everything applies to it);
         receipts come before credit memos, so a refund meets a paid invoice as it did in the
-        store; a refund's cash-back follows its credit memo. A parked step stops only the
+        store; a refund's cash-back follows its credit memo. A refund whose cash-back found
+        nothing to pay back (its memo settled the unpaid invoice) tries again after a receipt
+        is booked: the receipt then holds that much unapplied. A parked step stops only the
         steps that depend on it."""
         st, conn, snap = self._state, ref.connection_id, order.snapshot
         try:
@@ -248,6 +253,7 @@ class OrderSync:
         except _Parked:
             self._waiting += self._unbooked(order)
             return
+        paid = False  # a receipt booked in this pass
         for payment in order.payments:
             if payment.store_id in st.receipts:
                 continue
@@ -262,6 +268,7 @@ class OrderSync:
                                      customer_key=st.customer_key),
                     what=f"receipt {payment.store_id}")
                 st.receipts[payment.store_id] = result.ref if result else None
+                paid = paid or result is not None
         for refund in order.refunds:
             if refund.store_id not in st.credit_memos:
                 try:
@@ -275,7 +282,8 @@ class OrderSync:
                 except _Parked:
                     self._waiting.append(f"cash-back of refund {refund.store_id}")
                     continue
-            if refund.store_id in st.refund_payments:
+            if refund.store_id in st.refund_payments and not (
+                    paid and st.refund_payments[refund.store_id] is None):
                 continue
             with _parked_alone():
                 result = await self._erp_step(
@@ -283,9 +291,13 @@ class OrderSync:
                     PostRefundPaymentInput(connection_id=conn, snapshot=snap,
                                            refund_id=refund.store_id,
                                            credit_memo=st.credit_memos[refund.store_id],
-                                           customer_key=st.customer_key),
+                                           customer_key=st.customer_key,
+                                           receipts=[r for r in st.receipts.values() if r]),
                     what=f"cash-back of refund {refund.store_id}")
-                st.refund_payments[refund.store_id] = result.ref if result else None
+                if isinstance(result, Attention):  # left unbooked: each pass looks again
+                    self._attention.append(result.message)
+                else:
+                    st.refund_payments[refund.store_id] = result.ref if result else None
 
     def _unbooked(self, order: OrderSummary) -> list[str]:
         """What waits behind the invoice: every receipt and refund not yet booked."""

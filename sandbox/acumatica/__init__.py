@@ -130,11 +130,13 @@ Choices where the reference says "unconfirmed" (or says nothing)
   defaults to false (status "Balanced"); once released "Closed" when nothing is left unapplied
   and nothing went to orders, else "Open".  Released payments ignore PUT changes.
 * Refund (``Payment`` of ``Type`` "Refund", numbered with payments): ``DocumentsToApply`` rows
-  name released, open credit memos of the same customer and currency (``DocType`` "Credit
-  Memo" or the code "CRM"; any other type, and any ``OrdersToApply`` row, is refused), each
-  within the memo's balance; release is refused unless the refund is applied in full ("out of
-  balance"), then reduces each memo's balance (Closed at zero).  Refunding a payment's
-  unapplied balance is not simulated.  ``GET /_sandbox/customers`` carries each customer's
+  name released, open credit memos (``DocType`` "Credit Memo" or the code "CRM") or released,
+  open payments (``DocType`` "Payment" or "PMT": their unapplied balance) of the same customer
+  and currency (any other type, and any ``OrdersToApply`` row, is refused), each within the
+  memo's balance or the payment's ``AvailableBalance``; release is refused unless the refund is
+  applied in full ("out of balance"), then reduces each memo's balance or payment's available
+  balance (Closed at zero).  Refunding a prepayment is not simulated.
+  ``GET /_sandbox/customers`` carries each customer's
   ``balance``: released invoices' balances less released credit memos' balances and payments'
   unapplied balances.
 * OAuth: ``invalid_client`` / ``invalid_grant`` / ``unsupported_grant_type`` /

@@ -3,7 +3,7 @@ types."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 
 # --------------------------------------------------------------------------- the contract

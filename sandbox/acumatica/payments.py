@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 PAYMENT_TYPES = ("Payment", "Prepayment", "Refund")
 # Adjusted-document types: the internal codes of the guide's example and the display values.
 ADJUSTED_DOC_TYPES = {"INV": "Invoice", "DRM": "Debit Memo", "Invoice": "Invoice", "Debit Memo": "Debit Memo"}
-# A Refund pays money back against the customer's credit: it applies to credit memos only here
-# (refunding a payment's or prepayment's unapplied balance is not simulated).
-REFUNDED_DOC_TYPES = {"CRM": "Credit Memo", "Credit Memo": "Credit Memo"}
+# A Refund pays money back against the customer's credit: a credit memo's open balance or a
+# payment's unapplied balance (refunding a prepayment is not simulated).
+REFUNDED_DOC_TYPES = {"CRM": "Credit Memo", "Credit Memo": "Credit Memo", "PMT": "Payment",
+                      "Payment": "Payment"}
 
 
 class PaymentRules(DocumentRules):
@@ -76,6 +77,9 @@ class PaymentRules(DocumentRules):
     def release(self, state: AcumaticaState, doc: dict) -> None:
         doc["Status"] = "Closed" if doc["AvailableBalance"] <= 0 and not doc.get("OrdersToApply") else "Open"
         for application in doc.get("DocumentsToApply") or []:
+            if application["DocType"] == "Payment":
+                refund_payment(state, doc, application)
+                continue
             invoice = state.find("SalesInvoice", Type=application["DocType"], ReferenceNbr=application["ReferenceNbr"])
             apply_to_invoice(state, invoice, application["AmountPaid"], doc_type=doc["Type"],
                              number=doc["ReferenceNbr"], currency=doc.get("CurrencyID"),
@@ -102,6 +106,25 @@ class PaymentRules(DocumentRules):
                 "ApplicationDate": doc.get("ApplicationDate"), "Hold": False, "ExternalRef": doc.get("ExternalRef")})
             order["LastModified"] = state.now()
         doc["LastModifiedDateTime"] = state.now()
+
+
+def refund_payment(state: AcumaticaState, refund: dict, application: dict) -> None:
+    """A released refund of a payment's unapplied balance: the payment's available balance falls
+    (Closed at zero, as a payment applied in full) and both show the application."""
+    payment = state.find("Payment", Type="Payment", ReferenceNbr=application["ReferenceNbr"])
+    amount = application["AmountPaid"]
+    payment["AvailableBalance"] -= amount
+    payment["Status"] = "Closed" if payment["AvailableBalance"] <= 0 and not payment.get("OrdersToApply") else "Open"
+    payment["LastModifiedDateTime"] = state.now()
+    for doc, other in ((refund, payment), (payment, refund)):
+        doc["ApplicationHistory"].append({
+            "id": new_id(), "AdjustedDocType": payment["Type"], "AdjustedRefNbr": payment["ReferenceNbr"],
+            "DisplayDocType": other["Type"], "DisplayRefNbr": other["ReferenceNbr"],
+            "AdjustingDocType": refund["Type"], "AdjustingRefNbr": refund["ReferenceNbr"],
+            "AmountPaid": amount, "Balance": payment["AvailableBalance"], "CurrencyID": refund.get("CurrencyID"),
+            "Customer": refund.get("CustomerID"), "Description": other.get("Description"),
+            "Date": refund.get("ApplicationDate"), "AdjustmentNbr": len(doc["ApplicationHistory"]) + 1,
+            "PostPeriod": refund["ApplicationDate"].strftime("%m%Y")})
 
 
 def cash_account_of(state: AcumaticaState, payment: dict, errors: Errors) -> dict | None:
@@ -143,6 +166,17 @@ def validate_payment_applications(state: AcumaticaState, payment: dict, errors: 
             errors.add(path + ("DocType",), f"'{application['DocType']}' is not a valid value for 'Doc. Type'.")
             continue
         application["DocType"] = doc_type
+        if doc_type == "Payment":  # a refund of a payment's unapplied balance
+            refunded = state.find("Payment", Type=doc_type, ReferenceNbr=application.get("ReferenceNbr") or "")
+            problem = _application_problem(refunded, lambda d: d.get("Status") == "Open", payment, "CurrencyID",
+                                           "'Reference Nbr.'", "document")
+            if problem:
+                errors.add(path + ("ReferenceNbr",), problem)
+                continue
+            application.update(Description=refunded.get("Description"), CustomerOrder=None)
+            remaining -= _applied(application, "AmountPaid", refunded["AvailableBalance"], remaining, currency,
+                                  path, errors)
+            continue
         invoice = state.find("SalesInvoice", Type=doc_type, ReferenceNbr=application.get("ReferenceNbr") or "")
         problem = _application_problem(invoice, lambda d: d.get("Status") == "Open", payment, "Currency",
                                        "'Reference Nbr.'", "document")

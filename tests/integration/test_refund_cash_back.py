@@ -3,9 +3,10 @@ document and the money paid back applied to it, so the customer's balance in the
 zero — no credit memo left open (Acumatica), no on-account credit (Oracle), no credit note
 outstanding (Exact) — and store and ERP agree to the cent. Driven by OrderSync itself
 (receipt, credit memo, then the refund's cash-back). The cash-back books only the credit the
-memo still holds: none for a refund before the payment, the rest of a refund larger than the
-invoice's open balance; a cash-back whose answer was lost is found on retry. And a zero-total
-order leaves no unreleased document behind."""
+memo still holds: none for a refund before the payment (until the payment's receipt holds the
+refund unapplied: then it pays that back), the rest of a refund larger than the invoice's open
+balance; a cash-back whose answer was lost is found on retry. And a zero-total order leaves no
+unreleased document behind."""
 from __future__ import annotations
 
 import asyncio
@@ -17,14 +18,16 @@ from decimal import Decimal
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.messages import (CustomerInput, OrderRef, PostCreditMemoInput, PostInvoiceInput,
-                                 PostReceiptInput, PostRefundPaymentInput)
+from activities.messages import (Attention, CustomerInput, OrderEvent, OrderRef,
+                                 PostCreditMemoInput, PostInvoiceInput, PostReceiptInput,
+                                 PostRefundPaymentInput)
 from activities.orders import OrderActivities
 from connectors.documents import ReceiptDocument
 from connectors.model import ErpDocumentRef
+from starter.dispatch import signal_order
 from starter.sandboxes import ERPS
 from tests.integration.conftest import eventually
-from tests.integration.helpers import place_order, refund, wait_order_state
+from tests.integration.helpers import place_order, refund, update_order, wait_order_state
 from tests.integration.test_money_edges import place
 from workflows.order import order_workflow_id
 
@@ -166,6 +169,51 @@ async def test_refund_above_the_open_invoice_balance_pays_back_only_the_rest(sho
     assert all(b == 0 for b in await balances(stack)), await balances(stack)
 
 
+async def test_refund_before_the_payment_is_paid_back_from_the_receipt(shop):
+    """An unpaid order refunded 5.00 (its memo settles 5.00 of the invoice, nothing went back
+    yet), then paid in full: the receipt holds 5.00 unapplied, and the refund's cash-back pays
+    that back (Acumatica: a Refund applied to the Payment; Exact: the money paid out, matched
+    with the credit note). Invoice, receipt, credit memo and cash-back reconcile to the cent,
+    every customer owes nothing, and a replay books nothing twice. Oracle's REST API books no
+    refund of a receipt: the order needs attention, naming the 5.00 and the manual step."""
+    stack, conn = shop
+    order = await place_order(stack, paid=False)
+    back = await refund(stack, order, amount="5.00")
+    await settled_after(stack, conn, order["id"], "credit_memo", str(back["id"]))
+    assert stack.store.ledger_get(conn.id, "refund_payment", str(back["id"])) is None
+    await update_order(stack, order["id"], {"set_paid": True})
+    ref = f"{conn.mappings.document_prefix}{order['id']}"
+    total, five = Decimal(order["total"]), Decimal("5.00")
+    handle = stack.client.get_workflow_handle(order_workflow_id(conn.id, str(order["id"])))
+
+    async def books() -> list[tuple[str, Decimal]]:
+        return sorted((d.kind, d.amount) for d in await stack.erp_documents()
+                      if d.external_ref.startswith(ref))
+
+    if stack.erp_system == "oracle_fusion":
+        row = await wait_order_state(stack, conn.id, order["id"], "needs_attention", timeout=90)
+        await asyncio.wait_for(handle.result(), 90)
+        assert f"{five} {order['currency']} of receipt" in row.last_error, row.last_error
+        assert "Manage Receipts" in row.last_error and "Resolution" in row.last_error
+        expected = [("credit_memo", five), ("invoice", total), ("receipt", total)]
+        owed = [-five]  # the receipt's unapplied 5.00: a credit until refunded by hand
+    else:
+        await settled_after(stack, conn, order["id"], "refund_payment", str(back["id"]))
+        row = stack.store.ledger_get(conn.id, "order", str(order["id"]))
+        assert row.state == "posted", row.last_error
+        expected = [("credit_memo", five), ("invoice", total), ("receipt", total),
+                    ("refund_payment", five)]
+        owed = []
+    assert await books() == expected
+    assert [b for b in await balances(stack) if b != 0] == owed, await balances(stack)
+    await signal_order(stack.client, conn.id, str(order["id"]), OrderEvent(kind="replay"),
+                       task_queue=stack.task_queue)
+    await asyncio.wait_for(handle.result(), 90)
+    assert await books() == expected  # nothing booked twice
+    assert [b for b in await balances(stack) if b != 0] == owed, await balances(stack)
+    assert stack.store.ledger_get(conn.id, "order", str(order["id"])).state == row.state
+
+
 @pytest.fixture(params=ERPS)
 async def quiet_shop(request, stack_factory):
     """A connection without webhooks: the test runs the order's steps itself."""
@@ -215,4 +263,57 @@ async def test_a_cash_back_whose_answer_was_lost_is_found_on_retry_not_skipped(q
                  if d.external_ref.startswith(ref) and d.kind == "refund_payment"]
     assert [(d.external_ref, d.amount) for d in paid_back] == [
         (f"{ref}-R{back['id']}-P", Decimal("10.00"))]
+    assert all(b == 0 for b in await balances(stack)), await balances(stack)
+
+
+async def test_a_cash_back_from_the_receipt_whose_answer_was_lost_is_found_on_retry(quiet_shop):
+    """A refund booked before the payment, then the payment's receipt (5.00 of it unapplied):
+    the cash-back against the receipt commits but its answer is lost; the retry finds it (by
+    its reference) rather than pay the receipt's rest back again — one cash-back, booked in
+    the ledger, the customer at zero. Oracle answers the manual step instead, booking nothing."""
+    stack, conn = quiet_shop
+    order = await place_order(stack, paid=False)
+    back = await refund(stack, order, amount="5.00")
+    acts, env = OrderActivities(stack.runtime), ActivityEnvironment()
+    ref_of = OrderRef(connection_id=conn.id, order_id=str(order["id"]))
+    summary = await env.run(acts.fetch_order, ref_of)
+    customer = await env.run(acts.upsert_customer, CustomerInput(
+        connection_id=conn.id, order_id=summary.store_id, order_number=summary.number,
+        customer=summary.customer))
+    invoice = (await env.run(acts.post_invoice, PostInvoiceInput(
+        connection_id=conn.id, snapshot=summary.snapshot, customer_key=customer.number))).ref
+    memo = (await env.run(acts.post_credit_memo, PostCreditMemoInput(
+        connection_id=conn.id, snapshot=summary.snapshot, refund_id=str(back["id"]),
+        invoice=invoice, customer_key=customer.number))).ref
+    cash_back = PostRefundPaymentInput(connection_id=conn.id, snapshot=summary.snapshot,
+                                       refund_id=str(back["id"]), credit_memo=memo,
+                                       customer_key=customer.number)
+    assert await env.run(acts.post_refund_payment, cash_back) is None  # nothing went back yet
+    await update_order(stack, order["id"], {"set_paid": True})
+    summary = await env.run(acts.fetch_order, ref_of)
+    [payment] = summary.payments
+    receipt = (await env.run(acts.post_receipt, PostReceiptInput(
+        connection_id=conn.id, snapshot=summary.snapshot, payment_id=payment.store_id,
+        invoice=invoice, customer_key=customer.number))).ref
+    cash_back = cash_back.model_copy(update={"snapshot": summary.snapshot, "receipts": [receipt]})
+    if stack.erp_system == "oracle_fusion":
+        answer = await env.run(acts.post_refund_payment, cash_back)
+        assert isinstance(answer, Attention) and receipt.number in answer.message
+        assert stack.store.ledger_get(conn.id, "refund_payment", str(back["id"])) is None
+        return
+    await stack.control("erp", "/_sandbox/faults", {"lose_next_commits": 1})
+    with pytest.raises(Exception):
+        await env.run(acts.post_refund_payment, cash_back)
+    assert (await stack.control("erp", "/_sandbox/faults"))["lose_next_commits"] == 0
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    result = await retry.run(acts.post_refund_payment, cash_back)
+    assert result is not None and result.ref.created is False and result.retried
+    assert stack.store.ledger_get(conn.id, "refund_payment", str(back["id"])).state == "posted"
+    assert (await retry.run(acts.post_refund_payment, cash_back)).ref == result.ref  # the ledger
+    ref = f"{conn.mappings.document_prefix}{order['id']}"
+    paid_back = [d for d in await stack.erp_documents()
+                 if d.external_ref.startswith(ref) and d.kind == "refund_payment"]
+    assert [(d.external_ref, d.amount) for d in paid_back] == [
+        (f"{ref}-R{back['id']}-P", Decimal("5.00"))]
     assert all(b == 0 for b in await balances(stack)), await balances(stack)

@@ -11,8 +11,9 @@ from decimal import Decimal
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.messages import (ORDER_CHANGED, CustomerInput, LoadStateInput, OrderRef,
-                                 OrderSnapshot, OrderStateInput, OrderSummary, OrderSyncState,
+from activities.messages import (ORDER_CHANGED, Attention, CustomerInput, LoadStateInput,
+                                 OrderRef, OrderSnapshot, OrderStateInput, OrderSummary,
+                                 OrderSyncState,
                                  PostAdjustmentInput, PostCreditMemoInput, PostInvoiceInput,
                                  PostReceiptInput, PostRefundPaymentInput, PostResult)
 from activities.orders import OrderActivities, activity_name
@@ -64,6 +65,11 @@ class StubOrderActivities:
     held: set[str] = field(default_factory=set)  # the activities waiting in ``hold`` now
     # What the stubs booked, as the ledger would keep it: a new run's load_order_state reads it.
     ledger: OrderSyncState = field(default_factory=OrderSyncState)
+    # Refunds booked before the payment: their memo settled the invoice, so a cash-back finds
+    # nothing to pay back until a receipt is booked, and then pays back the receipt's unapplied
+    # balance — or, with ``receipt_refund_by_hand`` set, answers that manual step (Attention).
+    refunded_before_payment: bool = False
+    receipt_refund_by_hand: str = ""
 
     async def _enter(self, fn, key: str) -> None:
         name = activity_name(fn)
@@ -167,13 +173,21 @@ class StubOrderActivities:
         return result
 
     @activity.defn(name=activity_name(OrderActivities.post_refund_payment))
-    async def post_refund_payment(self, inp: PostRefundPaymentInput) -> PostResult | None:
+    async def post_refund_payment(self, inp: PostRefundPaymentInput
+                                  ) -> PostResult | Attention | None:
         self._current(inp.snapshot)
-        key = f"{inp.refund_id}>{inp.credit_memo.number}"
+        against = inp.receipts[0] if self.refunded_before_payment and inp.receipts else None
+        key = f"{inp.refund_id}>{(against or inp.credit_memo).number}"
         if known := self._known(OrderActivities.post_refund_payment, key,
                                 self.ledger.refund_payments.get(inp.refund_id)):
             return known
         await self._enter(OrderActivities.post_refund_payment, key)
+        if self.refunded_before_payment and against is None:
+            self.calls[-1].noop = True
+            return None  # the memo settled the invoice: nothing went back yet
+        if against is not None and self.receipt_refund_by_hand:
+            self.calls[-1].noop = True
+            return Attention(message=self.receipt_refund_by_hand)
         result = PostResult(ref=self._ref("receipt", f"RP-{inp.refund_id}"), totals=PostedTotals())
         self.ledger.refund_payments[inp.refund_id] = result.ref
         return result

@@ -272,6 +272,51 @@ async def test_refund_before_the_payment(temporal, stubs, order_worker):
     assert result.state == "posted"
 
 
+async def test_refund_before_the_payment_is_paid_back_from_the_receipt(temporal, stubs,
+                                                                        order_worker):
+    """The refund's memo settled the unpaid invoice, so its cash-back found nothing to pay back;
+    the payment comes in the same run: once its receipt is booked, the cash-back is tried again
+    against that receipt (whose unapplied balance the refund left), and booked once."""
+    stubs.refunded_before_payment = True
+    stubs.order = store_order(paid=False, payments=(), refunds=("R1",))
+    stubs.hold[RECORD] = asyncio.Event()
+    client = temporal.client
+    async with order_worker(client, stubs) as tq:
+        handle = await start(client, tq)
+        await eventually(lambda: asyncio.sleep(0, RECORD in stubs.held), timeout=15,
+                         interval=0.05)
+        assert stubs.names() == [CUSTOMER, INVOICE, CREDIT_MEMO]  # the cash-back: nothing back
+        stubs.order = store_order(refunds=("R1",))
+        await signal(handle, "updated")
+        stubs.hold[RECORD].set()
+        result = await completed(handle)
+    assert stubs.names() == [CUSTOMER, INVOICE, CREDIT_MEMO, RECEIPT, REFUND_PAYMENT]
+    assert stubs.booked(OrderActivities.post_refund_payment) == ["R1>CM-R1", "R1>RC-P1"]
+    assert result.state == "posted" and result.refund_payments["R1"].number == "RP-R1"
+
+
+async def test_refund_before_the_payment_needs_attention_where_paid_back_by_hand(
+        temporal, stubs, order_worker):
+    """Where the ERP's API books no cash-back against a receipt, the order needs attention with
+    the step's message once the receipt is booked, in that run and every later one (the
+    cash-back stays unbooked, so each run asks the ERP again)."""
+    stubs.refunded_before_payment = True
+    stubs.receipt_refund_by_hand = "5.00 EUR of receipt RC-P1 is unapplied. Resolution: refund it"
+    stubs.order = store_order(paid=False, payments=(), refunds=("R1",))
+    client = temporal.client
+    async with order_worker(client, stubs) as tq:
+        first = await start(client, tq)
+        assert (await completed(first)).state == "posted"
+        stubs.order = store_order(refunds=("R1",))
+        paid = await completed(await start(client, tq, "updated", conn=connection_of(first)))
+        again = await completed(await start(client, tq, "replay", conn=connection_of(first)))
+    assert (paid.state, paid.message) == ("needs_attention", stubs.receipt_refund_by_hand)
+    assert (again.state, again.message) == ("needs_attention", stubs.receipt_refund_by_hand)
+    assert "R1" not in again.refund_payments
+    assert stubs.names() == [CUSTOMER, INVOICE, CREDIT_MEMO, RECEIPT]  # nothing booked twice
+    assert recorded_states(stubs) == ["posted", "needs_attention", "needs_attention"]
+
+
 async def test_refund_event_before_the_invoice(temporal, stubs, order_worker):
     """An order first seen unpaid completes awaiting payment, posting nothing; the refund
     event starts a new run whose fetch finds it paid and refunded: invoice, then its receipt,
