@@ -17,6 +17,7 @@ from activities.quota import quota_gated
 from activities.runtime import Runtime
 from connections.config import Connection
 from connections.reconciliations import save_reconciliation
+from connectors import http
 from connectors.errors import ConfigurationError, ExternalError
 from connectors.model import Order
 from connectors.reconciliation import ReconciliationReport, reconcile
@@ -26,6 +27,7 @@ from connectors.reconciliation import ReconciliationReport, reconcile
 DATE_SLACK = timedelta(days=1)
 FETCH_CONCURRENCY = 8  # full orders read at once (each is a request or two)
 NIGHTLY_DAYS = 3  # the nightly run checks the orders of the last three days
+READ_RETRIES = 5  # each GET of a reconciliation outside Temporal, before the run starts over
 
 
 class ReconcileInput(BaseModel):
@@ -87,17 +89,23 @@ async def reconcile_patiently(runtime: Runtime, conn: Connection, since: datetim
                               attempts: int = 8) -> ReconciliationReport:
     """:func:`reconcile_connection` for callers outside Temporal (the CLI, the demo): a failure
     a retry can fix (5xx, timeout, 429) runs the reads again after the server's wait or a
-    doubling back-off, as an activity's retry policy would; any other is raised at once."""
+    doubling back-off, as an activity's retry policy would; any other is raised at once. Each
+    GET is first retried alone (connectors/http.READ_RETRIES), so a long read of many pages
+    survives a flaky ERP without starting over."""
     delay = 0.5
-    for _ in range(attempts - 1):
-        try:
-            return await reconcile_connection(runtime, conn, since, until, keep=keep)
-        except ExternalError as exc:
-            if not exc.retryable:
-                raise
-            await asyncio.sleep(exc.retry_after if exc.retry_after is not None else delay)
-            delay = min(delay * 2, 10.0)
-    return await reconcile_connection(runtime, conn, since, until, keep=keep)
+    token = http.READ_RETRIES.set(READ_RETRIES)
+    try:
+        for _ in range(attempts - 1):
+            try:
+                return await reconcile_connection(runtime, conn, since, until, keep=keep)
+            except ExternalError as exc:
+                if not exc.retryable:
+                    raise
+                await asyncio.sleep(exc.retry_after if exc.retry_after is not None else delay)
+                delay = min(delay * 2, 10.0)
+        return await reconcile_connection(runtime, conn, since, until, keep=keep)
+    finally:
+        http.READ_RETRIES.reset(token)
 
 
 # The columns of a difference, in CSV and JSON and as kept in the connection store: ``kind``

@@ -1,6 +1,7 @@
 """The one place that builds httpx clients and turns responses into typed errors."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +33,12 @@ REQUEST_OBSERVER: ContextVar[Callable[[str], None] | None] = ContextVar("ml_requ
 # worker on every host shares the one rate (activities/quota.py).
 REQUEST_GATE: ContextVar[Callable[[str], Awaitable[None]] | None] = ContextVar("ml_request_gate",
                                                                                default=None)
+# Set by work outside Temporal that reads page after page (a reconciliation from the CLI, the
+# console or the demo): how often a GET that met a 5xx, a timeout or a 429 is sent again, after
+# the server's wait or a doubling back-off. A long read then survives a flaky ERP without
+# starting over; inside an activity it stays 0, and Temporal's retry policy decides.
+READ_RETRIES: ContextVar[int] = ContextVar("ml_read_retries", default=0)
+READ_RETRY_FIRST_WAIT, READ_RETRY_LONGEST_WAIT = 0.5, 10.0
 
 
 log = logging.getLogger(__name__)
@@ -178,7 +185,21 @@ def raise_for_response(resp: httpx.Response, system: str,
 
 async def send(client: httpx.AsyncClient, method: str, url: str, *, system: str,
                read_error: ErrorReader = _generic_error, **kwargs: Any) -> httpx.Response:
-    """One request: transport failures become ``Unavailable``, HTTP errors their typed error."""
+    """One request: transport failures become ``Unavailable``, HTTP errors their typed error.
+    A GET is sent again up to READ_RETRIES times when a retry can fix its failure."""
+    wait = READ_RETRY_FIRST_WAIT
+    for _ in range(READ_RETRIES.get() if method == "GET" else 0):
+        try:
+            return await _send_once(client, method, url, system=system, read_error=read_error,
+                                    **kwargs)
+        except (Unavailable, RateLimited) as exc:
+            await asyncio.sleep(exc.retry_after if exc.retry_after is not None else wait)
+            wait = min(wait * 2, READ_RETRY_LONGEST_WAIT)
+    return await _send_once(client, method, url, system=system, read_error=read_error, **kwargs)
+
+
+async def _send_once(client: httpx.AsyncClient, method: str, url: str, *, system: str,
+                     read_error: ErrorReader, **kwargs: Any) -> httpx.Response:
     await before_request(system)
     try:
         resp = await client.request(method, url, **kwargs)

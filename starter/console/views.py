@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from temporalio.service import RPCError
 
-from activities.reconcile import DIFFERENCE_COLUMNS, nightly_window, reconcile_connection
+from activities.reconcile import DIFFERENCE_COLUMNS, nightly_window, reconcile_patiently
 from connections import error_history
 from connections.error_history import EpisodeKind
 from connections.ledger import LedgerKind, LedgerRow, OrderState
@@ -201,14 +201,15 @@ def reconciliation_csv(store: ConnectionStore, connection_id: str) -> str:
 
 
 async def reconcile_now(store: ConnectionStore, connection_id: str) -> dict:
-    """A run over the nightly window, read from both systems and kept as the last."""
+    """A run over the nightly window, read from both systems and kept as the last (each GET
+    retried alone on a transient failure; the run itself once)."""
     from activities.runtime import Runtime
 
     conn = store.get_connection(connection_id)
     until = datetime.now(timezone.utc)
     runtime = Runtime(store)
     try:
-        await reconcile_connection(runtime, conn, nightly_window(until)[0], until)
+        await reconcile_patiently(runtime, conn, nightly_window(until)[0], until, attempts=1)
     finally:
         await runtime.aclose()
     return last_reconciliation(store, connection_id)
