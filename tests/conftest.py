@@ -129,3 +129,22 @@ def pytest_testnodedown(node, error):
 def pytest_terminal_summary(terminalreporter):
     for line in _WORKER_SCANS or [REGISTRY.summary()]:
         terminalreporter.write_line(line)
+
+
+# The files that wait longest (real quota minutes, worker processes, whole sessions) start
+# first: xdist hands out whole files in collection order, and one started last would run
+# alone at the end while the other workers idle.
+LONGEST_FIRST = ("tests/integration/test_two_workers.py",
+                 "tests/integration/test_two_workers_refresh.py",
+                 "tests/integration/test_chaos.py", "tests/integration/test_dev_session.py",
+                 "tests/integration/test_exact_token_chain.py",
+                 "tests/integration/test_bench_smoke.py", "tests/browser/")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return next((i for i, p in enumerate(LONGEST_FIRST) if path.startswith(p)),
+                    len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: each file keeps its own order

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import time
 from decimal import Decimal
 
 from starter.stack import Stack
@@ -91,9 +93,19 @@ def sign(body: bytes, secret: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
-async def settled(stack: Stack, conn, timeout: float = 90):
-    """The books of ``conn`` once they reconcile (the assertion names the rows that don't)."""
+async def settled(stack: Stack, conn, timeout: float = 90, *, order_ids=()):
+    """The books of ``conn`` once they reconcile (the assertion names the rows that don't).
+    With ``order_ids``, the ledger (no ERP request) is watched until each of them is posted
+    first: a connection with an ERP quota then spends its slots on its orders, not on
+    reading the books again and again."""
     from starter.demo import books
+
+    deadline = time.monotonic() + timeout
+    for order_id in order_ids:
+        with contextlib.suppress(AssertionError):  # the reconciliation below names what is wrong
+            await wait_order_state(stack, conn.id, order_id,
+                                   timeout=max(deadline - time.monotonic(), 1))
+    timeout = max(deadline - time.monotonic(), 10)
 
     async def check():
         rec = await books(stack, conn)
