@@ -222,6 +222,23 @@ async def quiet_shop(request, stack_factory):
     return stack, conn
 
 
+async def _lost_then_found_on_retry(stack, conn, acts: OrderActivities,
+                                   cash_back: PostRefundPaymentInput):
+    """The cash-back commits in the ERP but its answer is lost; the retry (attempt 2) finds it
+    by its reference instead of paying back again, and the ledger records it."""
+    await stack.control("erp", "/_sandbox/faults", {"lose_next_commits": 1})
+    with pytest.raises(Exception):
+        await ActivityEnvironment().run(acts.post_refund_payment, cash_back)
+    assert (await stack.control("erp", "/_sandbox/faults"))["lose_next_commits"] == 0
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    result = await retry.run(acts.post_refund_payment, cash_back)
+    assert result is not None and result.ref.created is False and result.retried
+    row = stack.store.ledger_get(conn.id, "refund_payment", cash_back.refund_id)
+    assert row.state == "posted"
+    return result
+
+
 async def test_a_cash_back_whose_answer_was_lost_is_found_on_retry_not_skipped(quiet_shop):
     """The cash-back commits but its answer is lost: the memo's credit is used up then, and
     the retry must find the cash-back (and record it) rather than conclude that nothing is
@@ -248,16 +265,7 @@ async def test_a_cash_back_whose_answer_was_lost_is_found_on_retry_not_skipped(q
     cash_back = PostRefundPaymentInput(connection_id=conn.id, snapshot=snap,
                                        refund_id=str(back["id"]), credit_memo=memo,
                                        customer_key=customer.number)
-    await stack.control("erp", "/_sandbox/faults", {"lose_next_commits": 1})
-    with pytest.raises(Exception):
-        await env.run(acts.post_refund_payment, cash_back)
-    assert (await stack.control("erp", "/_sandbox/faults"))["lose_next_commits"] == 0
-    retry = ActivityEnvironment()
-    retry.info = dataclasses.replace(retry.info, attempt=2)
-    result = await retry.run(acts.post_refund_payment, cash_back)
-    assert result is not None and result.ref.created is False and result.retried
-    row = stack.store.ledger_get(conn.id, "refund_payment", str(back["id"]))
-    assert row.state == "posted"
+    await _lost_then_found_on_retry(stack, conn, acts, cash_back)
     ref = f"{conn.mappings.document_prefix}{order['id']}"
     paid_back = [d for d in await stack.erp_documents()
                  if d.external_ref.startswith(ref) and d.kind == "refund_payment"]
@@ -301,16 +309,9 @@ async def test_a_cash_back_from_the_receipt_whose_answer_was_lost_is_found_on_re
         assert isinstance(answer, Attention) and receipt.number in answer.message
         assert stack.store.ledger_get(conn.id, "refund_payment", str(back["id"])) is None
         return
-    await stack.control("erp", "/_sandbox/faults", {"lose_next_commits": 1})
-    with pytest.raises(Exception):
-        await env.run(acts.post_refund_payment, cash_back)
-    assert (await stack.control("erp", "/_sandbox/faults"))["lose_next_commits"] == 0
-    retry = ActivityEnvironment()
-    retry.info = dataclasses.replace(retry.info, attempt=2)
-    result = await retry.run(acts.post_refund_payment, cash_back)
-    assert result is not None and result.ref.created is False and result.retried
-    assert stack.store.ledger_get(conn.id, "refund_payment", str(back["id"])).state == "posted"
-    assert (await retry.run(acts.post_refund_payment, cash_back)).ref == result.ref  # the ledger
+    result = await _lost_then_found_on_retry(stack, conn, acts, cash_back)
+    again = await ActivityEnvironment().run(acts.post_refund_payment, cash_back)
+    assert again.ref == result.ref  # the ledger answers
     ref = f"{conn.mappings.document_prefix}{order['id']}"
     paid_back = [d for d in await stack.erp_documents()
                  if d.external_ref.startswith(ref) and d.kind == "refund_payment"]
