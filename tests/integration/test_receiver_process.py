@@ -80,8 +80,10 @@ def temporal_port() -> Iterator[DevServer]:
 
 
 @pytest.fixture
-def receiver(tmp_path, temporal_port) -> Iterator[tuple[int, Path]]:
-    """A receiver process on a store with one WooCommerce connection; Temporal not started."""
+def receiver(request, tmp_path, temporal_port) -> Iterator[tuple[int, Path]]:
+    """A receiver process on a store with one WooCommerce connection; Temporal not started.
+    Its body timeout is BODY_TIMEOUT unless a test parametrizes it (``indirect``)."""
+    body_timeout = getattr(request, "param", BODY_TIMEOUT)
     env = {**os.environ, "ML_CONNECTOR_HOME": str(tmp_path), "ML_CONNECTOR_KEY_FILE": str(tmp_path / "keys.json"),
            "ML_CONNECTOR_DB": f"sqlite:///{tmp_path / 'connector.db'}",
            "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port.port}", "ML_CONNECTOR_TASK_QUEUE": "receiver-process"}
@@ -97,7 +99,7 @@ def receiver(tmp_path, temporal_port) -> Iterator[tuple[int, Path]]:
     port, stderr = free_port(), tmp_path / "receiver.stderr"
     with open(stderr, "wb") as err:
         proc = subprocess.Popen([str(ML_CONNECTOR), "receiver", "--port", str(port),
-                                 "--body-timeout", str(BODY_TIMEOUT)],
+                                 "--body-timeout", str(body_timeout)],
                                 env=env, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=_die_with_parent)
     try:
         _wait(lambda: _get(port, "/healthz") == 200, what="the receiver's /healthz")
@@ -312,6 +314,7 @@ def test_a_10000_line_order_is_accepted_from_each_store_and_its_workflow_started
     assert "Traceback" not in stderr.read_text()
 
 
+@pytest.mark.parametrize("receiver", [60.0], indirect=True)  # 32 MiB need more than a second on a busy host
 def test_a_delivery_over_the_cap_is_413(receiver):
     port, _ = receiver
     body = big_order(7004, lines=int(MAX_BODY / 320) + 2000)

@@ -19,8 +19,8 @@ import asyncio
 import uuid
 
 import pytest
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.enums.v1 import DescribeTaskQueueMode, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueVersionSelection
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from connections.config import Environment
@@ -43,9 +43,15 @@ def _environment(stack: Stack, temporal) -> Environment:
 
 
 async def _pollers(client, queue: str, kind: TaskQueueType.ValueType) -> set[str]:
+    """Every partition's pollers (the enhanced mode): the plain mode shows the root
+    partition's only, and a poll that lands on another is invisible for up to a minute."""
     resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-        namespace=client.namespace, task_queue=TaskQueue(name=queue), task_queue_type=kind))
-    return {p.identity for p in resp.pollers}
+        namespace=client.namespace, task_queue=TaskQueue(name=queue),
+        api_mode=DescribeTaskQueueMode.DESCRIBE_TASK_QUEUE_MODE_ENHANCED,
+        versions=TaskQueueVersionSelection(unversioned=True), task_queue_types=[kind],
+        report_pollers=True))
+    return {p.identity for version in resp.versions_info.values()
+            for kinds in version.types_info.values() for p in kinds.pollers}
 
 
 @pytest.fixture
