@@ -10,9 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from connectors.errors import (AuthExpired, AuthFailed, ConfigurationError, NotFound,
                                RateLimited, Rejected, Unavailable)
@@ -137,6 +135,9 @@ def network_transport(verify: str | bool) -> httpx.AsyncBaseTransport:
     """httpx's API (auth flows, cookies, timeouts, errors) over aiohttp's connection pool,
     which spends a third of httpcore's CPU per request once twenty requests share a pool.
     Cookies stay httpx's alone: aiohttp's own jar would send each one twice."""
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
     ssl_context = httpx.create_ssl_context(verify=verify)
 
     def session() -> aiohttp.ClientSession:  # made on first use, inside the running loop

@@ -21,7 +21,6 @@ from connections.vault import VaultError
 from connectors.documents import CUSTOMER_MATCHES, LineRule, Mappings
 from starter.logs import configure as configure_logs
 from starter.output import closed_pipe, emit, emit_json
-from starter.temporal import TemporalUnavailable
 
 
 class UsageError(Exception):
@@ -734,6 +733,14 @@ def _parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Names
     return args
 
 
+def _temporal_unavailable() -> type[Exception]:
+    """Imported only once an error is being handled: the Temporal SDK costs a quarter of a
+    second at start-up, which commands that never reach Temporal need not pay."""
+    from starter.temporal import TemporalUnavailable
+
+    return TemporalUnavailable
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         args = _parse(parser(), argv)
@@ -751,7 +758,7 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         code = closed_pipe()
     except (UsageError, ConnectionNotFound, VaultError, StoreUnavailable,
-            TemporalUnavailable) as exc:
+            _temporal_unavailable()) as exc:
         print(f"ml-connector: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
