@@ -88,9 +88,9 @@ class Plan:
     seed: int = 11
 
     @classmethod
-    def small(cls, orders: int = 24) -> "Plan":
+    def small(cls, orders: int = 60) -> "Plan":
         """The test suite's run: every fault, at an intensity whose retry tail fits in it."""
-        # A 4-s storm can fall between requests of 24 quick orders: three 429s at least.
+        # A 4-s storm can fall between requests of 60 quick orders: three 429s at least.
         return cls(orders=orders, kills=1, down_seconds=1.0, storm_seconds=4.0, storm_requests=3,
                    fail_ratio=0.05, out_of_order_per_pair=2, repair_every=3.0,
                    drain_timeout=600.0, quiet_seconds=2.0)
@@ -503,8 +503,8 @@ async def run_chaos(*, orders: int = 1000, small: bool = False, plan: Plan | Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=None, help="orders across the pairs (1000; --small: 24)")
-    parser.add_argument("--small", action="store_true", help="the test suite's size: 24 orders, one kill, a 4 s storm, 5%% 5xx")
+    parser.add_argument("--orders", type=int, default=None, help="orders across the pairs (1000; --small: 60)")
+    parser.add_argument("--small", action="store_true", help="the test suite's size: 60 orders, one kill, a 4 s storm, 5%% 5xx")
     parser.add_argument("--home", type=Path, default=None, help="state folder (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The chaos run at the test suite's size (bench/chaos.py, ``small=True``): 24 orders over
+"""The chaos run at the test suite's size (bench/chaos.py, ``small=True``): 60 orders over
 three pairs with the worker SIGKILLed and restarted, 5% 5xx and 2% lost responses after
 commit at every ERP (the full run: 1,000 orders, three kills, 10%), a short 429 storm,
 tripled and out-of-order webhook deliveries and a store that disables its hooks -- and
