@@ -17,7 +17,7 @@ demo: $(STAMP)
 
 # Test files run on four workers (pytest-xdist), each file whole on one of them: each worker
 # has its own Temporal dev server and sandboxes, and the end-to-end tests mostly wait (on two
-# cores, four workers keep ~1.5 of them busy and finish in 7:40 where three took 8:39).
+# cores, four workers keep ~1.5 of them busy and took 7:08-8:56 where three took 8:39-9:46).
 # TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 4
 test: $(STAMP)

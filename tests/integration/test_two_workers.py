@@ -44,7 +44,7 @@ def _environment(stack: Stack, temporal) -> Environment:
 
 async def _pollers(client, queue: str, kind: TaskQueueType.ValueType) -> set[str]:
     """Every partition's pollers (the enhanced mode): the plain mode shows the root
-    partition's only, and a poll that lands on another is invisible for up to a minute."""
+    partition's only, and a poll that lands on another can stay unseen for most of a minute."""
     resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
         namespace=client.namespace, task_queue=TaskQueue(name=queue),
         api_mode=DescribeTaskQueueMode.DESCRIBE_TASK_QUEUE_MODE_ENHANCED,
