@@ -15,13 +15,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ml-connector demo
 
-# Test files run on four workers (pytest-xdist), each file whole on one of them: each worker
+# Test files run on four workers (pytest-xdist), each file whole on one of them and the longest
+# first (tests/conftest.py LONGEST_FIRST, kept in that order by --no-loadscope-reorder): each worker
 # has its own Temporal dev server and sandboxes, and the end-to-end tests mostly wait (on two
 # cores, four workers keep ~1.5 of them busy and took 7:08-8:56 where three took 8:39-9:46).
 # TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 dev: $(STAMP)
 	$(BIN)/ml-connector dev

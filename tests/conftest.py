@@ -131,14 +131,26 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(line)
 
 
-# The files that wait longest (real quota minutes, worker processes, whole sessions) start
-# first: xdist hands out whole files in collection order, and one started last would run
-# alone at the end while the other workers idle.
+# The longest files start first, longest first (each file's summed test time, measured on four
+# workers; the chaos run ranks by its slowest runs): xdist hands out whole files in collection
+# order (`make test` passes --no-loadscope-reorder; by default it hands out the files with the
+# most tests first, which left the one-test chaos and quota files running alone at the end).
 LONGEST_FIRST = ("tests/integration/test_two_workers.py",
+                 "tests/integration/test_chaos.py",
+                 "tests/integration/test_pairs.py",
+                 "tests/integration/test_refund_cash_back.py",
+                 "tests/integration/test_exactly_once_ledger.py",
                  "tests/integration/test_two_workers_refresh.py",
-                 "tests/integration/test_chaos.py", "tests/integration/test_dev_session.py",
+                 "tests/integration/test_reconcile_pairs.py",
+                 "tests/integration/test_order_sync.py",
+                 "tests/integration/test_status_and_errors_cli.py",
+                 "tests/integration/test_bench_smoke.py",
+                 "tests/integration/test_lifecycles.py",
                  "tests/integration/test_exact_token_chain.py",
-                 "tests/integration/test_bench_smoke.py", "tests/browser/")
+                 "tests/workflows/test_order_sync.py",
+                 "tests/unit/test_key_failures.py",
+                 "tests/integration/test_scheduled.py",
+                 "tests/integration/test_dev_session.py", "tests/browser/")
 
 
 def pytest_collection_modifyitems(items):
