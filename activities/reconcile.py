@@ -18,7 +18,7 @@ from activities.runtime import Runtime
 from connections.config import Connection
 from connections.reconciliations import save_reconciliation
 from connectors import http
-from connectors.errors import ConfigurationError, ExternalError
+from connectors.errors import ConfigurationError
 from connectors.model import Order
 from connectors.reconciliation import ReconciliationReport, reconcile
 
@@ -92,18 +92,10 @@ async def reconcile_patiently(runtime: Runtime, conn: Connection, since: datetim
     doubling back-off, as an activity's retry policy would; any other is raised at once. Each
     GET is first retried alone (connectors/http.READ_RETRIES), so a long read of many pages
     survives a flaky ERP without starting over."""
-    delay = 0.5
     token = http.READ_RETRIES.set(READ_RETRIES)
     try:
-        for _ in range(attempts - 1):
-            try:
-                return await reconcile_connection(runtime, conn, since, until, keep=keep)
-            except ExternalError as exc:
-                if not exc.retryable:
-                    raise
-                await asyncio.sleep(exc.retry_after if exc.retry_after is not None else delay)
-                delay = min(delay * 2, 10.0)
-        return await reconcile_connection(runtime, conn, since, until, keep=keep)
+        return await http.with_retries(
+            lambda: reconcile_connection(runtime, conn, since, until, keep=keep), attempts - 1)
     finally:
         http.READ_RETRIES.reset(token)
 

@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from connectors.errors import (AuthExpired, AuthFailed, ConfigurationError, NotFound,
-                               RateLimited, Rejected, Unavailable)
+from connectors.errors import (AuthExpired, AuthFailed, ConfigurationError, ExternalError,
+                               NotFound, RateLimited, Rejected, Unavailable)
 from connectors.pacing import retry_after_seconds
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -184,19 +184,43 @@ def raise_for_response(resp: httpx.Response, system: str,
     raise Rejected(text, system=system, status=status, field_errors=fields)
 
 
+T = TypeVar("T")
+
+
+def _transient(exc: ExternalError) -> bool:
+    """A 5xx, a timeout or a 429: sending the same request again can succeed."""
+    return isinstance(exc, (Unavailable, RateLimited))
+
+
+def _retryable(exc: ExternalError) -> bool:
+    return exc.retryable
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], retries: int, *,
+                       retry_on: Callable[[ExternalError], bool] = _retryable) -> T:
+    """``call()``, and again up to ``retries`` times while ``retry_on`` says a retry can fix
+    its failure: after the server's wait, else a doubling back-off (READ_RETRY_FIRST_WAIT up
+    to READ_RETRY_LONGEST_WAIT). For work outside Temporal, whose activities leave this to
+    their retry policy."""
+    wait = READ_RETRY_FIRST_WAIT
+    for _ in range(retries):
+        try:
+            return await call()
+        except ExternalError as exc:
+            if not retry_on(exc):
+                raise
+            await asyncio.sleep(exc.retry_after if exc.retry_after is not None else wait)
+            wait = min(wait * 2, READ_RETRY_LONGEST_WAIT)
+    return await call()
+
+
 async def send(client: httpx.AsyncClient, method: str, url: str, *, system: str,
                read_error: ErrorReader = _generic_error, **kwargs: Any) -> httpx.Response:
     """One request: transport failures become ``Unavailable``, HTTP errors their typed error.
     A GET is sent again up to READ_RETRIES times when a retry can fix its failure."""
-    wait = READ_RETRY_FIRST_WAIT
-    for _ in range(READ_RETRIES.get() if method == "GET" else 0):
-        try:
-            return await _send_once(client, method, url, system=system, read_error=read_error,
-                                    **kwargs)
-        except (Unavailable, RateLimited) as exc:
-            await asyncio.sleep(exc.retry_after if exc.retry_after is not None else wait)
-            wait = min(wait * 2, READ_RETRY_LONGEST_WAIT)
-    return await _send_once(client, method, url, system=system, read_error=read_error, **kwargs)
+    return await with_retries(
+        lambda: _send_once(client, method, url, system=system, read_error=read_error, **kwargs),
+        READ_RETRIES.get() if method == "GET" else 0, retry_on=_transient)
 
 
 async def _send_once(client: httpx.AsyncClient, method: str, url: str, *, system: str,
